@@ -1,0 +1,136 @@
+"""Read-only admin for the pipeline's run records: nobody adds, changes or deletes them here, users with the view
+permission (and superusers) can look."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from .models import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
+
+STATUS_COLORS = {
+    RunStatus.RUNNING.value: "#1565c0",  # blue
+    RunStatus.SUCCESS.value: "#2e7d32",  # green
+    RunStatus.PARTIAL.value: "#ef6c00",  # orange
+    RunStatus.FAILED.value: "#c62828",  # red
+    TableStatus.SKIPPED.value: "#757575",  # grey
+}
+
+
+def status_badge(obj):
+    return format_html(
+        '<span style="display:inline-block;padding:1px 8px;border-radius:8px;'
+        'color:#fff;background:{};white-space:nowrap">{}</span>',
+        STATUS_COLORS.get(obj.status, "#616161"),
+        obj.get_status_display(),
+    )
+
+
+class ReadOnlyMixin:
+    """View only, for everyone (superusers included)."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyInline(ReadOnlyMixin, admin.TabularInline):
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+
+
+class SyncTableResultInline(ReadOnlyInline):
+    model = SyncTableResult
+    fields = (
+        "table",
+        "table_status",
+        "mode",
+        "source",
+        "rows_read",
+        "inserted",
+        "updated",
+        "upgraded",
+        "unchanged",
+        "errors",
+        "missing_at_source",
+        "duration_ms",
+        "watermark_from",
+        "watermark_to",
+        "message",
+        "error_samples",
+        "missing_samples",
+        "columns_not_in_source",
+    )
+    readonly_fields = fields
+
+    @admin.display(description=_("status"), ordering="status")
+    def table_status(self, obj):
+        return status_badge(obj)
+
+
+class SyncUpgradeInline(ReadOnlyInline):
+    model = SyncUpgrade
+    fields = ("table", "key", "derived_from_domain", "changed", "kept")
+    readonly_fields = fields
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("started_at", "finished_at", "run_status", "trigger", "full", "duration")
+    list_filter = ("status", "trigger")
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+    fields = (
+        "started_at",
+        "finished_at",
+        "run_status",
+        "duration",
+        "trigger",
+        "full",
+        "tables_requested",
+        "message",
+        "integrity",
+    )
+    readonly_fields = fields
+    inlines = (SyncTableResultInline, SyncUpgradeInline)
+
+    @admin.display(description=_("status"), ordering="status")
+    def run_status(self, obj):
+        return status_badge(obj)
+
+    @admin.display(description=_("duration"))
+    def duration(self, obj):
+        seconds = obj.duration_seconds
+        if seconds is None:
+            return "—"
+        if seconds < 60:
+            return f"{seconds:.1f} s"
+        minutes, rest = divmod(int(round(seconds)), 60)
+        return f"{minutes}:{rest:02d} min"
+
+
+@admin.register(SyncUpgrade)
+class SyncUpgradeAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("table", "key", "derived_from_domain", "run")
+    list_filter = ("table", "derived_from_domain")
+    search_fields = ("key",)
+    list_select_related = ("run",)
+    show_full_result_count = False
+    fields = ("run", "table", "key", "derived_from_domain", "changed", "kept")
+    readonly_fields = fields
+
+
+@admin.register(SyncWatermark)
+class SyncWatermarkAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("table", "column", "value", "updated_at")
+    search_fields = ("table",)
+    fields = ("table", "column", "value", "updated_at")
+    readonly_fields = fields

@@ -1,0 +1,77 @@
+"""Shape of ``reference_management.yml``. Cross-checks against the models live in ``loader``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from croniter import croniter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from refgov.identifiers import check_identifier
+
+Identifier = Annotated[str, AfterValidator(check_identifier)]
+
+
+def _check_cron(value: str) -> str:
+    if not croniter.is_valid(value) or len(value.split()) != 5:
+        raise ValueError(f"invalid cron string {value!r} (expected 5 fields, e.g. '0 1 * * *')")
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_check_cron)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Strategy(StrEnum):
+    HYBRID = "hybrid"
+    PRELOAD_ONLY = "preload_only"
+    BACKFILL_ONLY = "backfill_only"
+
+
+class LegacyMySQLSource(Strict):
+    type: Literal["legacy_mysql"]
+    database: Identifier
+    table: Identifier
+    columns: dict[Identifier, Identifier] = Field(
+        default_factory=dict, description="target column → source column, for columns named differently"
+    )
+    incremental_column: Identifier | None = None
+
+    def describe(self) -> str:
+        return f"legacy_mysql {self.database}.{self.table}"
+
+
+class ConfigFileSource(Strict):
+    type: Literal["config_file"]
+    path: str
+
+    def describe(self) -> str:
+        return f"config_file {self.path}"
+
+
+Source = Annotated[LegacyMySQLSource | ConfigFileSource, Field(discriminator="type")]
+
+
+class Preload(Strict):
+    enabled: bool = True
+    schedule: Cron = "0 1 * * *"
+    sources: dict[str, Source] = Field(default_factory=dict)
+
+
+class Backfill(Strict):
+    enabled: bool = True
+    mode: Literal["fallback", "always"] = "fallback"
+    mark_for_review: bool = True
+    notify_on_new_records: bool = True
+    notification_channel: str = "data-quality-alerts"
+
+
+class ReferenceManagementConfig(Strict):
+    strategy: Strategy = Strategy.HYBRID
+    preload: Preload = Preload()
+    backfill: Backfill = Backfill()
+    depends_on: dict[str, list[str]] = Field(default_factory=dict)

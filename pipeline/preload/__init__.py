@@ -1,0 +1,3 @@
+from .service import PreloadError, PreloadResult, ReferenceSyncService, run_preload
+
+__all__ = ["PreloadError", "PreloadResult", "ReferenceSyncService", "run_preload"]

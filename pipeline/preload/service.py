@@ -1,0 +1,221 @@
+"""ReferenceSyncService: seed phase 1 — sync the reference tables from their authoritative sources, then validate."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from pipeline.config import load_config
+from pipeline.config.loader import LoadedConfig
+from pipeline.config.schema import LegacyMySQLSource, Strategy
+from pipeline.models import RunStatus, SyncRun, SyncTableResult, SyncWatermark, TableStatus
+from pipeline.sources.config_file import ConfigFileReader
+from pipeline.sources.legacy_mysql import LegacyTableReader, MySQLServer, SourceError
+from reference.integrity import IntegrityReport, check_reference_integrity
+from reference.registry import get_table
+
+from .table_sync import SyncError, TableSync, TableSyncOutcome
+
+logger = logging.getLogger("refgov.preload")
+
+
+class PreloadError(Exception):
+    """The preload cannot start (bad request or configuration); nothing was written."""
+
+
+class _DryRunRollback(Exception):
+    pass
+
+
+@dataclass
+class PreloadResult:
+    run: SyncRun
+    tables: list[SyncTableResult]
+    integrity: IntegrityReport
+    dry_run: bool
+    upgrades: list[dict]
+
+    @property
+    def ok(self) -> bool:
+        return self.run.status == RunStatus.SUCCESS
+
+    def summary(self) -> dict:
+        fields = [
+            "table", "source", "mode", "status", "rows_read", "inserted", "updated", "upgraded", "unchanged",
+            "errors", "error_samples", "missing_at_source", "missing_samples", "columns_not_in_source",
+            "watermark_from", "watermark_to", "message", "duration_ms",
+        ]  # fmt: skip
+        return {
+            "run_id": None if self.dry_run else self.run.pk,
+            "status": self.run.status,
+            "dry_run": self.dry_run,
+            "full": self.run.full,
+            "started_at": self.run.started_at.isoformat(),
+            "finished_at": self.run.finished_at.isoformat() if self.run.finished_at else None,
+            "message": self.run.message,
+            "tables": [{f: getattr(t, f) for f in fields} for t in self.tables],
+            "upgrades": self.upgrades,
+            "integrity": self.integrity.as_dict(),
+        }
+
+
+class ReferenceSyncService:
+    """Syncs configured tables in dependency order; each table in its own transaction."""
+
+    def __init__(self, *, config: LoadedConfig, server: MySQLServer | None = None):
+        self.loaded = config
+        self.config = config.config
+        self._server = server
+
+    @property
+    def server(self) -> MySQLServer:
+        if self._server is None:
+            self._server = MySQLServer.from_settings()
+        return self._server
+
+    def plan(self, tables: list[str] | None) -> list[str]:
+        if not self.config.preload.enabled or self.config.strategy == Strategy.BACKFILL_ONLY:
+            raise PreloadError(
+                f"{self.loaded.path}: preload is disabled (preload.enabled={self.config.preload.enabled}, "
+                f"strategy={self.config.strategy.value})"
+            )
+        configured = self.loaded.sync_order
+        if not tables:
+            return configured
+        unknown = [t for t in tables if t not in configured]
+        if unknown:
+            raise PreloadError(
+                f"no preload source configured for {', '.join(unknown)} in {self.loaded.path} "
+                f"(configured: {', '.join(configured)})"
+            )
+        return [t for t in configured if t in tables]
+
+    def reader_for(self, table: str):
+        source = self.config.preload.sources[table]
+        if isinstance(source, LegacyMySQLSource):
+            return LegacyTableReader(server=self.server, database=source.database, table=source.table)
+        return ConfigFileReader(path=source.path, records=self.loaded.file_rows[table])
+
+    def sync_table(self, *, table: str, run: SyncRun, full: bool) -> TableSyncOutcome:
+        """One table inside the caller's transaction: stream, check, merge, move the watermark."""
+        source = self.config.preload.sources[table]
+        reader = self.reader_for(table)
+        renames = source.columns if isinstance(source, LegacyMySQLSource) else {}
+        mark_column = source.incremental_column if isinstance(source, LegacyMySQLSource) else None
+        watermark = None
+        if mark_column:
+            if mark_column not in reader.columns():
+                raise SyncError(f"{reader.name}: incremental column {mark_column!r} not found")
+            watermark = SyncWatermark.objects.filter(table=table, column=mark_column).first()
+        incremental = watermark is not None and not full
+        since = watermark.value if incremental else None
+        new_mark = reader.max_value(mark_column, since=since) if mark_column else None
+        outcome = TableSync(table=table, reader=reader, renames=renames).run(
+            run_id=run.pk,
+            mode="incremental" if incremental else "full",
+            read_kwargs={"since_column": mark_column, "since": since} if incremental else {},
+            report_missing=not incremental,
+        )
+        if mark_column and new_mark is not None:
+            SyncWatermark.objects.update_or_create(table=table, defaults={"column": mark_column, "value": new_mark})
+            outcome.watermark_from, outcome.watermark_to = since or "", new_mark
+        return outcome
+
+
+def _table_message(outcome: TableSyncOutcome) -> str:
+    parts = []
+    if outcome.errors:
+        first = outcome.error_samples[0] if outcome.error_samples else {}
+        parts.append(f"{outcome.errors} rows rejected (first: row {first.get('row')} key {first.get('key')!r}: {first.get('error')})")
+    if outcome.missing_at_source:
+        parts.append(f"{outcome.missing_at_source} authoritative keys no longer at the source (kept)")
+    if outcome.columns_not_in_source:
+        parts.append(f"source lacks columns {', '.join(outcome.columns_not_in_source)} (left as they are)")
+    return "; ".join(parts)
+
+
+def _record(run: SyncRun, outcome: TableSyncOutcome, status: str, message: str) -> SyncTableResult:
+    data = asdict(outcome)
+    return SyncTableResult.objects.create(run=run, status=status, message=message, **data)
+
+
+def run_preload(
+    *,
+    tables: list[str] | None = None,
+    full: bool = False,
+    dry_run: bool = False,
+    trigger: str = "command",
+    config: LoadedConfig | None = None,
+    server: MySQLServer | None = None,
+) -> PreloadResult:
+    """Run seed phase 1 and record it as one SyncRun. Raises ConfigError/PreloadError before any work."""
+    service = ReferenceSyncService(config=config or load_config(), server=server)
+    order = service.plan(tables)
+    holder: dict = {}
+    try:
+        with transaction.atomic() if dry_run else nullcontext():
+            holder["result"] = _execute(service, order, full=full, dry_run=dry_run, trigger=trigger, tables=tables)
+            if dry_run:
+                raise _DryRunRollback
+    except _DryRunRollback:
+        pass
+    return holder["result"]
+
+
+def _execute(
+    service: ReferenceSyncService, order: list[str], *, full: bool, dry_run: bool, trigger: str, tables
+) -> PreloadResult:
+    run = SyncRun.objects.create(trigger=trigger, full=full, tables_requested=list(tables or []))
+    logger.info("preload run %s started: %s", run.pk, ", ".join(order))
+    results: list[SyncTableResult] = []
+    failed: set[str] = set()
+    problems: list[str] = []
+    for table in order:
+        blocked = [p for p in get_table(table).depends_on if p in failed]
+        blocked += [p for p in service.config.depends_on.get(table, []) if p in failed and p not in blocked]
+        source = service.config.preload.sources[table].describe()
+        if blocked:
+            message = f"skipped: depends on {', '.join(blocked)}, which failed"
+            results.append(_record(run, TableSyncOutcome(table=table, source=source, mode="-"), TableStatus.SKIPPED, message))
+            failed.add(table)
+            problems.append(f"{table}: {message}")
+            continue
+        try:
+            with transaction.atomic():
+                outcome = service.sync_table(table=table, run=run, full=full)
+                message = _table_message(outcome)
+                results.append(_record(run, outcome, TableStatus.SUCCESS, message))
+            if outcome.errors:
+                problems.append(f"{table}: {message}")
+            logger.info(
+                "preload %s: read %s, inserted %s, updated %s, upgraded %s, unchanged %s, rejected %s",
+                table, outcome.rows_read, outcome.inserted, outcome.updated, outcome.upgraded,
+                outcome.unchanged, outcome.errors,
+            )  # fmt: skip
+        except (SourceError, SyncError, DatabaseError) as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            logger.error("preload %s failed: %s", table, message)
+            failed.add(table)
+            problems.append(f"{table}: {message}")
+            results.append(_record(run, TableSyncOutcome(table=table, source=source, mode="full" if full else "-"), TableStatus.FAILED, message))
+    integrity = check_reference_integrity()
+    if not integrity.ok:
+        problems.extend(f"integrity: {v}" for v in integrity.violations)
+    succeeded = [r for r in results if r.status == TableStatus.SUCCESS]
+    if not succeeded and order:
+        run.status = RunStatus.FAILED
+    elif problems:
+        run.status = RunStatus.PARTIAL
+    else:
+        run.status = RunStatus.SUCCESS
+    run.message = "\n".join(problems)
+    run.integrity = integrity.as_dict()
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "message", "integrity", "finished_at"])
+    logger.log(logging.INFO if run.status == RunStatus.SUCCESS else logging.ERROR, "preload run %s: %s", run.pk, run.status)
+    upgrades = list(run.upgrades.values("table", "key", "derived_from_domain", "changed", "kept"))
+    return PreloadResult(run=run, tables=results, integrity=integrity, dry_run=dry_run, upgrades=upgrades)

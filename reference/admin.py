@@ -1,0 +1,116 @@
+"""Admin for the four reference tables: one shared base class, per-model configuration only."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from .models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
+
+admin.site.site_header = _("refgov reference data stewardship")
+admin.site.site_title = _("refgov admin")
+admin.site.index_title = _("Data stewardship")
+
+TRACKING_FIELDS = ("source", "needs_review", "derived_from_domain", "derived_at")
+
+SOURCE_COLORS = {
+    Source.AUTHORITATIVE.value: "#2e7d32",  # green
+    Source.AUTO_DERIVED.value: "#ef6c00",  # orange
+}
+
+
+class TrackedReferenceAdmin(admin.ModelAdmin):
+    """Base admin for a TrackedReference model.
+
+    Subclasses set ``key_field`` and ``name_fields`` (and optionally ``extra_list_fields`` /
+    ``extra_search_fields``); ``list_display`` and ``search_fields`` are derived from them unless the subclass
+    declares its own.
+    """
+
+    key_field: str = ""
+    name_fields: tuple[str, ...] = ()
+    extra_list_fields: tuple[str, ...] = ()
+    extra_search_fields: tuple[str, ...] = ()
+
+    list_filter = (
+        "source",
+        "needs_review",
+        "derived_from_domain",
+        ("derived_at", admin.DateFieldListFilter),
+    )
+    readonly_fields = TRACKING_FIELDS
+    show_full_result_count = False
+    list_per_page = 100
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.key_field:
+            return
+        if "list_display" not in cls.__dict__:
+            cls.list_display = (
+                cls.key_field,
+                *cls.name_fields,
+                *cls.extra_list_fields,
+                "source_badge",
+                "needs_review",
+                "derived_from_domain",
+                "derived_at",
+            )
+        if "search_fields" not in cls.__dict__:
+            cls.search_fields = (cls.key_field, *cls.name_fields, *cls.extra_search_fields)
+
+    @admin.display(description=_("source"), ordering="source")
+    def source_badge(self, obj):
+        color = SOURCE_COLORS.get(obj.source, "#616161")
+        return format_html(
+            '<span style="display:inline-block;padding:1px 8px;border-radius:8px;'
+            'color:#fff;background:{};white-space:nowrap">{}</span>',
+            color,
+            obj.get_source_display(),
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        if self.fieldsets:
+            return self.fieldsets
+        fields = [f for f in self.get_fields(request, obj) if f not in TRACKING_FIELDS]
+        return [
+            (None, {"fields": fields}),
+            (_("Tracking"), {"fields": list(TRACKING_FIELDS)}),
+        ]
+
+    def has_delete_permission(self, request, obj=None):
+        if not super().has_delete_permission(request, obj):
+            return False
+        if obj is not None and obj.source == Source.AUTHORITATIVE and not request.user.is_superuser:
+            return False
+        return True
+
+
+@admin.register(AnnuityPlan)
+class AnnuityPlanAdmin(TrackedReferenceAdmin):
+    key_field = "plan_code"
+    name_fields = ("short_name", "full_name", "customer_name")
+    extra_list_fields = ("plan_type", "status")
+
+
+@admin.register(PortfolioPlan)
+class PortfolioPlanAdmin(TrackedReferenceAdmin):
+    key_field = "portfolio_code"
+    name_fields = ("name", "short_name")
+    extra_list_fields = ("plan", "portfolio_type")
+    extra_search_fields = ("plan__plan_code",)
+    list_select_related = ("plan",)
+    raw_id_fields = ("plan",)
+
+
+@admin.register(ProductLine)
+class ProductLineAdmin(TrackedReferenceAdmin):
+    key_field = "code"
+    name_fields = ("name", "category", "business_group")
+
+
+@admin.register(Organization)
+class OrganizationAdmin(TrackedReferenceAdmin):
+    key_field = "code"
+    name_fields = ("name", "annuity_center", "region")

@@ -1,0 +1,147 @@
+"""The four reference tables of schema ``business`` and the tracking columns that tell the two layers apart."""
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Source(models.TextChoices):
+    AUTHORITATIVE = "authoritative", _("Authoritative")
+    AUTO_DERIVED = "auto_derived", _("Auto-derived")
+
+
+class TrackedReference(models.Model):
+    """Tracking columns of the hybrid strategy, named exactly as the seed's ALTER TABLE statements."""
+
+    source = models.CharField(
+        _("source"),
+        max_length=20,
+        db_column="_source",
+        choices=Source.choices,
+        default=Source.AUTHORITATIVE,
+        db_default=Source.AUTHORITATIVE,
+    )
+    needs_review = models.BooleanField(_("needs review"), db_column="_needs_review", default=False, db_default=False)
+    derived_from_domain = models.CharField(
+        _("derived from domain"), max_length=50, db_column="_derived_from_domain", null=True, blank=True
+    )
+    derived_at = models.DateTimeField(_("derived at"), db_column="_derived_at", null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(source__in=[s.value for s in Source]),
+                name="%(class)s_source_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["source", "needs_review"], name="%(class)s_src_review"),
+            models.Index(
+                fields=["derived_at"], name="%(class)s_review_queue", condition=models.Q(needs_review=True)
+            ),
+        ]
+
+
+def text(verbose: str, column: str, length: int = 255) -> models.CharField:
+    return models.CharField(verbose, max_length=length, db_column=column, null=True, blank=True)
+
+
+class AnnuityPlan(TrackedReference):
+    plan_code = models.CharField(_("plan code"), max_length=50, primary_key=True, db_column="年金计划号")
+    short_name = text(_("plan short name"), "计划简称")
+    full_name = text(_("plan full name"), "计划全称")
+    lead_branch_code = text(_("lead branch code"), "主拓代码", 50)
+    plan_type = text(_("plan type"), "计划类型", 50)
+    customer_name = text(_("customer name"), "客户名称")
+    company_id = text(_("company id"), "company_id", 50)
+    qualification = text(_("management qualification"), "管理资格")
+    status = text(_("plan status"), "计划状态", 50)
+    lead_branch = text(_("lead branch"), "主拓机构", 100)
+    portfolio_count = models.IntegerField(_("portfolio count"), db_column="组合数", null=True, blank=True)
+    is_umbrella = models.BooleanField(_("umbrella plan"), db_column="是否统括", null=True, blank=True)
+    remark = models.TextField(_("remark"), db_column="备注", null=True, blank=True)
+
+    class Meta(TrackedReference.Meta):
+        db_table = "年金计划"
+        verbose_name = _("annuity plan")
+        verbose_name_plural = _("annuity plans")
+        ordering = ["plan_code"]
+
+    def __str__(self) -> str:
+        return f"{self.plan_code} {self.short_name or ''}".strip()
+
+
+class PortfolioPlan(TrackedReference):
+    portfolio_code = models.CharField(_("portfolio code"), max_length=50, primary_key=True, db_column="组合代码")
+    plan = models.ForeignKey(
+        AnnuityPlan,
+        verbose_name=_("plan code"),
+        db_column="年金计划号",
+        on_delete=models.PROTECT,
+        related_name="portfolios",
+        null=True,
+        blank=True,
+    )
+    name = text(_("portfolio name"), "组合名称")
+    short_name = text(_("portfolio short name"), "组合简称")
+    status = text(_("portfolio status"), "组合状态", 50)
+    start_date = models.DateField(_("operation start date"), db_column="运作开始日", null=True, blank=True)
+    portfolio_type = text(_("portfolio type"), "组合类型", 50)
+    subcategory = text(_("subcategory"), "子分类", 50)
+    trustee = text(_("trustee"), "受托人")
+    is_deposit = models.BooleanField(_("deposit portfolio"), db_column="是否存款组合", null=True, blank=True)
+    is_external = models.BooleanField(_("external portfolio"), db_column="是否外部组合", null=True, blank=True)
+    is_pk = models.BooleanField(_("PK portfolio"), db_column="是否PK组合", null=True, blank=True)
+    investment_manager = text(_("investment manager"), "投资管理人")
+    trustee_manager = text(_("trustee manager"), "受托管理人")
+    investment_portfolio_code = text(_("investment portfolio code"), "投资组合代码", 50)
+    investment_portfolio_name = text(_("investment portfolio name"), "投资组合名称")
+    remark = models.TextField(_("remark"), db_column="备注", null=True, blank=True)
+
+    class Meta(TrackedReference.Meta):
+        db_table = "组合计划"
+        verbose_name = _("portfolio plan")
+        verbose_name_plural = _("portfolio plans")
+        ordering = ["portfolio_code"]
+
+    def __str__(self) -> str:
+        return f"{self.portfolio_code} {self.name or ''}".strip()
+
+
+class ProductLine(TrackedReference):
+    code = models.CharField(_("product line code"), max_length=20, primary_key=True, db_column="产品线代码")
+    name = text(_("product line"), "产品线", 100)
+    category = text(_("product category"), "产品类别", 100)
+    business_group = text(_("business group"), "业务大类", 100)
+    line_no = models.IntegerField(_("product line order"), db_column="NO_产品线", null=True, blank=True)
+    category_no = models.IntegerField(_("product category order"), db_column="NO_产品类别", null=True, blank=True)
+
+    class Meta(TrackedReference.Meta):
+        db_table = "产品线"
+        verbose_name = _("product line")
+        verbose_name_plural = _("product lines")
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name or ''}".strip()
+
+
+class Organization(TrackedReference):
+    code = models.CharField(_("branch code"), max_length=20, primary_key=True, db_column="机构代码")
+    name = text(_("branch"), "机构", 100)
+    annuity_center = text(_("annuity center"), "年金中心", 100)
+    region = text(_("region"), "战区", 100)
+    branch_no = models.IntegerField(_("branch order"), db_column="NO_机构", null=True, blank=True)
+    center_no = models.IntegerField(_("annuity center order"), db_column="NO_年金中心", null=True, blank=True)
+    region_no = models.IntegerField(_("region order"), db_column="NO_区域", null=True, blank=True)
+    new_structure = text(_("new structure"), "新架构", 100)
+    admin_domain = text(_("administrative domain"), "行政域", 100)
+
+    class Meta(TrackedReference.Meta):
+        db_table = "组织架构"
+        verbose_name = _("organization")
+        verbose_name_plural = _("organizations")
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.name or ''}".strip()
