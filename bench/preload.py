@@ -33,11 +33,11 @@ HUB, ENT = "bench_annuity_hub", "bench_enterprise"
 
 RAW_DDL = """
 DROP TABLE IF EXISTS raw_plans, raw_portfolios;
-CREATE UNLOGGED TABLE raw_plans ("年金计划号" varchar(50), "计划简称" varchar(255), "计划全称" varchar(255),
+CREATE TABLE raw_plans ("年金计划号" varchar(50), "计划简称" varchar(255), "计划全称" varchar(255),
   "主拓代码" varchar(50), "计划类型" varchar(50), "客户名称" varchar(255), company_id varchar(50),
   "管理资格" varchar(255), "计划状态" varchar(50), "主拓机构" varchar(100), "组合数" int, "是否统括" int,
   "备注" text, updated_at timestamp);
-CREATE UNLOGGED TABLE raw_portfolios ("组合代码" varchar(50), "年金计划号" varchar(50), "组合名称" varchar(255),
+CREATE TABLE raw_portfolios ("组合代码" varchar(50), "年金计划号" varchar(50), "组合名称" varchar(255),
   "组合简称" varchar(255), "组合状态" varchar(50), "运作开始日" text, "组合类型" varchar(50), "子分类" varchar(50),
   "受托人" varchar(255), "是否存款组合" int, "是否外部组合" int, "是否PK组合" int, "投资管理人" varchar(255),
   "受托管理人" varchar(255), "投资组合代码" varchar(50), "投资组合名称" varchar(255), "备注" text, updated_at timestamp);

@@ -34,10 +34,15 @@ class TrackedReference(models.Model):
                 name="%(class)s_source_valid",
             ),
         ]
+        # Partial indexes: authoritative rows (the bulk of every preload) cost them nothing on insert.
         indexes = [
-            models.Index(fields=["source", "needs_review"], name="%(class)s_src_review"),
             models.Index(
                 fields=["derived_at"], name="%(class)s_review_queue", condition=models.Q(needs_review=True)
+            ),
+            models.Index(
+                fields=["derived_from_domain", "derived_at"],
+                name="%(class)s_auto_derived",
+                condition=models.Q(source="auto_derived"),
             ),
         ]
 
@@ -81,6 +86,7 @@ class PortfolioPlan(TrackedReference):
         related_name="portfolios",
         null=True,
         blank=True,
+        db_index=False,
     )
     name = text(_("portfolio name"), "组合名称")
     short_name = text(_("portfolio short name"), "组合简称")
@@ -100,6 +106,7 @@ class PortfolioPlan(TrackedReference):
 
     class Meta(TrackedReference.Meta):
         db_table = "组合计划"
+        indexes = [*TrackedReference.Meta.indexes, models.Index(fields=["plan"], name="portfolioplan_plan")]
         verbose_name = _("portfolio plan")
         verbose_name_plural = _("portfolio plans")
         ordering = ["portfolio_code"]

@@ -17,3 +17,18 @@ def create_business_schema() -> migrations.RunSQL:
 def use_business_schema() -> migrations.RunSQL:
     sql = f'SET LOCAL search_path TO "{SCHEMA}", public'
     return migrations.RunSQL(sql, sql)
+
+
+def drop_pattern_indexes() -> migrations.RunSQL:
+    """Drop the ``*_like`` (varchar_pattern_ops) indexes Django adds to varchar keys: business keys are matched by
+    equality only, and every extra index slows the bulk writes of preload and auto-derive."""
+    sql = f"""
+    DO $$
+    DECLARE r record;
+    BEGIN
+      FOR r IN SELECT indexname FROM pg_indexes WHERE schemaname = '{SCHEMA}' AND indexname LIKE '%\\_like' LOOP
+        EXECUTE format('DROP INDEX {SCHEMA}.%I', r.indexname);
+      END LOOP;
+    END $$;
+    """
+    return migrations.RunSQL(sql, migrations.RunSQL.noop)

@@ -1,31 +1,47 @@
 """Set-based sync of one reference table from one source (seed phase 1, per table).
 
-Rows are streamed into a temporary text staging table with COPY, parsed and checked in SQL, and merged with one
-``INSERT ... ON CONFLICT DO UPDATE`` that only sees new or changed rows, so an unchanged row is never rewritten.
+Rows are streamed with COPY into a typed temporary staging table (the source server converts values it has types
+for; generated columns parse the rest), the rows that fail a check are collected in ``_rejected``, then one UPDATE
+touches only changed rows and one INSERT adds new ones, so an unchanged row is never rewritten.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from django.db import connection, models
+from psycopg.copy import QueuedLibpqWriter
+from psycopg.errors import DataError
 
 from refgov.identifiers import quote_pg as q
+from pipeline.sources.prefetch import prefetch
 from reference.models import Source
 from reference.registry import ReferenceTable, get_table
 
 SAMPLE_LIMIT = 20
+# Above this many new rows, foreign keys are re-validated once, set-based, instead of by a trigger per row.
+BULK_INSERT_ROWS = 50_000
 
 
 class RowSource(Protocol):
     @property
     def name(self) -> str: ...
 
-    def columns(self) -> list[str]: ...
+    def columns(self) -> dict[str, str]:
+        """Column name → declared type (lower case; empty where the source has no types)."""
 
-    def rows(self, columns: list[str], **kwargs) -> object: ...
+    def is_unique(self, column: str) -> bool:
+        """Whether the source itself guarantees the column's values are unique."""
+
+    def max_length(self, column: str) -> int | None:
+        """Declared maximum length in characters, where the source declares one."""
+
+    def rows(self, columns: list[tuple[str, str]], **kwargs) -> Iterator[list[tuple]]:
+        """Chunks of rows; each column is (name, how) with how ``plain`` or ``bool`` (a number read as 1/0)."""
 
 
 @dataclass
@@ -48,41 +64,86 @@ class TableSyncOutcome:
     duration_ms: int = 0
 
 
+MYSQL_DATE_TYPES = {"date", "datetime", "timestamp"}
+MYSQL_INT_TYPES = {"tinyint", "smallint", "mediumint", "int", "integer", "year"}
+MYSQL_NUMERIC_TYPES = MYSQL_INT_TYPES | {"bit", "bigint", "decimal"}
+
+
 @dataclass(frozen=True)
 class ColumnPlan:
-    """How one target column is filled from the staging table."""
+    """How one target column is read from the source and typed in the staging table.
+
+    Where the source declares a compatible type (a MySQL DATE for a date column, say), the source server converts the
+    value and COPY types it; free text for a typed column is parsed by a generated column and checked row by row."""
 
     target: str
     field: models.Field
+    source_name: str
+    source_type: str = ""
+    source_length: int | None = None
     parent: ReferenceTable | None = None
 
     @property
-    def staged(self) -> str:
-        return f"s.{q(self.target)}"
+    def is_key(self) -> bool:
+        return self.parent is not None or self.field.primary_key
+
+    @property
+    def read_as(self) -> str:
+        """``bool`` (a number at the source, delivered as 1/0) or ``plain`` (the source's value as it is)."""
+        if isinstance(self.field, models.BooleanField) and self.source_type in MYSQL_NUMERIC_TYPES:
+            return "bool"
+        return "plain"
+
+    @property
+    def parsed(self) -> bool:
+        """Free text for a typed column: parsed by a generated column and checked row by row."""
+        if isinstance(self.field, models.BooleanField):
+            return self.read_as != "bool"
+        if isinstance(self.field, models.DateField):
+            return self.source_type not in MYSQL_DATE_TYPES
+        if isinstance(self.field, models.IntegerField):
+            return self.source_type not in MYSQL_INT_TYPES
+        return False
+
+    @property
+    def is_text(self) -> bool:
+        return not self.is_key and not self.parsed and isinstance(self.field, (models.CharField, models.TextField))
+
+    @property
+    def raw_column(self) -> str:
+        """The staging column COPY writes (the raw text where a generated column parses it)."""
+        return q(f"_raw_{self.target}") if self.parsed else q(self.target)
+
+    def staging_ddl(self) -> str:
+        pg_type = self.field.db_type(connection)
+        if self.parsed:
+            return f"{self.raw_column} text, {q(self.target)} {pg_type} GENERATED ALWAYS AS ({self.value_sql()}) STORED"
+        return f"{q(self.target)} {'text' if self.is_key or self.is_text else pg_type}"
 
     def value_sql(self) -> str:
-        raw = self.staged
-        if self.parent is not None or self.field.primary_key:
-            return f"refgov_norm_key({raw})"
+        raw = self.raw_column
         if isinstance(self.field, models.BooleanField):
             return f"refgov_parse_bool({raw})"
-        if isinstance(self.field, models.IntegerField):
-            return f"refgov_parse_int({raw})"
         if isinstance(self.field, models.DateField):
             return f"refgov_parse_date({raw})"
-        return f"refgov_clean_text({raw})"
+        return f"refgov_parse_int({raw})"
 
     def error_sql(self) -> str | None:
-        raw, value, name = self.staged, self.value_sql(), self.target.replace("'", "")
-        if isinstance(self.field, (models.BooleanField, models.IntegerField)):
-            kind = "a yes/no value" if isinstance(self.field, models.BooleanField) else "an integer"
-            return f"CASE WHEN refgov_clean_text({raw}) IS NOT NULL AND {value} IS NULL THEN format('%s: not {kind}: %s', '{name}', {raw}) END"
-        if isinstance(self.field, models.DateField):
-            zero = f"btrim({raw}) LIKE '0000-00-00%'"
-            return f"CASE WHEN refgov_clean_text({raw}) IS NOT NULL AND NOT {zero} AND {value} IS NULL THEN format('%s: not a date: %s', '{name}', {raw}) END"
+        """Error text for one staged row ``s`` (NULL when the value is fine)."""
+        value, raw, name = f"s.{q(self.target)}", f"s.{self.raw_column}", self.target
+        if self.parsed:
+            kind = {models.BooleanField: "a yes/no value", models.DateField: "a date"}.get(type(self.field), "an integer")
+            zero_date = f" AND btrim({raw}) NOT LIKE '0000-00-00%'" if isinstance(self.field, models.DateField) else ""
+            return (
+                f"CASE WHEN {value} IS NULL AND {raw} IS NOT NULL AND btrim({raw}) <> ''{zero_date} "
+                f"THEN format('%s: not {kind}: %s', '{name}', {raw}) END"
+            )
         length = getattr(self.field, "max_length", None)
-        if length:
-            return f"CASE WHEN char_length({value}) > {int(length)} THEN format('%s: longer than {int(length)} characters', '{name}') END"
+        if length and not (self.source_length and self.source_length <= length and not self.is_key):
+            return (
+                f"CASE WHEN octet_length({value}) > {int(length)} AND char_length({value}) > {int(length)} "
+                f"THEN format('%s: longer than {int(length)} characters', '{name}') END"
+            )
         return None
 
 
@@ -93,12 +154,13 @@ class TableSync:
         self.table = get_table(table)
         self.reader = reader
         self.renames = renames or {}
+        self.keys_normalised = 0
 
-    def plan_columns(self) -> tuple[list[ColumnPlan], list[str], list[str]]:
-        """Target columns this source provides, their source names, and target columns the source lacks."""
-        available = set(self.reader.columns())
+    def plan_columns(self) -> tuple[list[ColumnPlan], list[str]]:
+        """Target columns this source provides, and target columns the source lacks."""
+        available = self.reader.columns()
         parents = {col: get_table(t) for col, t in self.table.parents.items()}
-        plans, source_names, missing = [], [], []
+        plans, missing = [], []
         for column, fld in self.table.data_fields.items():
             source_name = self.renames.get(column, column)
             if source_name not in available:
@@ -108,9 +170,17 @@ class TableSync:
                     raise SyncError(f"{self.reader.name}: key column {source_name!r} not found")
                 missing.append(column)
                 continue
-            plans.append(ColumnPlan(target=column, field=fld, parent=parents.get(column)))
-            source_names.append(source_name)
-        return plans, source_names, missing
+            plans.append(
+                ColumnPlan(
+                    target=column,
+                    field=fld,
+                    source_name=source_name,
+                    source_type=available[source_name],
+                    source_length=self.reader.max_length(source_name),
+                    parent=parents.get(column),
+                )
+            )
+        return plans, missing
 
     def run(
         self,
@@ -121,79 +191,106 @@ class TableSync:
         report_missing: bool,
     ) -> TableSyncOutcome:
         started = time.monotonic()
-        plans, source_names, missing = self.plan_columns()
+        plans, missing = self.plan_columns()
         outcome = TableSyncOutcome(
             table=self.table.name, source=self.reader.name, mode=mode, columns_not_in_source=missing
         )
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"refgov.sync.{self.table.name}"])
-            outcome.rows_read = self._stage(cur, plans, source_names, read_kwargs or {})
-            self._prepare(cur, plans)
-            outcome.errors, outcome.error_samples = self._rejected(cur)
+            outcome.rows_read = self._stage(cur, plans, read_kwargs or {})
+            outcome.errors, outcome.error_samples = self._reject(cur, plans)
             outcome.upgraded = self._record_upgrades(cur, plans, run_id)
-            inserted, touched = self._merge(cur, plans)
+            cur.execute(f"SELECT count(*) FROM {q(self.table.name)}")
+            existing = cur.fetchone()[0]
+            inserted, touched = self._merge(cur, plans, bulk=outcome.rows_read - existing > BULK_INSERT_ROWS)
             outcome.inserted = inserted
             outcome.updated = touched - outcome.upgraded
             outcome.unchanged = outcome.rows_read - outcome.errors - inserted - touched
-            if report_missing:
+            if report_missing and existing:
                 outcome.missing_at_source, outcome.missing_samples = self._missing(cur)
-            cur.execute("DROP TABLE _stage, _prep")
+            cur.execute("DROP TABLE _stage, _rejected")
         outcome.duration_ms = int((time.monotonic() - started) * 1000)
         return outcome
 
-    def _stage(self, cur, plans: list[ColumnPlan], source_names: list[str], read_kwargs: dict) -> int:
-        cols = ", ".join(f"{q(p.target)} text" for p in plans)
-        cur.execute(f"CREATE TEMP TABLE _stage (_row bigint GENERATED ALWAYS AS IDENTITY, {cols}) ON COMMIT DROP")
+    def _stage(self, cur, plans: list[ColumnPlan], read_kwargs: dict) -> int:
+        columns = ", ".join(p.staging_ddl() for p in plans)
+        cur.execute(
+            f"CREATE TEMP TABLE _stage (_row bigint GENERATED ALWAYS AS IDENTITY, _bad boolean NOT NULL DEFAULT false, "
+            f"{columns}) ON COMMIT DROP"
+        )
         count = 0
-        copy_sql = f"COPY _stage ({', '.join(q(p.target) for p in plans)}) FROM STDIN"
-        with cur.connection.cursor() as raw_cur, raw_cur.copy(copy_sql) as copy:
-            for chunk in self.reader.rows(source_names, **read_kwargs):
-                for row in chunk:
-                    copy.write_row(row)
-                count += len(chunk)
+        copy_sql = f"COPY _stage ({', '.join(p.raw_column for p in plans)}) FROM STDIN"
+        try:
+            chunks = prefetch(self.reader.rows([(p.source_name, p.read_as) for p in plans], **read_kwargs))
+            with cur.connection.cursor() as raw_cur, raw_cur.copy(copy_sql, writer=QueuedLibpqWriter(raw_cur)) as copy:
+                for chunk in chunks:
+                    for row in chunk:
+                        copy.write_row(row)
+                    count += len(chunk)
+        except DataError as exc:
+            detail = str(exc).strip().splitlines()
+            raise SyncError(f"{self.reader.name}: a value does not fit its column: {' '.join(detail)}") from None
+        self.keys_normalised = self._normalise(cur, plans)
+        cur.execute("ANALYZE _stage")
         return count
 
-    def _prepare(self, cur, plans: list[ColumnPlan]) -> None:
-        key = self.table.key_column
-        values = ", ".join(f"{p.value_sql()} AS {q(p.target)}" for p in plans)
-        errors = [f"CASE WHEN {ColumnPlan(target=key, field=self.table.model._meta.pk).value_sql()} IS NULL THEN 'empty key' END"]
+    def _normalise(self, cur, plans: list[ColumnPlan]) -> int:
+        """Normalise keys (NFKC, trimmed, upper case) and blank text to NULL on the few rows that need it.
+
+        Returns how many rows had a key changed by normalisation."""
+        keys = [q(p.target) for p in plans if p.is_key]
+        needs = " OR ".join(
+            f"{k} <> upper({k}) OR octet_length({k}) <> char_length({k}) OR btrim({k}, E' \\t\\r\\n') <> {k}"
+            for k in keys
+        )
+        cur.execute(f"UPDATE _stage SET {', '.join(f'{k} = refgov_norm_key({k})' for k in keys)} WHERE {needs}")
+        changed = cur.rowcount
+        texts = [q(p.target) for p in plans if p.is_text]
+        if texts:
+            sets = ", ".join(f"{c} = NULLIF({c}, '')" for c in texts)
+            cur.execute(f"UPDATE _stage SET {sets} WHERE {' OR '.join(f'{c} = {chr(39) * 2}' for c in texts)}")
+        return changed
+
+    def _reject(self, cur, plans: list[ColumnPlan]) -> tuple[int, list[dict]]:
+        """Collect the rows that fail a check (bad value, unknown parent, empty or duplicate key) in ``_rejected``."""
+        key = q(self.table.key_column)
+        errors = [f"CASE WHEN s.{key} IS NULL THEN 'empty key' END"]
+        errors += [err for p in plans if (err := p.error_sql()) is not None]
         joins = []
         for i, p in enumerate(plans):
-            if (err := p.error_sql()) is not None:
-                errors.append(err)
             if p.parent is not None:
-                alias = f"_parent{i}"
-                joins.append(
-                    f"LEFT JOIN {q(p.parent.name)} {alias} ON {alias}.{q(p.parent.key_column)} = {p.value_sql()}"
-                )
+                alias, parent_key = f"_parent{i}", q(p.parent.key_column)
+                joins.append(f"LEFT JOIN {q(p.parent.name)} {alias} ON {alias}.{parent_key} = s.{q(p.target)}")
                 errors.append(
-                    f"CASE WHEN {p.value_sql()} IS NOT NULL AND {alias}.{q(p.parent.key_column)} IS NULL "
-                    f"THEN format('%s: %s not found in {p.parent.name}', '{p.target}', {p.value_sql()}) END"
+                    f"CASE WHEN s.{q(p.target)} IS NOT NULL AND {alias}.{parent_key} IS NULL "
+                    f"THEN format('%s: %s not found in {p.parent.name}', '{p.target}', s.{q(p.target)}) END"
                 )
         cur.execute(
             f"""
-            CREATE TEMP TABLE _prep ON COMMIT DROP AS
-            SELECT v.*, row_number() OVER (PARTITION BY v.{q(key)} ORDER BY v._row DESC) AS _rank
-            FROM (
-                SELECT s._row, {values}, concat_ws('; ', {', '.join(errors)}) AS _err
+            CREATE TEMP TABLE _rejected ON COMMIT DROP AS
+            SELECT _row, key, error FROM (
+                SELECT s._row, s.{key} AS key, concat_ws('; ', {', '.join(errors)}) AS error
                 FROM _stage s {' '.join(joins)}
-            ) v
+            ) e WHERE error <> ''
             """
         )
-        cur.execute(
-            f"UPDATE _prep SET _err = 'duplicate key: a later source row with the same key wins' "
-            f"WHERE _rank > 1 AND _err = ''"
-        )
-        cur.execute("ANALYZE _prep")
-
-    def _rejected(self, cur) -> tuple[int, list[dict]]:
-        key = q(self.table.key_column)
-        cur.execute("SELECT count(*) FROM _prep WHERE _err <> ''")
+        # Keys unique at the source and untouched by normalisation cannot collide: skip the aggregate.
+        key_source = next(p.source_name for p in plans if p.field.primary_key)
+        if self.keys_normalised or not self.reader.is_unique(key_source):
+            cur.execute(
+                f"""
+                INSERT INTO _rejected (_row, key, error)
+                SELECT s._row, s.{key}, 'duplicate key: a later source row with the same key wins'
+                FROM _stage s
+                JOIN (SELECT {key}, max(_row) AS keep FROM _stage GROUP BY {key} HAVING count(*) > 1) d
+                  ON d.{key} = s.{key} AND s._row <> d.keep
+                WHERE NOT EXISTS (SELECT 1 FROM _rejected r WHERE r._row = s._row)
+                """
+            )
+        cur.execute("UPDATE _stage s SET _bad = true FROM _rejected r WHERE r._row = s._row")
+        cur.execute("SELECT count(*) FROM _rejected")
         count = cur.fetchone()[0]
-        cur.execute(
-            f"SELECT _row, coalesce({key}, ''), _err FROM _prep WHERE _err <> '' ORDER BY _row LIMIT %s",
-            [SAMPLE_LIMIT],
-        )
+        cur.execute("SELECT _row, coalesce(key, ''), error FROM _rejected ORDER BY _row LIMIT %s", [SAMPLE_LIMIT])
         return count, [{"row": r, "key": k, "error": e} for r, k, e in cur.fetchall()]
 
     def _record_upgrades(self, cur, plans: list[ColumnPlan], run_id: int) -> int:
@@ -213,56 +310,101 @@ class TableSync:
             SELECT %s, %s, t.{key}, t._derived_from_domain,
                    jsonb_strip_nulls(jsonb_build_object({changed or "'', NULL"})),
                    jsonb_strip_nulls(jsonb_build_object({kept or "'', NULL"}))
-            FROM _prep p JOIN {q(self.table.name)} t ON t.{key} = p.{key}
-            WHERE p._err = '' AND t._source = %s
+            FROM _stage p JOIN {q(self.table.name)} t ON t.{key} = p.{key}
+            WHERE t._source = %s AND NOT p._bad
             """,
             [run_id, self.table.name, Source.AUTO_DERIVED.value],
         )
         return cur.rowcount
 
-    def _merge(self, cur, plans: list[ColumnPlan]) -> tuple[int, int]:
+    def _merge(self, cur, plans: list[ColumnPlan], *, bulk: bool) -> tuple[int, int]:
+        """Update changed rows, then insert new ones; returns (inserted, updated incl. upgraded).
+
+        The table is locked against concurrent writers (an auto-derive of the same key waits for us; readers do not),
+        so the insert needs no ON CONFLICT, which costs half again as much per row."""
         key = q(self.table.key_column)
         target = q(self.table.name)
         cols = [q(p.target) for p in plans]
         data = [c for c in cols if c != key]
         auto = Source.AUTO_DERIVED.value
+        cur.execute(f"LOCK TABLE {target} IN SHARE ROW EXCLUSIVE MODE")
         distinct = (
             f"OR ({', '.join('t.' + c for c in data)}) IS DISTINCT FROM ({', '.join('p.' + c for c in data)})"
             if data
             else ""
         )
-        sets = [
-            f"{c} = COALESCE(EXCLUDED.{c}, CASE WHEN {target}._source = '{auto}' THEN {target}.{c} END)" for c in data
-        ]
-        sets.append(f"_needs_review = CASE WHEN {target}._source = '{auto}' THEN false ELSE {target}._needs_review END")
+        sets = [f"{c} = COALESCE(p.{c}, CASE WHEN t._source = '{auto}' THEN t.{c} END)" for c in data]
+        sets.append(f"_needs_review = CASE WHEN t._source = '{auto}' THEN false ELSE t._needs_review END")
         sets.append("_source = 'authoritative'")
         cur.execute(
             f"""
-            WITH changed AS (
-                SELECT p.* FROM _prep p LEFT JOIN {target} t ON t.{key} = p.{key}
-                WHERE p._err = '' AND (t.{key} IS NULL OR t._source <> 'authoritative' {distinct})
-            ), merged AS (
-                INSERT INTO {target} ({', '.join(cols)}, _source, _needs_review)
-                SELECT {', '.join(cols)}, 'authoritative', false FROM changed
-                ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}
-                RETURNING (xmax = 0) AS inserted
-            )
-            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged
+            UPDATE {target} t SET {', '.join(sets)}
+            FROM _stage p
+            WHERE t.{key} = p.{key} AND NOT p._bad AND (t._source <> 'authoritative' {distinct})
             """
         )
-        inserted, touched = cur.fetchone()
+        touched = cur.rowcount
+        insert = f"""
+            INSERT INTO {target} ({', '.join(cols)}, _source, _needs_review)
+            SELECT {', '.join('p.' + c for c in cols)}, 'authoritative', false FROM _stage p
+            WHERE NOT p._bad AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = p.{key})
+        """
+        with _bulk_write_mode(cur, self.table.name, enabled=bulk):
+            cur.execute(insert)
+            inserted = cur.rowcount
         return inserted, touched
 
     def _missing(self, cur) -> tuple[int, list[str]]:
         key = q(self.table.key_column)
-        where = (
-            f"FROM {q(self.table.name)} t WHERE t._source = 'authoritative' "
-            f"AND NOT EXISTS (SELECT 1 FROM _prep p WHERE p.{key} = t.{key})"
+        cur.execute(
+            f"""
+            SELECT t.{key}, count(*) OVER () FROM {q(self.table.name)} t
+            WHERE t._source = 'authoritative' AND NOT EXISTS (SELECT 1 FROM _stage p WHERE p.{key} = t.{key})
+            ORDER BY 1 LIMIT %s
+            """,
+            [SAMPLE_LIMIT],
         )
-        cur.execute(f"SELECT count(*) {where}")
-        count = cur.fetchone()[0]
-        cur.execute(f"SELECT t.{key} {where} ORDER BY 1 LIMIT %s", [SAMPLE_LIMIT])
-        return count, [r[0] for r in cur.fetchall()]
+        rows = cur.fetchall()
+        return (rows[0][1] if rows else 0), [r[0] for r in rows]
+
+
+def _quote_catalog_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def _bulk_write_mode(cur, table: str, *, enabled: bool) -> Iterator[None]:
+    """For a bulk insert: drop the table's foreign keys and secondary indexes, then rebuild them once, set-based.
+
+    Foreign keys come back NOT VALID + VALIDATE (one anti-join instead of a trigger per row), indexes by a sorted
+    build. Runs inside the table's transaction: a violation fails the VALIDATE and rolls the whole table back."""
+    if not enabled:
+        yield
+        return
+    cur.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
+        [q(table)],
+    )
+    constraints = cur.fetchall()
+    cur.execute(
+        """
+        SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = %s::regclass AND NOT i.indisunique AND NOT i.indisprimary
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+        """,
+        [q(table)],
+    )
+    indexes = cur.fetchall()
+    for name, _ in constraints:
+        cur.execute(f"ALTER TABLE {q(table)} DROP CONSTRAINT {_quote_catalog_name(name)}")
+    for name, _ in indexes:
+        cur.execute(f"DROP INDEX {_quote_catalog_name(name)}")
+    yield
+    for _, definition in indexes:
+        cur.execute(definition)
+    for name, definition in constraints:
+        cur.execute(f"ALTER TABLE {q(table)} ADD CONSTRAINT {_quote_catalog_name(name)} {definition} NOT VALID")
+        cur.execute(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {_quote_catalog_name(name)}")
 
 
 class SyncError(Exception):

@@ -8,14 +8,32 @@ them set-based.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 import MySQLdb
 import MySQLdb.cursors
 from django.conf import settings
+from MySQLdb.constants import FIELD_TYPE
+from MySQLdb.converters import conversions
 
 from refgov.identifiers import check_identifier, quote_mysql
+
+
+def _temporal_text(value: str) -> str | None:
+    """Dates and times stay ISO text (PostgreSQL parses them in COPY); MySQL's zero date means no date."""
+    return None if value.startswith("0000-00-00") else value
+
+
+# Cheaper than mysqlclient's defaults: no Python date or Decimal objects, only text where PostgreSQL parses anyway.
+STREAM_CONVERSIONS = {
+    **conversions,
+    FIELD_TYPE.DATE: _temporal_text,
+    FIELD_TYPE.DATETIME: _temporal_text,
+    FIELD_TYPE.TIMESTAMP: _temporal_text,
+    FIELD_TYPE.DECIMAL: None,
+    FIELD_TYPE.NEWDECIMAL: None,
+}
 
 
 class SourceError(Exception):
@@ -61,14 +79,28 @@ class MySQLServer:
                 charset="utf8mb4",
                 connect_timeout=10,
                 cursorclass=MySQLdb.cursors.SSCursor if streaming else MySQLdb.cursors.Cursor,
+                conv=STREAM_CONVERSIONS if streaming else conversions,
             )
         except MySQLdb.Error as exc:
             raise SourceError(f"legacy MySQL {self} database {database!r} unreachable: {_reason(exc)}") from None
 
 
+def _select_expression(column: str, how: str) -> str:
+    if how == "bool":
+        return f"CASE WHEN {quote_mysql(column)} IS NULL THEN NULL WHEN {quote_mysql(column)} <> 0 THEN 1 ELSE 0 END"
+    return quote_mysql(column)
+
+
 def _reason(exc: MySQLdb.Error) -> str:
     args = getattr(exc, "args", ())
     return f"({args[0]}) {args[1]}" if len(args) == 2 else str(exc)
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    data_type: str
+    max_length: int | None
+    unique: bool
 
 
 @dataclass
@@ -77,38 +109,62 @@ class LegacyTableReader:
     database: str
     table: str
     chunk_size: int = 20_000
+    _columns: dict[str, ColumnInfo] | None = field(default=None, init=False, repr=False)
 
     @property
     def name(self) -> str:
         return f"{self.database}.{self.table}"
 
-    def columns(self) -> list[str]:
+    def columns(self) -> dict[str, str]:
+        return {name: info.data_type for name, info in self._describe().items()}
+
+    def is_unique(self, column: str) -> bool:
+        return column in self._describe() and self._describe()[column].unique
+
+    def max_length(self, column: str) -> int | None:
+        return self._describe()[column].max_length if column in self._describe() else None
+
+    def _describe(self) -> dict[str, ColumnInfo]:
+        if self._columns is not None:
+            return self._columns
         conn = self.server.connect(self.database)
         try:
             cur = conn.cursor()
             cur.execute(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
-                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                "SELECT c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_MAXIMUM_LENGTH, "
+                "  EXISTS (SELECT 1 FROM information_schema.STATISTICS s "
+                "          WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME "
+                "            AND s.NON_UNIQUE = 0 AND s.COLUMN_NAME = c.COLUMN_NAME "
+                "            AND (SELECT COUNT(*) FROM information_schema.STATISTICS s2 "
+                "                 WHERE s2.TABLE_SCHEMA = s.TABLE_SCHEMA AND s2.TABLE_NAME = s.TABLE_NAME "
+                "                   AND s2.INDEX_NAME = s.INDEX_NAME) = 1) "
+                "FROM information_schema.COLUMNS c "
+                "WHERE c.TABLE_SCHEMA = %s AND c.TABLE_NAME = %s ORDER BY c.ORDINAL_POSITION",
                 (self.database, self.table),
             )
-            names = [row[0] for row in cur.fetchall()]
+            names = {
+                name: ColumnInfo(data_type=(data_type or "").lower(), max_length=length, unique=bool(unique))
+                for name, data_type, length, unique in cur.fetchall()
+            }
         except MySQLdb.Error as exc:
             raise SourceError(f"legacy MySQL {self.server} {self.name}: {_reason(exc)}") from None
         finally:
             conn.close()
         if not names:
             raise SourceError(f"legacy MySQL {self.server}: table {self.name} does not exist")
+        self._columns = names
         return names
 
     def rows(
-        self, columns: list[str], *, since_column: str | None = None, since: str | None = None
+        self, columns: list[tuple[str, str]], *, since_column: str | None = None, since: str | None = None
     ) -> Iterator[list[tuple[str | None, ...]]]:
-        """Yield chunks of rows, each value as text (or None), in the order of ``columns``."""
-        select = ", ".join(f"CAST({quote_mysql(c)} AS CHAR)" for c in columns)
+        """Yield chunks of rows in the order of ``columns``, values as mysqlclient converts them (str, int, date;
+        MySQL's zero date as None); ``bool`` columns as 1/0. Everything else is left to PostgreSQL, set-based."""
+        select = ", ".join(_select_expression(name, how) for name, how in columns)
         sql = f"SELECT {select} FROM {quote_mysql(self.database)}.{quote_mysql(self.table)}"
         params: tuple = ()
         if since_column and since is not None:
-            sql += f" WHERE {quote_mysql(since_column)} >= %s"
+            sql += f" WHERE {quote_mysql(since_column)} > %s"
             params = (since,)
         conn = self.server.connect(self.database, streaming=True)
         try:
@@ -130,7 +186,7 @@ class LegacyTableReader:
         )
         params: tuple = ()
         if since is not None:
-            sql += f" WHERE {quote_mysql(column)} >= %s"
+            sql += f" WHERE {quote_mysql(column)} > %s"
             params = (since,)
         conn = self.server.connect(self.database)
         try:

@@ -1,13 +1,14 @@
-"""Set-based value parsing used by the preload: each returns NULL for blank or unparseable input, never raises."""
+"""Drop unused pattern indexes; set-based value parsing used by the preload: each returns NULL for blank or unparseable input, never raises."""
 
 from django.db import migrations
 
-from reference.schema_ops import use_business_schema
+from reference.schema_ops import drop_pattern_indexes, use_business_schema
 
 FUNCTIONS = r"""
 CREATE OR REPLACE FUNCTION refgov_norm_key(v text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT NULLIF(upper(btrim(normalize(v, NFKC), E' \t\r\n')), '')
+  SELECT NULLIF(upper(btrim(
+    CASE WHEN octet_length(v) = char_length(v) THEN v ELSE normalize(v, NFKC) END, E' \t\r\n')), '')
 $$;
 
 CREATE OR REPLACE FUNCTION refgov_clean_text(v text) RETURNS text
@@ -31,14 +32,17 @@ $$;
 CREATE OR REPLACE FUNCTION refgov_parse_date(v text) RETURNS date
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT CASE
-    WHEN v ~ '^\s*[0-9]{4}-[0-9]{2}-[0-9]{2}'
-     AND substr(btrim(v), 1, 4) > '0000'
-     AND substr(btrim(v), 6, 2) BETWEEN '01' AND '12'
-     AND substr(btrim(v), 9, 2) >= '01'
-     AND substr(btrim(v), 9, 2)::int <= extract(day from
-           make_date(substr(btrim(v), 1, 4)::int, substr(btrim(v), 6, 2)::int, 1)
-           + interval '1 month - 1 day')::int
-    THEN substr(btrim(v), 1, 10)::date
+    WHEN char_length(v) >= 10 AND substr(v, 5, 1) = '-' AND substr(v, 8, 1) = '-'
+     AND translate(substr(v, 1, 10), '0123456789', '') = '--'
+     AND substr(v, 1, 4) <> '0000'
+     AND substr(v, 6, 2) BETWEEN '01' AND '12'
+     AND substr(v, 9, 2) >= '01'
+     AND substr(v, 9, 2)::int <= CASE substr(v, 6, 2)
+           WHEN '02' THEN CASE WHEN (substr(v, 1, 4)::int % 4 = 0 AND substr(v, 1, 4)::int % 100 <> 0)
+                                 OR substr(v, 1, 4)::int % 400 = 0 THEN 29 ELSE 28 END
+           WHEN '04' THEN 30 WHEN '06' THEN 30 WHEN '09' THEN 30 WHEN '11' THEN 30
+           ELSE 31 END
+    THEN make_date(substr(v, 1, 4)::int, substr(v, 6, 2)::int, substr(v, 9, 2)::int)
   END
 $$;
 """
@@ -55,4 +59,4 @@ DROP FUNCTION IF EXISTS refgov_parse_date(text);
 class Migration(migrations.Migration):
     dependencies = [("reference", "0001_initial")]
 
-    operations = [use_business_schema(), migrations.RunSQL(FUNCTIONS, DROP)]
+    operations = [use_business_schema(), drop_pattern_indexes(), migrations.RunSQL(FUNCTIONS, DROP)]
