@@ -63,7 +63,12 @@ def _pydantic_problems(path: Path, exc: ValidationError) -> list[Problem]:
     problems = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if p not in {"legacy_mysql", "config_file"}]
-        reason = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif err["type"] in {"union_tag_not_found", "union_tag_invalid"}:
+            reason = "'type' must be legacy_mysql or config_file"
+        else:
+            reason = err["msg"].removeprefix("Value error, ")
         problems.append(Problem(path, ".".join(loc), reason))
     return problems
 

@@ -6,6 +6,7 @@ import logging
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
+import psycopg
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
@@ -196,7 +197,7 @@ def _execute(
                 table, outcome.rows_read, outcome.inserted, outcome.updated, outcome.upgraded,
                 outcome.unchanged, outcome.errors,
             )  # fmt: skip
-        except (SourceError, SyncError, DatabaseError) as exc:
+        except (SourceError, SyncError, DatabaseError, psycopg.Error) as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             logger.error("preload %s failed: %s", table, message)
             failed.add(table)
