@@ -198,6 +198,32 @@ def admin_execute(server: MySQLServer, *statements: str) -> None:
         conn.close()
 
 
+DEMO_MARKER = "_refgov_demo"
+
+
+def foreign_databases(server: MySQLServer, names: list[str]) -> list[str]:
+    """Those of ``names`` that exist and were not created by this module (the demo must never replace them)."""
+    conn = MySQLdb.connect(
+        host=server.host, port=server.port, user=server.user, password=server.password, charset="utf8mb4"
+    )
+    try:
+        cur = conn.cursor()
+        foreign = []
+        for name in names:
+            cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
+            if not cur.fetchone():
+                continue
+            cur.execute(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                (name, DEMO_MARKER),
+            )
+            if not cur.fetchone():
+                foreign.append(name)
+        return foreign
+    finally:
+        conn.close()
+
+
 def create_legacy_databases(
     server: MySQLServer,
     dataset: LegacyDataset,
@@ -215,6 +241,8 @@ def create_legacy_databases(
         PLAN_DDL.format(table=f"{mq(hub_db)}.{mq('年金计划')}"),
         PORTFOLIO_DDL.format(table=f"{mq(hub_db)}.{mq('组合计划')}"),
         ORG_DDL.format(table=f"{mq(enterprise_db)}.{mq('组织架构')}"),
+        f"CREATE TABLE {mq(hub_db)}.{mq(DEMO_MARKER)} (created_at DATETIME DEFAULT CURRENT_TIMESTAMP)",
+        f"CREATE TABLE {mq(enterprise_db)}.{mq(DEMO_MARKER)} (created_at DATETIME DEFAULT CURRENT_TIMESTAMP)",
     )
     return {
         "年金计划": bulk_load(server, hub_db, "年金计划", PLAN_COLUMNS, dataset.plan_rows()),

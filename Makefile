@@ -1,0 +1,56 @@
+# refgov — one command to set up and run the demo, one to run the tests (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PG := psql -h 127.0.0.1 -U postgres
+DEBIAN_PACKAGES := libmariadb-dev pkg-config gettext postgresql-client mariadb-client chromium fonts-wqy-zenhei
+DB_NAME ?= refgov
+export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
+export LEGACY_MYSQL_URL ?= mysql://root@127.0.0.1:3306
+
+.PHONY: demo test system-deps services venv db bench-preload
+
+## demo: install, create the databases, migrate, load the demo legacy data, preload, start the admin on :8000
+demo: venv services db
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py demo_data
+	$(PY) manage.py preload
+	$(PY) manage.py demo_users
+	@echo "admin: http://127.0.0.1:8000/admin/  (login steward / $${REFGOV_DEMO_PASSWORD:-refgov-demo})"
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+## test: the whole test suite against real PostgreSQL and MariaDB
+test: venv services
+	$(VENV)/bin/pytest
+
+## system-deps: Debian packages the project needs (run as root; CI runs it)
+system-deps:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+## services: start PostgreSQL and MariaDB when they are not running
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@mariadb-admin -h 127.0.0.1 -uroot ping >/dev/null 2>&1 || start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && mariadb-admin -h 127.0.0.1 -uroot ping >/dev/null 2>&1 && exit 0; sleep 1; done; \
+		echo "PostgreSQL or MariaDB did not come up on 127.0.0.1" >&2; exit 1
+
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+## db: create the PostgreSQL database when it does not exist
+db: services
+	@$(PG) -tAc "SELECT 1 FROM pg_database WHERE datname = '$(DB_NAME)'" | grep -q 1 || $(PG) -c 'CREATE DATABASE "$(DB_NAME)"'
+
+## bench-preload: the preload benchmark of issue 2 (200k plans, 1M portfolios)
+bench-preload: venv services
+	$(PY) bench/preload.py
