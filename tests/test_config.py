@@ -7,7 +7,6 @@ mark, and the MariaDB client is booby-trapped below.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +91,7 @@ def data_problem(config_dir: Path, key_path: str, reason: str) -> Problem:
     return Problem((config_dir / PRODUCT_LINES).resolve(), key_path, reason)
 
 
-# --- the real config -------------------------------------------------------------------------------------------------
+# --- the real config --------------------------------------------------------------------------------------------------
 
 
 def test_real_config_loads_with_parents_first():
@@ -121,7 +120,7 @@ def test_copied_config_loads(make_config):
     assert loaded.config.preload.sources["年金计划"].database == "annuity_hub"
 
 
-# --- unknown keys, tables and columns ------------------------------------------------------------------------------
+# --- unknown keys, tables and columns ---------------------------------------------------------------------------------
 
 
 def test_unknown_top_level_key(make_config):
@@ -189,7 +188,7 @@ def test_dependency_cycle_through_model_foreign_key(make_config):
     assert "年金计划" in problem.reason and "组合计划" in problem.reason
 
 
-# --- values ----------------------------------------------------------------------------------------------------------
+# --- values -----------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("schedule", ["61 1 * * *", "0 1 * *", "0 1 * * * *", "every night"])
@@ -230,8 +229,8 @@ def test_unsafe_source_column_in_rename_mapping(make_config):
 @pytest.mark.parametrize(
     "key_path, value, reason",
     [
-        ("strategy", "hybird", "Input should be 'hybrid', 'preload_only' or 'backfill_only'"),
-        ("backfill.mode", "sometimes", "Input should be 'fallback' or 'always'"),
+        ("strategy", "hybird", "Input should be 'hybrid', 'preload_only' or 'backfill_only' (got 'hybird')"),
+        ("backfill.mode", "sometimes", "Input should be 'fallback' or 'always' (got 'sometimes')"),
     ],
 )
 def test_bad_enum_value(make_config, key_path, value, reason):
@@ -240,16 +239,26 @@ def test_bad_enum_value(make_config, key_path, value, reason):
     assert problems_of(config_dir) == [main_problem(config_dir, key_path, reason)]
 
 
-@pytest.mark.parametrize("source", [{"type": "ftp", "path": "x.yml"}, {"path": "x.yml"}])
-def test_unknown_or_missing_source_type(make_config, source):
+@pytest.mark.parametrize(
+    "source, reason",
+    [
+        ({"type": "ftp", "path": "x.yml"}, "'type' must be legacy_mysql or config_file (got 'ftp')"),
+        ({"path": "x.yml"}, "missing 'type' (legacy_mysql or config_file)"),
+    ],
+)
+def test_unknown_or_missing_source_type(make_config, source, reason):
     config_dir = make_config({"preload.sources.产品线": source})
 
-    assert problems_of(config_dir) == [
-        main_problem(config_dir, "preload.sources.产品线", "'type' must be legacy_mysql or config_file")
-    ]
+    assert problems_of(config_dir) == [main_problem(config_dir, "preload.sources.产品线", reason)]
 
 
-# --- files -----------------------------------------------------------------------------------------------------------
+def test_a_top_level_key_named_like_a_source_type_keeps_its_name(make_config):
+    config_dir = make_config({"config_file": "x"})
+
+    assert problems_of(config_dir) == [main_problem(config_dir, "config_file", "unknown key")]
+
+
+# --- files ------------------------------------------------------------------------------------------------------------
 
 
 def test_invalid_yaml_reports_line_and_column(make_config):
@@ -338,7 +347,7 @@ def test_data_file_without_rows_list(make_config):
     ]
 
 
-# --- several problems at once ------------------------------------------------------------------------------------------
+# --- several problems at once -----------------------------------------------------------------------------------------
 
 
 def test_all_shape_problems_are_reported_together(make_config):
@@ -389,7 +398,7 @@ def test_all_cross_check_problems_are_reported_together(make_config):
     ]
 
 
-# --- identifiers -------------------------------------------------------------------------------------------------------
+# --- identifiers ------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -62,13 +62,20 @@ def read_yaml(path: Path) -> Any:
 def _pydantic_problems(path: Path, exc: ValidationError) -> list[Problem]:
     problems = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if p not in {"legacy_mysql", "config_file"}]
+        loc = [str(p) for p in err["loc"]]
+        # pydantic names the chosen variant of a source after its table: preload.sources.<table>.<type>.<key>
+        if loc[:2] == ["preload", "sources"] and len(loc) > 3 and loc[3] in {"legacy_mysql", "config_file"}:
+            del loc[3]
         if err["type"] == "extra_forbidden":
             reason = "unknown key"
-        elif err["type"] in {"union_tag_not_found", "union_tag_invalid"}:
-            reason = "'type' must be legacy_mysql or config_file"
+        elif err["type"] == "union_tag_not_found":
+            reason = "missing 'type' (legacy_mysql or config_file)"
+        elif err["type"] == "union_tag_invalid":
+            reason = f"'type' must be legacy_mysql or config_file (got {err['input'].get('type')!r})"
         else:
             reason = err["msg"].removeprefix("Value error, ")
+            if err["type"] in {"enum", "literal_error", "bool_parsing", "string_type", "dict_type", "list_type"}:
+                reason += f" (got {err['input']!r})"
         problems.append(Problem(path, ".".join(loc), reason))
     return problems
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import nullcontext
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import psycopg
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 from pipeline.config import load_config
@@ -101,7 +105,9 @@ class ReferenceSyncService:
             return LegacyTableReader(server=self.server, database=source.database, table=source.table)
         return ConfigFileReader(path=source.path, records=self.loaded.file_rows[table])
 
-    def sync_table(self, *, table: str, run: SyncRun, full: bool) -> TableSyncOutcome:
+    def sync_table(
+        self, *, table: str, run: SyncRun, full: bool, before_checks: Callable[[], None] = lambda: None
+    ) -> TableSyncOutcome:
         """One table inside the caller's transaction: stream, check, merge, move the watermark."""
         source = self.config.preload.sources[table]
         reader = self.reader_for(table)
@@ -120,6 +126,7 @@ class ReferenceSyncService:
             mode="incremental" if incremental else "full",
             read_kwargs={"since_column": mark_column, "since": since} if incremental else {},
             report_missing=not incremental,
+            before_checks=before_checks,
         )
         if mark_column and new_mark is not None:
             SyncWatermark.objects.update_or_create(table=table, defaults={"column": mark_column, "value": new_mark})
@@ -167,42 +174,97 @@ def run_preload(
     return holder["result"]
 
 
+class ParentFailed(Exception):
+    def __init__(self, parents: list[str]):
+        super().__init__(f"skipped: depends on {', '.join(parents)}, which failed")
+        self.parents = parents
+
+
+class _Gates:
+    """Completion of each table of a run: a table checks its rows against its parents only after they committed."""
+
+    def __init__(self, service: ReferenceSyncService, order: list[str]):
+        wanted = set(order)
+        self.parents = {
+            t: sorted((set(get_table(t).depends_on) | set(service.config.depends_on.get(t, []))) & wanted)
+            for t in order
+        }
+        self.done = {t: threading.Event() for t in order}
+        self.ok: dict[str, bool] = {}
+
+    def finish(self, table: str, ok: bool) -> None:
+        self.ok[table] = ok
+        self.done[table].set()
+
+    def wait_for_parents(self, table: str) -> None:
+        for parent in self.parents[table]:
+            self.done[parent].wait()
+        failed = [p for p in self.parents[table] if not self.ok[p]]
+        if failed:
+            raise ParentFailed(failed)
+
+
+def _sync_one(
+    service: ReferenceSyncService, gates: _Gates, table: str, run: SyncRun, *, full: bool, wait_first: bool
+) -> tuple[SyncTableResult, str | None]:
+    """Sync one table in its own transaction and record its result; returns the result and a problem line."""
+    source = service.config.preload.sources[table].describe()
+    try:
+        if wait_first:
+            gates.wait_for_parents(table)
+        with transaction.atomic():
+            outcome = service.sync_table(
+                table=table, run=run, full=full, before_checks=lambda: gates.wait_for_parents(table)
+            )
+            message = _table_message(outcome)
+            result = _record(run, outcome, TableStatus.SUCCESS, message)
+        gates.finish(table, True)
+        logger.info(
+            "preload %s: read %s, inserted %s, updated %s, upgraded %s, unchanged %s, rejected %s",
+            table, outcome.rows_read, outcome.inserted, outcome.updated, outcome.upgraded,
+            outcome.unchanged, outcome.errors,
+        )  # fmt: skip
+        return result, (f"{table}: {message}" if outcome.errors else None)
+    except ParentFailed as exc:
+        status, message = TableStatus.SKIPPED, str(exc)
+    except (SourceError, SyncError, DatabaseError, psycopg.Error) as exc:
+        status = TableStatus.FAILED
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logger.error("preload %s failed: %s", table, message)
+    gates.finish(table, False)
+    outcome = TableSyncOutcome(table=table, source=source, mode="full" if full else "-")
+    return _record(run, outcome, status, message), f"{table}: {message}"
+
+
+def _sync_concurrently(
+    service: ReferenceSyncService, gates: _Gates, order: list[str], run: SyncRun, *, full: bool
+) -> list[tuple[SyncTableResult, str | None]]:
+    """One thread (and database connection) per table: a child stages its rows while its parents still sync."""
+
+    def work(table: str) -> tuple[SyncTableResult, str | None]:
+        try:
+            return _sync_one(service, gates, table, run, full=full, wait_first=False)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=len(order), thread_name_prefix="refgov-preload") as pool:
+        futures = [pool.submit(work, table) for table in order]
+        return [f.result() for f in futures]
+
+
 def _execute(
     service: ReferenceSyncService, order: list[str], *, full: bool, dry_run: bool, trigger: str, tables
 ) -> PreloadResult:
     run = SyncRun.objects.create(trigger=trigger, full=full, tables_requested=list(tables or []))
     logger.info("preload run %s started: %s", run.pk, ", ".join(order))
-    results: list[SyncTableResult] = []
-    failed: set[str] = set()
-    problems: list[str] = []
-    for table in order:
-        blocked = [p for p in get_table(table).depends_on if p in failed]
-        blocked += [p for p in service.config.depends_on.get(table, []) if p in failed and p not in blocked]
-        source = service.config.preload.sources[table].describe()
-        if blocked:
-            message = f"skipped: depends on {', '.join(blocked)}, which failed"
-            results.append(_record(run, TableSyncOutcome(table=table, source=source, mode="-"), TableStatus.SKIPPED, message))
-            failed.add(table)
-            problems.append(f"{table}: {message}")
-            continue
-        try:
-            with transaction.atomic():
-                outcome = service.sync_table(table=table, run=run, full=full)
-                message = _table_message(outcome)
-                results.append(_record(run, outcome, TableStatus.SUCCESS, message))
-            if outcome.errors:
-                problems.append(f"{table}: {message}")
-            logger.info(
-                "preload %s: read %s, inserted %s, updated %s, upgraded %s, unchanged %s, rejected %s",
-                table, outcome.rows_read, outcome.inserted, outcome.updated, outcome.upgraded,
-                outcome.unchanged, outcome.errors,
-            )  # fmt: skip
-        except (SourceError, SyncError, DatabaseError, psycopg.Error) as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            logger.error("preload %s failed: %s", table, message)
-            failed.add(table)
-            problems.append(f"{table}: {message}")
-            results.append(_record(run, TableSyncOutcome(table=table, source=source, mode="full" if full else "-"), TableStatus.FAILED, message))
+    gates = _Gates(service, order)
+    # Worker threads have their own connections: only possible when this one holds no open transaction.
+    if len(order) > 1 and not connection.in_atomic_block:
+        outcomes = _sync_concurrently(service, gates, order, run, full=full)
+    else:
+        outcomes = [_sync_one(service, gates, t, run, full=full, wait_first=True) for t in order]
+    results = [result for result, _ in outcomes]
+    problems = [problem for _, problem in outcomes if problem]
     integrity = check_reference_integrity()
     if not integrity.ok:
         problems.extend(f"integrity: {v}" for v in integrity.violations)

@@ -8,7 +8,7 @@ touches only changed rows and one INSERT adds new ones, so an unchanged row is n
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -189,7 +189,9 @@ class TableSync:
         mode: str,
         read_kwargs: dict | None = None,
         report_missing: bool,
+        before_checks: Callable[[], None] = lambda: None,
     ) -> TableSyncOutcome:
+        """Stage, check, merge. ``before_checks`` runs between staging and checking (waiting for parent tables)."""
         started = time.monotonic()
         plans, missing = self.plan_columns()
         outcome = TableSyncOutcome(
@@ -198,6 +200,7 @@ class TableSync:
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"refgov.sync.{self.table.name}"])
             outcome.rows_read = self._stage(cur, plans, read_kwargs or {})
+            before_checks()
             outcome.errors, outcome.error_samples = self._reject(cur, plans)
             outcome.upgraded = self._record_upgrades(cur, plans, run_id)
             cur.execute(f"SELECT count(*) FROM {q(self.table.name)}")
