@@ -63,6 +63,7 @@ class SyncTableResult(models.Model):
     watermark_to = models.CharField(_("watermark after"), max_length=64, blank=True, default="")
     message = models.TextField(_("message"), blank=True, default="")
     duration_ms = models.IntegerField(_("duration (ms)"), default=0)
+    timings_ms = models.JSONField(_("time per phase (ms)"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("table result")

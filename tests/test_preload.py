@@ -328,3 +328,45 @@ def test_check_references_command(legacy, config_dir):
         call_command("check_references", "--json", stdout=io.StringIO(), stderr=stderr)
     assert exit_info.value.code == 1
     assert "年金计划: auto-derived row without _derived_at/_derived_from_domain: 1 (e.g. X1)" in stderr.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_tables_sync_concurrently_and_children_wait_for_parents(legacy, config_dir):
+    legacy.load(SMALL)
+    first = run_preload()
+    assert first.run.status == RunStatus.SUCCESS
+    assert [r.table for r in first.tables] == ["年金计划", "产品线", "组织架构", "组合计划"]
+    assert PortfolioPlan.objects.count() == 40 and AnnuityPlan.objects.count() == 30
+
+    legacy.execute(legacy.hub, "RENAME TABLE `年金计划` TO `年金计划_old`")
+    legacy.execute(legacy.hub, "UPDATE `组合计划` SET `组合名称` = '新名称', `updated_at` = '2024-12-01 00:00:00'")
+    second = run_preload()
+
+    by_table = results(second.run)
+    assert by_table["年金计划"].status == "failed"
+    assert by_table["组合计划"].status == "skipped"
+    assert by_table["组合计划"].message == "skipped: depends on 年金计划, which failed"
+    assert by_table["组织架构"].status == "success"
+    assert second.run.status == RunStatus.PARTIAL
+    assert not PortfolioPlan.objects.filter(name="新名称").exists()
+
+
+def test_check_references_finds_an_orphan_that_bypassed_the_foreign_key(legacy, config_dir):
+    legacy.load(SMALL)
+    run_preload()
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL session_replication_role = replica")  # what a careless bulk load can do
+        cur.execute("""UPDATE "组合计划" SET "年金计划号" = 'GONE01' WHERE "组合代码" = %s""", [portfolio_code(3)])
+        cur.execute("SET LOCAL session_replication_role = origin")
+
+    from reference.integrity import check_reference_integrity
+
+    report = check_reference_integrity()
+    assert not report.ok
+    [violation] = report.violations
+    assert violation.table == "组合计划" and violation.count == 1
+    assert violation.samples == [f"{portfolio_code(3)} → GONE01"]
+    stderr = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("check_references", stdout=io.StringIO(), stderr=stderr)
+    assert "orphan 年金计划号 → 年金计划.年金计划号: 1" in stderr.getvalue()

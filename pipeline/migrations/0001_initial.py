@@ -68,6 +68,7 @@ class Migration(migrations.Migration):
                 ('watermark_to', models.CharField(blank=True, default='', max_length=64, verbose_name='watermark after')),
                 ('message', models.TextField(blank=True, default='', verbose_name='message')),
                 ('duration_ms', models.IntegerField(default=0, verbose_name='duration (ms)')),
+                ('timings_ms', models.JSONField(blank=True, default=dict, verbose_name='time per phase (ms)')),
                 ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tables', to='pipeline.syncrun', verbose_name='run')),
             ],
             options={

@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from django.conf import settings
 from django.db import connection, models
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.errors import DataError
 
 from refgov.identifiers import quote_pg as q
-from pipeline.sources.prefetch import prefetch
 from reference.models import Source
 from reference.registry import ReferenceTable, get_table
 
@@ -62,6 +62,7 @@ class TableSyncOutcome:
     watermark_from: str = ""
     watermark_to: str = ""
     duration_ms: int = 0
+    timings_ms: dict[str, int] = field(default_factory=dict)
 
 
 MYSQL_DATE_TYPES = {"date", "datetime", "timestamp"}
@@ -147,6 +148,21 @@ class ColumnPlan:
         return None
 
 
+class _PhaseClock:
+    """Milliseconds per phase, so an operator can see where a slow sync spends its time."""
+
+    def __init__(self, into: dict[str, int]):
+        self.into = into
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.into[phase] = self.into.get(phase, 0) + int((time.monotonic() - started) * 1000)
+
+
 class TableSync:
     """Sync one table inside the caller's transaction."""
 
@@ -197,20 +213,29 @@ class TableSync:
         outcome = TableSyncOutcome(
             table=self.table.name, source=self.reader.name, mode=mode, columns_not_in_source=missing
         )
+        clock = _PhaseClock(outcome.timings_ms)
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"refgov.sync.{self.table.name}"])
-            outcome.rows_read = self._stage(cur, plans, read_kwargs or {})
-            before_checks()
-            outcome.errors, outcome.error_samples = self._reject(cur, plans)
-            outcome.upgraded = self._record_upgrades(cur, plans, run_id)
+            # Joins of a whole source against a whole table: let them hash in memory rather than spill in batches.
+            cur.execute("SELECT set_config('work_mem', %s, true), set_config('maintenance_work_mem', %s, true)",
+                        [settings.REFGOV_SYNC_WORK_MEM, settings.REFGOV_SYNC_WORK_MEM])  # fmt: skip
+            with clock("stage"):
+                outcome.rows_read = self._stage(cur, plans, read_kwargs or {})
+            with clock("wait"):
+                before_checks()
+            with clock("check"):
+                outcome.errors, outcome.error_samples = self._reject(cur, plans)
+                outcome.upgraded = self._record_upgrades(cur, plans, run_id)
             cur.execute(f"SELECT count(*) FROM {q(self.table.name)}")
             existing = cur.fetchone()[0]
-            inserted, touched = self._merge(cur, plans, bulk=outcome.rows_read - existing > BULK_INSERT_ROWS)
+            with clock("merge"):
+                inserted, touched = self._merge(cur, plans, bulk=outcome.rows_read - existing > BULK_INSERT_ROWS)
             outcome.inserted = inserted
             outcome.updated = touched - outcome.upgraded
             outcome.unchanged = outcome.rows_read - outcome.errors - inserted - touched
             if report_missing and existing:
-                outcome.missing_at_source, outcome.missing_samples = self._missing(cur)
+                with clock("missing"):
+                    outcome.missing_at_source, outcome.missing_samples = self._missing(cur)
             cur.execute("DROP TABLE _stage, _rejected")
         outcome.duration_ms = int((time.monotonic() - started) * 1000)
         return outcome
@@ -219,12 +244,13 @@ class TableSync:
         columns = ", ".join(p.staging_ddl() for p in plans)
         cur.execute(
             f"CREATE TEMP TABLE _stage (_row bigint GENERATED ALWAYS AS IDENTITY, _bad boolean NOT NULL DEFAULT false, "
+            f"_key_fixed boolean, "
             f"{columns}) ON COMMIT DROP"
         )
         count = 0
         copy_sql = f"COPY _stage ({', '.join(p.raw_column for p in plans)}) FROM STDIN"
         try:
-            chunks = prefetch(self.reader.rows([(p.source_name, p.read_as) for p in plans], **read_kwargs))
+            chunks = self.reader.rows([(p.source_name, p.read_as) for p in plans], **read_kwargs)
             with cur.connection.cursor() as raw_cur, raw_cur.copy(copy_sql, writer=QueuedLibpqWriter(raw_cur)) as copy:
                 for chunk in chunks:
                     for row in chunk:
@@ -234,25 +260,31 @@ class TableSync:
             detail = str(exc).strip().splitlines()
             raise SyncError(f"{self.reader.name}: a value does not fit its column: {' '.join(detail)}") from None
         self.keys_normalised = self._normalise(cur, plans)
-        cur.execute("ANALYZE _stage")
+        keys = ", ".join(q(p.target) for p in plans if p.is_key)
+        cur.execute(f"ANALYZE _stage ({keys})")
         return count
 
     def _normalise(self, cur, plans: list[ColumnPlan]) -> int:
-        """Normalise keys (NFKC, trimmed, upper case) and blank text to NULL on the few rows that need it.
+        """Normalise keys (NFKC, trimmed, upper case) and blank text to NULL, in one pass over the staged rows.
 
-        Returns how many rows had a key changed by normalisation."""
+        Returns how many rows had a key that normalisation may have changed (0 means every key was already clean)."""
         keys = [q(p.target) for p in plans if p.is_key]
-        needs = " OR ".join(
-            f"{k} <> upper({k}) OR octet_length({k}) <> char_length({k}) OR btrim({k}, E' \\t\\r\\n') <> {k}"
-            for k in keys
-        )
-        cur.execute(f"UPDATE _stage SET {', '.join(f'{k} = refgov_norm_key({k})' for k in keys)} WHERE {needs}")
-        changed = cur.rowcount
         texts = [q(p.target) for p in plans if p.is_text]
-        if texts:
-            sets = ", ".join(f"{c} = NULLIF({c}, '')" for c in texts)
-            cur.execute(f"UPDATE _stage SET {sets} WHERE {' OR '.join(f'{c} = {chr(39) * 2}' for c in texts)}")
-        return changed
+        # A cheap superset of "normalisation would change it": anything but upper-case ASCII letters and digits.
+        dirty_key = " OR ".join(f"{k} ~ '[^A-Z0-9]'" for k in keys)
+        blank = [f"{c} = ''" for c in texts]
+        sets = [f"{k} = refgov_norm_key({k})" for k in keys] + [f"{c} = NULLIF({c}, '')" for c in texts]
+        cur.execute(
+            f"""
+            WITH fixed AS (
+                UPDATE _stage SET {', '.join(sets)}, _key_fixed = ({dirty_key})
+                WHERE {' OR '.join([dirty_key, *blank])}
+                RETURNING _key_fixed
+            )
+            SELECT count(*) FILTER (WHERE _key_fixed) FROM fixed
+            """
+        )
+        return cur.fetchone()[0]
 
     def _reject(self, cur, plans: list[ColumnPlan]) -> tuple[int, list[dict]]:
         """Collect the rows that fail a check (bad value, unknown parent, empty or duplicate key) in ``_rejected``."""

@@ -35,7 +35,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
-    "import_export",
     "reference",
     "pipeline",
 ]
@@ -84,6 +83,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # mysql://user:pass@host:port — each preload source names its own database.
 LEGACY_MYSQL_URL = env("LEGACY_MYSQL_URL", "mysql://root@127.0.0.1:3306")
+# PostgreSQL work_mem / maintenance_work_mem inside a table sync's transaction (hash joins of whole tables).
+REFGOV_SYNC_WORK_MEM = env("REFGOV_SYNC_WORK_MEM", "256MB")
 REFGOV_CONFIG_DIR = Path(env("REFGOV_CONFIG_DIR", str(BASE_DIR / "config"))).resolve()
 
 LANGUAGE_CODE = "zh-hans"
