@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import MySQLdb
 import yaml
 from django.conf import settings
 
@@ -24,11 +23,7 @@ class LegacyDB:
     enterprise: str
 
     def execute(self, database: str, sql: str, params: tuple | list = ()) -> int:
-        require_test_database(database, what="legacy MySQL")
-        conn = MySQLdb.connect(
-            host=self.server.host, port=self.server.port, user=self.server.user, password=self.server.password,
-            database=database, charset="utf8mb4",
-        )  # fmt: skip
+        conn = self.server.connect(require_test_database(database, what="legacy MySQL"))
         try:
             cur = conn.cursor()
             count = cur.execute(sql, params)
@@ -38,10 +33,7 @@ class LegacyDB:
             conn.close()
 
     def fetch(self, database: str, sql: str, params: tuple | list = ()) -> list[tuple]:
-        conn = MySQLdb.connect(
-            host=self.server.host, port=self.server.port, user=self.server.user, password=self.server.password,
-            database=database, charset="utf8mb4",
-        )  # fmt: skip
+        conn = self.server.connect(database)
         try:
             cur = conn.cursor()
             cur.execute(sql, params)

@@ -13,8 +13,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-import MySQLdb
-
 from pipeline.sources.legacy_mysql import MySQLServer
 from refgov.identifiers import quote_mysql as mq
 
@@ -165,10 +163,7 @@ def bulk_load(server: MySQLServer, database: str, table: str, columns: list[str]
             count += 1
         path = fh.name
     try:
-        conn = MySQLdb.connect(
-            host=server.host, port=server.port, user=server.user, password=server.password,
-            database=database, charset="utf8mb4", local_infile=True,
-        )  # fmt: skip
+        conn = server.connect(database, local_infile=True)
         try:
             cur = conn.cursor()
             cols = ", ".join(mq(c) for c in columns)
@@ -186,9 +181,7 @@ def bulk_load(server: MySQLServer, database: str, table: str, columns: list[str]
 
 
 def admin_execute(server: MySQLServer, *statements: str) -> None:
-    conn = MySQLdb.connect(
-        host=server.host, port=server.port, user=server.user, password=server.password, charset="utf8mb4"
-    )
+    conn = server.connect()
     try:
         cur = conn.cursor()
         for sql in statements:
@@ -203,9 +196,7 @@ DEMO_MARKER = "_refgov_demo"
 
 def foreign_databases(server: MySQLServer, names: list[str]) -> list[str]:
     """Those of ``names`` that exist and were not created by this module (the demo must never replace them)."""
-    conn = MySQLdb.connect(
-        host=server.host, port=server.port, user=server.user, password=server.password, charset="utf8mb4"
-    )
+    conn = server.connect()
     try:
         cur = conn.cursor()
         foreign = []

@@ -23,7 +23,7 @@ from reference.models import Source
 from reference.registry import ReferenceTable, get_table
 
 SAMPLE_LIMIT = 20
-# Above this many new rows, foreign keys are re-validated once, set-based, instead of by a trigger per row.
+# Above this many new rows, foreign keys and secondary indexes are rebuilt once, set-based, instead of per row.
 BULK_INSERT_ROWS = 50_000
 
 

@@ -68,21 +68,24 @@ class MySQLServer:
     def __str__(self) -> str:
         return f"mysql://{self.user}@{self.host}:{self.port}"
 
-    def connect(self, database: str, *, streaming: bool = False) -> MySQLdb.Connection:
+    def connect(self, database: str | None = None, *, streaming: bool = False, **extra) -> MySQLdb.Connection:
+        options = {"database": check_identifier(database)} if database else {}
         try:
             return MySQLdb.connect(
                 host=self.host,
                 port=self.port,
                 user=self.user,
                 password=self.password,
-                database=check_identifier(database),
                 charset="utf8mb4",
                 connect_timeout=10,
                 cursorclass=MySQLdb.cursors.SSCursor if streaming else MySQLdb.cursors.Cursor,
                 conv=STREAM_CONVERSIONS if streaming else conversions,
+                **options,
+                **extra,
             )
         except MySQLdb.Error as exc:
-            raise SourceError(f"legacy MySQL {self} database {database!r} unreachable: {_reason(exc)}") from None
+            where = f"database {database!r} " if database else ""
+            raise SourceError(f"legacy MySQL {self} {where}unreachable: {_reason(exc)}") from None
 
 
 def _select_expression(column: str, how: str) -> str:
