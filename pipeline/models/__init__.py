@@ -1,0 +1,7 @@
+from .facts import DerivedReference, FactBatch, FactStatus, IncomeFact, ScaleFact
+from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
+
+__all__ = [
+    "DerivedReference", "FactBatch", "FactStatus", "IncomeFact", "RunStatus", "ScaleFact", "SyncRun",
+    "SyncTableResult", "SyncUpgrade", "SyncWatermark", "TableStatus",
+]  # fmt: skip
