@@ -7,7 +7,17 @@ from django.contrib import admin
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from .models import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
+from .models import (
+    DerivedReference,
+    FactBatch,
+    FactStatus,
+    RunStatus,
+    SyncRun,
+    SyncTableResult,
+    SyncUpgrade,
+    SyncWatermark,
+    TableStatus,
+)
 
 STATUS_COLORS = {
     RunStatus.RUNNING.value: "#1565c0",  # blue
@@ -15,6 +25,8 @@ STATUS_COLORS = {
     RunStatus.PARTIAL.value: "#ef6c00",  # orange
     RunStatus.FAILED.value: "#c62828",  # red
     TableStatus.SKIPPED.value: "#757575",  # grey
+    FactStatus.LOADED.value: "#2e7d32",
+    FactStatus.REJECTED.value: "#ef6c00",
 }
 
 
@@ -133,4 +145,41 @@ class SyncWatermarkAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("table", "column", "value", "updated_at")
     search_fields = ("table",)
     fields = ("table", "column", "value", "updated_at")
+    readonly_fields = fields
+
+
+class DerivedReferenceInline(ReadOnlyInline):
+    model = DerivedReference
+    fields = ("table", "key", "fact_rows", "row_numbers", "sheet")
+    readonly_fields = fields
+
+
+@admin.register(FactBatch)
+class FactBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("started_at", "domain", "file_name", "sheet", "batch_status", "rows_read", "rows_loaded", "new_references")
+    list_filter = ("status", "domain", "degraded")
+    search_fields = ("file_name", "checksum")
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+    fields = (
+        "domain", "file_name", "file_path", "sheet", "checksum", "size_bytes", "periods", "batch_status", "degraded",
+        "rows_read", "rows_loaded", "rows_rejected", "rows_replaced", "new_references", "message", "started_at",
+        "finished_at",
+    )  # fmt: skip
+    readonly_fields = fields
+    inlines = (DerivedReferenceInline,)
+
+    @admin.display(description=_("status"), ordering="status")
+    def batch_status(self, obj):
+        return status_badge(obj)
+
+
+@admin.register(DerivedReference)
+class DerivedReferenceAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("table", "key", "fact_rows", "file_name", "sheet", "batch", "created_at")
+    list_filter = ("table",)
+    search_fields = ("key", "file_name")
+    list_select_related = ("batch",)
+    show_full_result_count = False
+    fields = ("table", "key", "batch", "file_name", "sheet", "row_numbers", "fact_rows", "created_at")
     readonly_fields = fields

@@ -16,7 +16,10 @@ REFERENCE_MODELS: dict[str, tuple[str, ...]] = {
     "reference": ("annuityplan", "portfolioplan", "productline", "organization"),
 }
 PIPELINE_MODELS: dict[str, tuple[str, ...]] = {
-    "pipeline": ("syncrun", "synctableresult", "syncupgrade", "syncwatermark"),
+    "pipeline": (
+        "syncrun", "synctableresult", "syncupgrade", "syncwatermark", "factbatch", "derivedreference", "scalefact",
+        "incomefact",
+    ),
 }
 
 

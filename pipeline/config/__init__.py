@@ -1,4 +1,4 @@
-from .loader import ConfigError, load_config
+from .loader import ConfigError, LoadedDomain, domain_names, load_config, load_domain
 from .schema import ReferenceManagementConfig
 
-__all__ = ["ConfigError", "ReferenceManagementConfig", "load_config"]
+__all__ = ["ConfigError", "LoadedDomain", "ReferenceManagementConfig", "domain_names", "load_config", "load_domain"]

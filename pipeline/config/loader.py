@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,12 @@ import yaml
 from django.conf import settings
 from pydantic import ValidationError
 
+from pipeline.facts.derivations import FUNCTIONS
+from pipeline.facts.registry import fact_table, fact_table_names
+from refgov.identifiers import check_identifier
 from reference.registry import DependencyCycle, dependency_order, get_table, table_names
 
+from .domain_schema import DomainConfig, ForeignKey
 from .schema import ConfigFileSource, LegacyMySQLSource, ReferenceManagementConfig
 
 MAIN_FILE = "reference_management.yml"
@@ -161,3 +166,115 @@ def load_config(config_dir: Path | str | None = None) -> LoadedConfig:
     except DependencyCycle as exc:
         raise ConfigError([Problem(main, "depends_on", str(exc))]) from None
     return LoadedConfig(path=main, config=config, file_rows=file_rows)
+
+
+DOMAINS_DIR = "domains"
+
+
+@dataclass(frozen=True)
+class LoadedDomain:
+    path: Path
+    config: DomainConfig
+
+    @property
+    def fk_order(self) -> list[ForeignKey]:
+        """Foreign keys in dependency order: parents (by ``depends_on`` and by reference table) first."""
+        by_name = {fk.name: fk for fk in self.config.foreign_keys}
+        graph = {fk.name: _fk_parents(fk, self.config.foreign_keys) for fk in self.config.foreign_keys}
+        return [by_name[name] for name in TopologicalSorter(graph).static_order()]
+
+
+def _fk_parents(fk: ForeignKey, all_fks: list[ForeignKey]) -> set[str]:
+    by_table = {other.target_table: other.name for other in all_fks}
+    implied = {by_table[t] for t in get_table(fk.target_table).depends_on if t in by_table} if fk.target_table in table_names() else set()
+    return set(fk.depends_on) | implied
+
+
+def _check_domain(path: Path, domain: DomainConfig, problems: list[Problem]) -> None:
+    if domain.fact_table not in fact_table_names():
+        problems.append(Problem(path, "fact_table", f"unknown fact table {domain.fact_table!r} (known: {', '.join(fact_table_names())})"))
+        return
+    fact = fact_table(domain.fact_table)
+    columns = fact.columns
+
+    def fact_column(key_path: str, name: str | None) -> None:
+        if name is not None and name not in columns:
+            problems.append(Problem(path, key_path, f"unknown column {name!r} of fact table {fact.name!r}"))
+
+    for raw, canonical in domain.aliases.items():
+        fact_column(f"aliases.{raw}", canonical)
+    for i, name in enumerate(domain.required_columns):
+        fact_column(f"required_columns[{i}]", name)
+    for i, name in enumerate(domain.replace_scope):
+        fact_column(f"replace_scope[{i}]", name)
+    for name in domain.keys.strip_prefix:
+        fact_column(f"keys.strip_prefix.{name}", name)
+    for name, lookup in domain.derived_columns.items():
+        key_path = f"derived_columns.{name}"
+        fact_column(key_path, name)
+        fact_column(f"{key_path}.from", lookup.from_column)
+        if _check_table(path, f"{key_path}.table", lookup.table, problems) and lookup.match not in get_table(lookup.table).data_fields:
+            problems.append(Problem(path, f"{key_path}.match", f"unknown column {lookup.match!r} of table {lookup.table!r}"))
+
+    names = [fk.name for fk in domain.foreign_keys]
+    for i, fk in enumerate(domain.foreign_keys):
+        key_path = f"foreign_keys[{i}]"
+        if names.count(fk.name) > 1:
+            problems.append(Problem(path, f"{key_path}.name", f"duplicate foreign key name {fk.name!r}"))
+        fact_column(f"{key_path}.source_column", fk.source_column)
+        for j, parent in enumerate(fk.depends_on):
+            if parent not in names:
+                problems.append(Problem(path, f"{key_path}.depends_on[{j}]", f"unknown foreign key {parent!r} (known: {', '.join(names)})"))
+        if not _check_table(path, f"{key_path}.target_table", fk.target_table, problems):
+            continue
+        table = get_table(fk.target_table)
+        if fk.target_key != table.key_column:
+            problems.append(Problem(path, f"{key_path}.target_key", f"{fk.target_key!r} is not the key of {table.name} (its key is {table.key_column!r})"))
+        if fact.reference_columns.get(fk.source_column, table.name) != table.name:
+            problems.append(Problem(path, f"{key_path}.target_table", f"fact column {fk.source_column!r} references {fact.reference_columns[fk.source_column]}, not {table.name}"))
+        for target, rule in fk.derive.items():
+            rule_path = f"{key_path}.derive.{target}"
+            if target not in table.data_fields or target == table.key_column:
+                problems.append(Problem(path, rule_path, f"unknown column {target!r} of table {table.name!r}"))
+            fact_column(f"{rule_path}.column", rule.column)
+            fact_column(f"{rule_path}.order_by", rule.order_by)
+            if rule.rule == "function" and rule.function not in FUNCTIONS:
+                problems.append(Problem(path, f"{rule_path}.function", f"unknown derivation function {rule.function!r} (registered: {', '.join(sorted(FUNCTIONS))})"))
+    covered = {fk.source_column for fk in domain.foreign_keys}
+    for column, table in fact.reference_columns.items():
+        if column not in covered:
+            problems.append(Problem(path, "foreign_keys", f"fact column {column!r} references {table} but no foreign key entry covers it"))
+
+
+def load_domain(name: str, config_dir: Path | str | None = None) -> LoadedDomain:
+    """Load and validate ``domains/<name>.yml``; raise ConfigError listing every problem."""
+    config_dir = Path(config_dir or settings.REFGOV_CONFIG_DIR)
+    check_identifier(name)
+    path = config_dir / DOMAINS_DIR / f"{name}.yml"
+    if not path.exists():
+        known = sorted(p.stem for p in (config_dir / DOMAINS_DIR).glob("*.yml"))
+        raise ConfigError([Problem(path, "", f"no such domain {name!r} (configured: {', '.join(known) or 'none'})")])
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError([Problem(path, "", "expected a mapping at the top level")])
+    try:
+        domain = DomainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(path, exc)) from None
+    problems: list[Problem] = []
+    if domain.domain != name:
+        problems.append(Problem(path, "domain", f"file is named {name!r} but declares domain {domain.domain!r}"))
+    _check_domain(path, domain, problems)
+    if problems:
+        raise ConfigError(problems)
+    loaded = LoadedDomain(path=path, config=domain)
+    try:
+        loaded.fk_order
+    except CycleError as exc:
+        raise ConfigError([Problem(path, "foreign_keys", f"dependency cycle: {' → '.join(exc.args[1])}")]) from None
+    return loaded
+
+
+def domain_names(config_dir: Path | str | None = None) -> list[str]:
+    config_dir = Path(config_dir or settings.REFGOV_CONFIG_DIR)
+    return sorted(p.stem for p in (config_dir / DOMAINS_DIR).glob("*.yml"))

@@ -7,7 +7,9 @@ and some carry placeholders (``(空白)``, ``0``, empty, temporary ``IN…`` com
 
 from __future__ import annotations
 
+import csv
 import random
+from collections.abc import Iterator
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ class FactWorkbook:
     income_rows: int = 2_000
     new_plans: int = 8
     new_portfolios: int = 12
+    new_share: float = 0.004
     seed: int = 202411
     legacy: LegacyDataset = field(default_factory=LegacyDataset)
 
@@ -61,14 +64,17 @@ class FactWorkbook:
         return known, new
 
     def rows(self, kind: str) -> list[list]:
+        return list(self.iter_rows(kind))
+
+    def iter_rows(self, kind: str) -> Iterator[list]:
+        """Rows of one sheet, generated one at a time (a million-row CSV never sits in memory)."""
         rnd = random.Random(self.seed + (0 if kind == "规模明细" else 1))
         known, new = self._references(rnd)
         orgs = branches()
         count = self.scale_rows if kind == "规模明细" else self.income_rows
         month = self.month if kind == "规模明细" else f"{self.month[:4]}年{int(self.month[4:])}月"
-        rows = []
         for i in range(count):
-            plan, portfolio = new[i % len(new)] if i % 250 == 7 else rnd.choice(known)
+            plan, portfolio = rnd.choice(new) if rnd.random() < self.new_share else rnd.choice(known)
             org_code, org_name = orgs[rnd.randrange(len(orgs))]
             company = "".join(rnd.choice(BASE32) for _ in range(16))
             company_id = f"IN{company}" if rnd.random() < 0.05 else str(rnd.randrange(600_000_000, 699_999_999))
@@ -90,8 +96,15 @@ class FactWorkbook:
                 fixed = round(rnd.uniform(0, 2e5), 2)
                 measures = [fixed, round(fixed * 0.3, 2), round(rnd.uniform(0, 1e4), 2), round(fixed * 0.06, 2)]
             tail = [org_name, f"{900000000 + i}", f"账户{i}", company_id]
-            rows.append(head + measures + tail)
-        return rows
+            yield head + measures + tail
+
+    def write_csv(self, path: Path, kind: str = "规模明细", *, encoding: str = "utf-8") -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding=encoding, newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(SCALE_COLUMNS if kind == "规模明细" else INCOME_COLUMNS)
+            writer.writerows(self.iter_rows(kind))
+        return path
 
     def write(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +112,7 @@ class FactWorkbook:
         for kind, columns in (("规模明细", SCALE_COLUMNS), ("收入明细", INCOME_COLUMNS)):
             sheet = workbook.add_worksheet(kind)
             sheet.write_row(0, 0, columns)
-            for r, row in enumerate(self.rows(kind), start=1):
+            for r, row in enumerate(self.iter_rows(kind), start=1):
                 sheet.write_row(r, 0, row)
         workbook.close()
         return path

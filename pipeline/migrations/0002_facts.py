@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('pipeline', '0001_initial'),
-        ('reference', '0003_groups'),
+        ('reference', '0002_sql_functions'),
     ]
 
     operations = [

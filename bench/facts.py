@@ -1,0 +1,148 @@
+"""Fact-processing benchmark (issue 3).
+
+1. A 1M-row 规模明细 CSV with 3% of rows on unknown keys: end-to-end `manage.py process_facts` (with the foreign
+   keys in place) against a raw `psql \\copy` of the same file into an unconstrained typed table. Target ≤ 4×,
+   peak RSS ≤ 1.5 GB.
+2. A realistic 40k-row 规模明细 workbook: end-to-end `process_facts` against pandas + calamine only reading that
+   sheet. Target ≤ 2×.
+
+Usage: .venv/bin/python bench/facts.py [--rows 1000000] [--xlsx-rows 40000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "refgov.settings.dev")
+
+PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
+BENCH_DB = "refgov_bench_facts"
+HUB, ENT = "bench_facts_hub", "bench_facts_enterprise"
+
+RAW_DDL = """
+DROP TABLE IF EXISTS raw_scale;
+CREATE TABLE raw_scale ("月度" text, "业务类型" text, "计划类型" text, "计划号" text, "计划名称" text,
+  "组合类型" text, "组合代码" text, "组合名称" text, "客户名称" text, "期初资产规模" numeric, "期末资产规模" numeric,
+  "供款" numeric, "流失（含待遇支付）" numeric, "流失" numeric, "待遇支付" numeric, "投资收益" numeric,
+  "当期收益率" numeric, "年化收益率" numeric, "机构" text, "年金账户号" text, "年金账户名" text, company_id text);
+"""
+
+
+def sh(cmd: list[str], env: dict | None = None) -> None:
+    subprocess.run(cmd, check=True, env=env)
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def run_manage(env: dict, *args: str) -> tuple[float, float, dict]:
+    """A manage.py command in a child process: wall seconds, peak RSS (MB), JSON output."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = psutil.Popen([sys.executable, str(ROOT / "manage.py"), *args], env=env, stdout=out, stderr=err)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, proc.memory_info().rss)
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.02)
+        seconds = time.perf_counter() - start
+        out.seek(0), err.seek(0)
+        if proc.returncode != 0:
+            sys.exit(f"{args[0]} failed: {err.read().strip()[-2000:]}")
+        text = out.read()
+    return seconds, peak / 2**20, json.loads(text) if text.strip().startswith("{") else {}
+
+
+def reset_facts() -> None:
+    sh(PG + ["-d", BENCH_DB, "-c",
+             'TRUNCATE business."规模明细", business."收入明细", pipeline_derivedreference, pipeline_factbatch CASCADE; '
+             "DELETE FROM business.\"组合计划\" WHERE _source = 'auto_derived'; "
+             "DELETE FROM business.\"年金计划\" WHERE _source = 'auto_derived'"])  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--xlsx-rows", type=int, default=40_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    import pandas as pd
+
+    from pipeline.demo.facts import FactWorkbook
+    from pipeline.demo.legacy import LegacyDataset, create_legacy_databases
+    from pipeline.sources.legacy_mysql import MySQLServer
+
+    work = Path(tempfile.mkdtemp(prefix="refgov-bench-facts-"))
+    dataset = LegacyDataset()
+    create_legacy_databases(MySQLServer.from_settings(), dataset, hub_db=HUB, enterprise_db=ENT)
+    sh(["bash", "-c", f"dropdb -h 127.0.0.1 -U postgres --if-exists {BENCH_DB} && createdb -h 127.0.0.1 -U postgres {BENCH_DB}"])
+    config_dir = work / "config"
+    subprocess.run(["cp", "-r", str(ROOT / "config"), str(config_dir)], check=True)
+    main_cfg = (config_dir / "reference_management.yml").read_text(encoding="utf-8")
+    main_cfg = main_cfg.replace("database: annuity_hub", f"database: {HUB}").replace("database: enterprise", f"database: {ENT}")
+    (config_dir / "reference_management.yml").write_text(main_cfg, encoding="utf-8")
+    env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}", "REFGOV_CONFIG_DIR": str(config_dir)}
+    sh([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env)
+    sh([sys.executable, str(ROOT / "manage.py"), "preload", "-v0"], env=env)
+    sh(PG + ["-d", BENCH_DB, "-c", RAW_DDL])
+
+    print(f"writing a {args.rows:,}-row 规模明细 CSV with 3% of rows on unknown keys ...", flush=True)
+    big = FactWorkbook(scale_rows=args.rows, new_plans=300, new_portfolios=600, new_share=0.03, legacy=dataset)
+    csv_path = big.write_csv(work / "202411_规模明细.csv")
+    print(f"  {csv_path.stat().st_size / 2**20:,.0f} MB")
+
+    raws = []
+    for _ in range(args.repeat):
+        sh(PG + ["-d", BENCH_DB, "-c", "TRUNCATE raw_scale"])
+        raws.append(timed(lambda: sh(PG + ["-d", BENCH_DB, "-c", f"\\copy raw_scale FROM '{csv_path}' WITH (FORMAT csv, HEADER true)"])))
+    raw = statistics.median(raws)
+    runs = []
+    for _ in range(args.repeat):
+        reset_facts()
+        runs.append(run_manage(env, "process_facts", "--domain", "annuity_performance", str(csv_path), "--json"))
+    seconds = statistics.median(r[0] for r in runs)
+    summary = runs[-1][2]["files"][0]
+    print(f"raw \\copy        {raw:7.2f} s  median of {', '.join(f'{r:.2f}' for r in raws)}")
+    print(f"process_facts    {seconds:7.2f} s  median of {', '.join(f'{r[0]:.2f}' for r in runs)}  "
+          f"→ {seconds / raw:.2f}× raw (target ≤ 4×); peak RSS {max(r[1] for r in runs):,.0f} MB (target ≤ 1,536 MB)")
+    print(f"    loaded {summary['rows_loaded']:,} rows; new references {summary['new_references']}")
+
+    print(f"writing a {args.xlsx_rows:,}-row workbook ...", flush=True)
+    book = FactWorkbook(scale_rows=args.xlsx_rows, income_rows=14_000, legacy=dataset)
+    xlsx_path = book.write(work / "202411_年金业务明细.xlsx")
+    reads = [timed(lambda: pd.read_excel(xlsx_path, sheet_name="规模明细", engine="calamine")) for _ in range(args.repeat)]
+    read = statistics.median(reads)
+    xruns = []
+    for _ in range(args.repeat):
+        reset_facts()
+        xruns.append(run_manage(env, "process_facts", "--domain", "annuity_performance", str(xlsx_path), "--json"))
+    xseconds = statistics.median(r[0] for r in xruns)
+    print(f"pandas+calamine  {read:7.2f} s  median of {', '.join(f'{r:.2f}' for r in reads)}")
+    print(f"process_facts    {xseconds:7.2f} s  median of {', '.join(f'{r[0]:.2f}' for r in xruns)}  "
+          f"→ {xseconds / read:.2f}× the read (target ≤ 2×)")
+    print(f"ratios: csv {seconds / raw:.2f}× raw copy (≤ 4×), xlsx {xseconds / read:.2f}× pandas read (≤ 2×)")
+
+
+if __name__ == "__main__":
+    main()

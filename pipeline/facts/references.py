@@ -1,0 +1,150 @@
+"""Seed phases 2+3 for one staged batch: find unknown keys set-based, derive minimal reference rows, insert them.
+
+Works on the temporary table ``_fact`` (see ``staging``). Existing reference rows are never modified; a key two
+concurrent batches both discover is inserted once (``ON CONFLICT DO NOTHING``) and both batches succeed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from django.db import connection
+from django.utils import timezone
+
+from pipeline.config.domain_schema import Derivation, ForeignKey
+from pipeline.facts.derivations import FUNCTIONS
+from refgov.identifiers import quote_pg as q
+from reference.models import Source
+from reference.registry import get_table
+
+ROW_SAMPLE = 20
+
+
+@dataclass
+class UnknownKey:
+    key: str
+    rows: list[int]
+    fact_rows: int
+
+
+@dataclass
+class DerivedTable:
+    table: str
+    unknown: list[UnknownKey] = field(default_factory=list)
+    inserted: list[str] = field(default_factory=list)
+    candidates: list[dict] = field(default_factory=list)
+
+
+def unknown_keys(cur, fk: ForeignKey) -> list[UnknownKey]:
+    """Keys of the batch that the reference table does not have, with the rows that use them."""
+    table = get_table(fk.target_table)
+    column = q(fk.source_column)
+    cur.execute(
+        f"""
+        SELECT f.{column}, (array_agg(f._row ORDER BY f._row))[1:{ROW_SAMPLE}], count(*)
+        FROM _fact f
+        WHERE f.{column} IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM {q(table.name)} t WHERE t.{q(table.key_column)} = f.{column})
+        GROUP BY f.{column} ORDER BY f.{column}
+        """
+    )
+    return [UnknownKey(key=k, rows=list(rows), fact_rows=n) for k, rows, n in cur.fetchall()]
+
+
+def _aggregate(rule: Derivation, temporary_company_id: str) -> str | None:
+    """SQL aggregate over the fact rows of one key, or None for rules computed in Python."""
+    if rule.rule in {"template", "constant"}:
+        return None
+    column = f"f.{q(rule.column)}"
+    if rule.column == "company_id":
+        column = f"CASE WHEN {column} ~ '{temporary_company_id.replace(chr(39), chr(39) * 2)}' THEN NULL ELSE {column} END"
+    present = f"FILTER (WHERE {column} IS NOT NULL)"
+    if rule.rule in {"first", "function"}:
+        return f"array_agg({column}::text ORDER BY f._row) {present}"
+    if rule.rule == "max_by":
+        return f"(array_agg({column}::text ORDER BY f.{q(rule.order_by)} DESC NULLS LAST, f._row) {present})[1]"
+    if rule.rule == "count_distinct":
+        return f"count(DISTINCT {column})"
+    order = "ARRAY[" + ", ".join("'" + v.replace("'", "''") + "'" for v in rule.order) + "]::text[]"
+    separator = rule.separator.replace("'", "''")
+    return (
+        f"(SELECT string_agg(v, '{separator}' ORDER BY array_position({order}, v) NULLS LAST, v) "
+        f"FROM unnest(array_agg(DISTINCT {column}::text) {present}) v)"
+    )
+
+
+def _template_values(months: list[date], domain: str, file_name: str) -> dict[str, str]:
+    month = max(months)
+    return {
+        "yymm": month.strftime("%y%m"), "yyyymm": month.strftime("%Y%m"), "yyyy": month.strftime("%Y"),
+        "mm": month.strftime("%m"), "domain": domain, "file": file_name,
+    }  # fmt: skip
+
+
+def derive_candidates(
+    cur, fk: ForeignKey, keys: list[str], *, temporary_company_id: str, template_values: dict[str, str]
+) -> list[dict]:
+    """One candidate row (target column → value) per unknown key, by the configured rules."""
+    aggregates = {target: _aggregate(rule, temporary_company_id) for target, rule in fk.derive.items()}
+    in_sql = [t for t, sql in aggregates.items() if sql is not None]
+    select = ", ".join([f"f.{q(fk.source_column)}"] + [aggregates[t] for t in in_sql])
+    cur.execute(
+        f"SELECT {select} FROM _fact f WHERE f.{q(fk.source_column)} = ANY(%s) GROUP BY f.{q(fk.source_column)}",
+        [keys],
+    )
+    table = get_table(fk.target_table)
+    candidates = []
+    for key, *values in cur.fetchall():
+        row = {table.key_column: key}
+        for target, value in zip(in_sql, values, strict=True):
+            rule = fk.derive[target]
+            if rule.rule == "first":
+                value = value[0] if value else None
+            elif rule.rule == "function":
+                value = FUNCTIONS[rule.function](value or [])
+            row[target] = value
+        for target, rule in fk.derive.items():
+            if rule.rule == "template":
+                row[target] = rule.template.format(**template_values)
+            elif rule.rule == "constant":
+                row[target] = rule.value
+        candidates.append(row)
+    return candidates
+
+
+def insert_derived(cur, fk: ForeignKey, candidates: list[dict], *, domain: str, mark_for_review: bool) -> list[str]:
+    """Insert the candidate rows as auto-derived, set-based; returns the keys this call inserted (a key a
+    concurrent batch inserted first is skipped, not an error)."""
+    if not candidates:
+        return []
+    table = get_table(fk.target_table)
+    fields = table.data_fields
+    columns = [table.key_column, *[c for c in fk.derive if c in fields]]
+    typed = ", ".join(f"{q(c)} {fields[c].db_type(connection)}" for c in columns)
+    cur.execute(f"CREATE TEMP TABLE _candidates ({typed}) ON COMMIT DROP")
+    with cur.connection.cursor() as raw, raw.copy(f"COPY _candidates ({', '.join(q(c) for c in columns)}) FROM STDIN") as copy:
+        for row in candidates:
+            copy.write_row([_fit(fields[c], row.get(c)) for c in columns])
+    names = ", ".join(q(c) for c in columns)
+    cur.execute(
+        f"""
+        INSERT INTO {q(table.name)} ({names}, _source, _needs_review, _derived_from_domain, _derived_at)
+        SELECT {names}, %s, %s, %s, %s FROM _candidates ORDER BY {q(table.key_column)}
+        ON CONFLICT ({q(table.key_column)}) DO NOTHING RETURNING {q(table.key_column)}
+        """,
+        [Source.AUTO_DERIVED.value, mark_for_review, domain, timezone.now()],
+    )
+    inserted = [r[0] for r in cur.fetchall()]
+    cur.execute("DROP TABLE _candidates")
+    return inserted
+
+
+def _fit(field, value):
+    """Cut text to the column's length; numbers stay numbers."""
+    if value is None:
+        return None
+    length = getattr(field, "max_length", None)
+    if length and isinstance(value, str):
+        return value[:length]
+    return value

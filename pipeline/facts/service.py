@@ -1,0 +1,263 @@
+"""HybridReferenceService for fact files (seed phases 2 and 3): stage, ensure references, load — one transaction.
+
+``process_fact_file`` is the one entry point; ``manage.py process_facts`` and ``manage.py backfill`` (references
+only) are thin callers. A file is either loaded completely with the references it needs, or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from pipeline.config import load_config, load_domain
+from pipeline.config.loader import LoadedConfig, LoadedDomain
+from pipeline.config.schema import Strategy
+from pipeline.facts.readers import FactFileError, open_fact_file
+from pipeline.facts.references import (
+    DerivedTable,
+    derive_candidates,
+    insert_derived,
+    unknown_keys,
+    _template_values,
+)
+from pipeline.facts.registry import fact_table
+from pipeline.facts.staging import FactStager
+from pipeline.models import DerivedReference, FactBatch, FactStatus
+from refgov.identifiers import quote_pg as q
+
+logger = logging.getLogger("refgov.facts")
+UNKNOWN_LIST_LIMIT = 200
+
+
+class FactLoadError(Exception):
+    """The batch was refused (unknown keys under a blocking strategy, a value that does not fit); nothing loaded."""
+
+
+class _DryRunRollback(Exception):
+    pass
+
+
+@dataclass
+class FactResult:
+    batch: FactBatch
+    dry_run: bool = False
+    skipped_as: FactBatch | None = None
+    tables: dict[str, DerivedTable] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped_as is not None or self.batch.status == FactStatus.LOADED
+
+    def summary(self) -> dict:
+        batch = self.skipped_as or self.batch
+        return {
+            "batch_id": None if self.dry_run else batch.pk,
+            "status": "skipped" if self.skipped_as else batch.status,
+            "dry_run": self.dry_run,
+            "domain": batch.domain,
+            "file": batch.file_path,
+            "sheet": batch.sheet,
+            "months": batch.periods,
+            "rows_read": batch.rows_read,
+            "rows_loaded": batch.rows_loaded,
+            "rows_replaced": batch.rows_replaced,
+            "new_references": batch.new_references,
+            "derived": {table: [_jsonable(c) for c in d.candidates] for table, d in self.tables.items()},
+            "message": batch.message,
+        }
+
+
+def _jsonable(candidate: dict) -> dict:
+    key_column, key = next(iter(candidate.items()))
+    return {"key": key, **{k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v) for k, v in candidate.items() if k != key_column}}
+
+
+def file_checksum(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _blocking(config: LoadedConfig) -> bool:
+    settings = config.config
+    return settings.strategy == Strategy.PRELOAD_ONLY or not settings.backfill.enabled
+
+
+def process_fact_file(
+    *,
+    domain: str,
+    path: Path | str,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    load_facts: bool = True,
+    dry_run: bool = False,
+    force: bool = False,
+    config: LoadedConfig | None = None,
+) -> FactResult:
+    """Process one fact file of ``domain``. Raises ConfigError before any work; records every other failure on the
+    batch and raises FactFileError / FactLoadError / DatabaseError after rolling the file's transaction back."""
+    config = config or load_config()
+    loaded = load_domain(domain)
+    path = Path(path)
+    if not path.is_file():
+        raise FactFileError(file=path, reason="file not found")
+    is_excel = path.suffix.lower() in {".xlsx", ".xlsm"}
+    sheet = (sheet or loaded.config.files.sheet) if is_excel else None
+    checksum, size = file_checksum(path)
+    if load_facts and not dry_run and not force:
+        previous = FactBatch.objects.filter(
+            domain=domain, checksum=checksum, sheet=sheet or "", status=FactStatus.LOADED
+        ).first()
+        if previous is not None:
+            return FactResult(batch=previous, skipped_as=previous)
+
+    holder: dict[str, FactResult] = {}
+    try:
+        with transaction.atomic() if dry_run else nullcontext():
+            batch = FactBatch.objects.create(
+                domain=domain, file_name=path.name, file_path=str(path.resolve()), sheet=sheet or "",
+                checksum=checksum, size_bytes=size,
+            )  # fmt: skip
+            holder["result"] = _run(batch, loaded, config, path, sheet, encoding, load_facts=load_facts)
+            holder["result"].dry_run = dry_run
+            if dry_run:
+                raise _DryRunRollback
+    except _DryRunRollback:
+        pass
+    return holder["result"]
+
+
+def _run(
+    batch: FactBatch, loaded: LoadedDomain, config: LoadedConfig, path: Path, sheet, encoding, *, load_facts: bool
+) -> FactResult:
+    domain = loaded.config
+    fact = fact_table(domain.fact_table)
+    result = FactResult(batch=batch)
+    started = timezone.now()
+    try:
+        with transaction.atomic(), connection.cursor() as cur:
+            file = open_fact_file(
+                path, sheet=sheet, aliases=domain.aliases, required=domain.required_columns,
+                encoding=encoding or domain.files.encoding,
+            )  # fmt: skip
+            staged = FactStager(domain=domain, fact=fact, file=file).stage(cur)
+            batch.rows_read = staged.rows
+            batch.periods = [m.isoformat() for m in staged.months]
+            for month in staged.months:
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"refgov.facts.{fact.name}.{month}"])
+            _check_lengths(cur, fact, file)
+            result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
+            if load_facts:
+                batch.rows_replaced, batch.rows_loaded = _load(cur, fact, domain.replace_scope, batch)
+            cur.execute("DROP TABLE _fact_raw, _months, _fact")
+            batch.status = FactStatus.LOADED
+            batch.finished_at = timezone.now()
+            batch.message = _summary_line(batch, started)
+            batch.save()
+    except (FactFileError, FactLoadError) as exc:
+        _record_failure(batch, FactStatus.REJECTED, str(exc))
+        raise
+    except (DatabaseError, psycopg.Error) as exc:
+        _record_failure(batch, FactStatus.FAILED, str(exc).strip().splitlines()[0])
+        raise
+    logger.info("fact batch %s %s: %s", batch.pk, path.name, batch.message)
+    return result
+
+
+def _record_failure(batch: FactBatch, status: str, message: str) -> None:
+    batch.status, batch.message, batch.finished_at = status, message, timezone.now()
+    batch.rows_loaded = 0
+    batch.save()
+    logger.error("fact batch %s %s %s: %s", batch.pk, batch.file_name, status, message)
+
+
+def _summary_line(batch: FactBatch, started) -> str:
+    derived = ", ".join(f"{t} +{n}" for t, n in batch.new_references.items() if n) or "none"
+    seconds = (timezone.now() - started).total_seconds()
+    return (
+        f"read {batch.rows_read}, loaded {batch.rows_loaded}, replaced {batch.rows_replaced}; "
+        f"new references: {derived}; {seconds:.1f} s"
+    )
+
+
+def _check_lengths(cur, fact, file) -> None:
+    checks = [
+        (column, field.max_length)
+        for column, field in fact.columns.items()
+        if getattr(field, "max_length", None)
+    ]
+    cases = " ".join(
+        f"WHEN char_length({q(c)}) > {n} THEN '{c}'" for c, n in checks
+    )
+    cur.execute(f"SELECT _row, CASE {cases} END AS col FROM _fact WHERE CASE {cases} END IS NOT NULL ORDER BY _row LIMIT 1")
+    if found := cur.fetchone():
+        row, column = found
+        limit = dict(checks)[column]
+        raise FactFileError(file=file.path, sheet=file.sheet, row=row, column=column, reason=f"longer than {limit} characters")
+
+
+def _ensure_references(
+    cur, loaded: LoadedDomain, config: LoadedConfig, batch: FactBatch, file, months
+) -> dict[str, DerivedTable]:
+    domain = loaded.config
+    blocking = _blocking(config)
+    tables: dict[str, DerivedTable] = {}
+    template_values = _template_values(months, domain.domain, file.path.name) if months else {}
+    for fk in loaded.fk_order:
+        found = unknown_keys(cur, fk)
+        derived = tables[fk.target_table] = DerivedTable(table=fk.target_table, unknown=found)
+        if not found or blocking:
+            continue
+        candidates = derive_candidates(
+            cur, fk, [u.key for u in found], temporary_company_id=domain.keys.temporary_company_id,
+            template_values=template_values,
+        )  # fmt: skip
+        inserted = set(
+            insert_derived(
+                cur, fk, candidates, domain=domain.domain, mark_for_review=config.config.backfill.mark_for_review
+            )
+        )
+        derived.inserted = sorted(inserted)
+        derived.candidates = [c for c in candidates if next(iter(c.values())) in inserted]
+        DerivedReference.objects.bulk_create(
+            DerivedReference(
+                table=fk.target_table, key=u.key, batch=batch, file_name=file.path.name, sheet=file.sheet or "",
+                row_numbers=u.rows, fact_rows=u.fact_rows,
+            )  # fmt: skip
+            for u in found
+            if u.key in inserted
+        )
+    if blocking:
+        unknown = [(t, u) for t, d in tables.items() for u in d.unknown]
+        if unknown:
+            listed = "; ".join(f"{t} {u.key} (rows {', '.join(map(str, u.rows))})" for t, u in unknown[:UNKNOWN_LIST_LIMIT])
+            more = f"; and {len(unknown) - UNKNOWN_LIST_LIMIT} more" if len(unknown) > UNKNOWN_LIST_LIMIT else ""
+            reason = "preload_only strategy" if config.config.strategy == Strategy.PRELOAD_ONLY else "backfill disabled"
+            raise FactLoadError(
+                f"{file.path.name}: {len(unknown)} unknown keys ({reason}), nothing loaded: {listed}{more}"
+            )
+    batch.new_references = {t: len(d.inserted) for t, d in tables.items()}
+    return tables
+
+
+def _load(cur, fact, scope: list[str], batch: FactBatch) -> tuple[int, int]:
+    """Replace the batch's scope (e.g. 月度 + 业务类型 + 计划类型) and insert its rows; returns (replaced, loaded)."""
+    target = q(fact.name)
+    match = " AND ".join(f"t.{q(c)} IS NOT DISTINCT FROM s.{q(c)}" if c != "月度" else f"t.{q(c)} = s.{q(c)}" for c in scope)
+    cur.execute(
+        f"DELETE FROM {target} t USING (SELECT DISTINCT {', '.join(q(c) for c in scope)} FROM _fact) s WHERE {match}"
+    )
+    replaced = cur.rowcount
+    columns = ", ".join(q(c) for c in fact.columns)
+    cur.execute(f"INSERT INTO {target} ({columns}, _batch_id) SELECT {columns}, %s FROM _fact ORDER BY _row", [batch.pk])
+    return replaced, cur.rowcount

@@ -1,0 +1,153 @@
+"""Stage a fact file in PostgreSQL: read rows, type them, normalise keys, fill derived columns (set-based).
+
+The result is the temporary table ``_fact`` with the fact table's columns plus ``_row`` (the row number a user sees
+in the file). Numbers are typed by COPY itself; a file whose numbers COPY cannot read (thousands separators,
+percentages, full-width digits) is staged again with each number parsed in Python, so that a value that really is
+not a number is reported with its file, sheet, row and column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from operator import itemgetter
+
+from django.db import connection, models, transaction
+from psycopg.copy import QueuedLibpqWriter
+from psycopg.errors import DataError
+
+from pipeline.config.domain_schema import DomainConfig
+from pipeline.facts.readers import FactFile, FactFileError, parse_month, parse_number
+from pipeline.facts.registry import FactTable
+from refgov.identifiers import quote_pg as q
+from reference.registry import get_table
+
+
+@dataclass
+class Staged:
+    rows: int
+    months: list[date]
+    columns: list[str]
+
+
+def _numeric(field: models.Field) -> bool:
+    return isinstance(field, models.DecimalField)
+
+
+class FactStager:
+    def __init__(self, *, domain: DomainConfig, fact: FactTable, file: FactFile):
+        self.domain = domain
+        self.fact = fact
+        self.file = file
+        # The fact columns this file provides, in file order.
+        self.columns = [c for c in file.columns if c in fact.columns]
+        self.positions = [file.columns.index(c) for c in self.columns]
+
+    def stage(self, cur) -> Staged:
+        typed = ", ".join(
+            f"{q(c)} {self.fact.columns[c].db_type(connection) if _numeric(self.fact.columns[c]) else 'text'}"
+            for c in self.columns
+        )
+        cur.execute(f"CREATE TEMP TABLE _fact_raw (_row integer NOT NULL, {typed}) ON COMMIT DROP")
+        try:
+            with transaction.atomic():
+                rows = self._copy(cur, parse_numbers=False)
+        except DataError:
+            cur.execute("TRUNCATE _fact_raw")
+            rows = self._copy(cur, parse_numbers=True)
+        months = self._months(cur)
+        self._normalise(cur)
+        return Staged(rows=rows, months=months, columns=self.columns)
+
+    def _rows(self, parse_numbers: bool) -> Iterator[tuple]:
+        pick = itemgetter(*self.positions) if len(self.positions) > 1 else (lambda v: (v[self.positions[0]],))
+        numeric = [i for i, c in enumerate(self.columns) if _numeric(self.fact.columns[c])]
+        for chunk in self.file.chunks_with_row_numbers():
+            for number, values in chunk:
+                row = pick(values)
+                if parse_numbers:
+                    row = list(row)
+                    for i in numeric:
+                        row[i] = self._number(number, self.columns[i], row[i])
+                yield (number, *row)
+
+    def _number(self, row: int, column: str, text: str | None) -> Decimal | None:
+        if text is None:
+            return None
+        try:
+            return parse_number(text)
+        except ValueError as exc:
+            raise FactFileError(
+                file=self.file.path, sheet=self.file.sheet, row=row, column=column, reason=str(exc)
+            ) from None
+
+    def _copy(self, cur, *, parse_numbers: bool) -> int:
+        count = 0
+        sql = f"COPY _fact_raw (_row, {', '.join(q(c) for c in self.columns)}) FROM STDIN"
+        with cur.connection.cursor() as raw, raw.copy(sql, writer=QueuedLibpqWriter(raw)) as copy:
+            for row in self._rows(parse_numbers):
+                copy.write_row(row)
+                count += 1
+        return count
+
+    def _months(self, cur) -> list[date]:
+        """Parse the few distinct 月度 spellings in Python (one implementation of every format), then map them."""
+        cur.execute('SELECT "月度", min(_row) FROM _fact_raw GROUP BY 1')
+        mapping = []
+        for raw, first_row in cur.fetchall():
+            try:
+                mapping.append((raw, parse_month(raw or "")))
+            except ValueError as exc:
+                raise FactFileError(
+                    file=self.file.path, sheet=self.file.sheet, row=first_row, column="月度", reason=str(exc)
+                ) from None
+        cur.execute("CREATE TEMP TABLE _months (raw text, month date) ON COMMIT DROP")
+        with cur.connection.cursor() as raw, raw.copy("COPY _months (raw, month) FROM STDIN") as copy:
+            for row in mapping:
+                copy.write_row(row)
+        return sorted({m for _, m in mapping})
+
+    def _key_expression(self, column: str) -> str:
+        value = f"refgov_norm_key(r.{q(column)})"
+        prefix = self.domain.keys.strip_prefix.get(column)
+        if prefix:
+            value = f"CASE WHEN {value} LIKE '{_literal(prefix.upper())}%' THEN substr({value}, {len(prefix) + 1}) ELSE {value} END"
+        placeholders = ", ".join(f"'{_literal(p.upper())}'" for p in self.domain.keys.placeholders if p.strip())
+        return f"CASE WHEN {value} IN ({placeholders}) THEN NULL ELSE {value} END" if placeholders else value
+
+    def _normalise(self, cur) -> None:
+        """``_fact``: typed month, normalised keys, derived columns filled from reference tables."""
+        selects, joins = ["r._row", "m.month AS \"月度\""], ['JOIN _months m ON m.raw IS NOT DISTINCT FROM r."月度"']
+        keys = set(self.fact.reference_columns)
+        for column in self.fact.columns:
+            if column == "月度":
+                continue
+            lookup = self.domain.derived_columns.get(column)
+            value = (
+                self._key_expression(column) if column in keys and column in self.columns
+                else f"NULLIF(btrim(r.{q(column)}), '')" if column in self.columns and not _numeric(self.fact.columns[column])
+                else f"r.{q(column)}" if column in self.columns
+                else "NULL"
+            )  # fmt: skip
+            if lookup is not None:
+                alias = f"_lookup_{len(joins)}"
+                table = get_table(lookup.table)
+                source = f"NULLIF(btrim(r.{q(lookup.from_column)}), '')" if lookup.from_column in self.columns else "NULL"
+                joins.append(
+                    f"LEFT JOIN (SELECT DISTINCT ON ({q(lookup.match)}) {q(lookup.match)} AS match, "
+                    f"{q(table.key_column)} AS key FROM {q(table.name)} ORDER BY {q(lookup.match)}, {q(table.key_column)}) "
+                    f"{alias} ON {alias}.match = {source}"
+                )
+                default = f"'{_literal(lookup.default)}'" if lookup.default is not None else "NULL"
+                value = f"COALESCE({value}, {alias}.key, {default})"
+            selects.append(f"{value} AS {q(column)}")
+        cur.execute(
+            f"CREATE TEMP TABLE _fact ON COMMIT DROP AS SELECT {', '.join(selects)} FROM _fact_raw r {' '.join(joins)}"
+        )
+        cur.execute(f"ANALYZE _fact ({', '.join(q(c) for c in sorted(keys))})")
+
+
+def _literal(text: str) -> str:
+    return text.replace("'", "''")
