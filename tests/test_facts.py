@@ -320,3 +320,22 @@ def test_two_concurrent_runs_discovering_the_same_new_keys_both_succeed(tmp_path
     assert inserted == 20
     assert DerivedReference.objects.filter(table="年金计划").count() == 20
     assert ScaleFact.objects.count() == 21 + 16
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "gbk"])
+def test_a_plain_csv_is_parsed_by_postgresql_itself_with_the_right_row_numbers(refs, tmp_path, monkeypatch, encoding):
+    from pipeline.facts.staging import FactStager
+
+    def not_row_by_row(*args, **kwargs):
+        raise AssertionError("a plain CSV must not be read row by row")
+
+    monkeypatch.setattr(FactStager, "_copy", not_row_by_row)
+    rows = [scale_row(), scale_row(客户名称="中文客户"), scale_row(计划号="N0900", 组合代码="XNP0900"), scale_row(月度="2024年11月")]
+    process(write_csv(tmp_path / "plain.csv", rows, encoding=encoding))
+
+    assert ScaleFact.objects.count() == 4
+    assert ScaleFact.objects.filter(customer_name="中文客户").count() == 1
+    assert DerivedReference.objects.get(table="年金计划", key="N0900").row_numbers == [4]
+    bad = write_csv(tmp_path / "bad.csv", [scale_row(), scale_row(月度="2024年13月")], encoding=encoding)
+    with pytest.raises(FactFileError, match=r"bad.csv, row 3, column 月度"):
+        process(bad)

@@ -14,6 +14,7 @@ from datetime import date
 from decimal import Decimal
 from operator import itemgetter
 
+import psycopg
 from django.db import connection, models, transaction
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.errors import DataError
@@ -32,6 +33,9 @@ class Staged:
     columns: list[str]
 
 
+PG_ENCODINGS = {"utf-8": "UTF8", "gb18030": "GB18030", "gbk": "GBK"}
+
+
 def _numeric(field: models.Field) -> bool:
     return isinstance(field, models.DecimalField)
 
@@ -46,20 +50,62 @@ class FactStager:
         self.positions = [file.columns.index(c) for c in self.columns]
 
     def stage(self, cur) -> Staged:
-        typed = ", ".join(
-            f"{q(c)} {self.fact.columns[c].db_type(connection) if _numeric(self.fact.columns[c]) else 'text'}"
-            for c in self.columns
-        )
-        cur.execute(f"CREATE TEMP TABLE _fact_raw (_row integer NOT NULL, {typed}) ON COMMIT DROP")
-        try:
-            with transaction.atomic():
-                rows = self._copy(cur, parse_numbers=False)
-        except DataError:
-            cur.execute("TRUNCATE _fact_raw")
-            rows = self._copy(cur, parse_numbers=True)
+        rows = None
+        if self.file.sheet is None and self.file.encoding in PG_ENCODINGS:
+            try:
+                with transaction.atomic():
+                    rows = self._copy_csv(cur)
+            except psycopg.Error:
+                rows = None  # not plain enough for PostgreSQL's own CSV parser: read it row by row below
+        if rows is None:
+            cur.execute(f"CREATE TEMP TABLE _fact_raw (_row integer NOT NULL, {self._typed_columns()}) ON COMMIT DROP")
+            try:
+                with transaction.atomic():
+                    rows = self._copy(cur, parse_numbers=False)
+            except DataError:
+                cur.execute("TRUNCATE _fact_raw")
+                rows = self._copy(cur, parse_numbers=True)
         months = self._months(cur)
         self._normalise(cur)
         return Staged(rows=rows, months=months, columns=self.columns)
+
+    def drop(self, cur) -> None:
+        """Drop the staging relations now (they would only go at commit, and a caller may stage again first)."""
+        cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass('_fact_raw')")
+        kind = cur.fetchone()[0]
+        cur.execute(f"DROP {'VIEW' if kind == 'v' else 'TABLE'} _fact_raw")
+        cur.execute("DROP TABLE IF EXISTS _fact_csv, _months, _fact")
+
+    def _typed_columns(self, names: dict[str, str] | None = None) -> str:
+        return ", ".join(
+            f"{q((names or {}).get(c, c))} "
+            f"{self.fact.columns[c].db_type(connection) if c in self.fact.columns and _numeric(self.fact.columns[c]) else 'text'}"
+            for c in (self.columns if names is None else names)
+        )
+
+    def _copy_csv(self, cur) -> int:
+        """Fast path for a plain CSV: PostgreSQL parses and transcodes the file itself (COPY ... FORMAT csv).
+
+        Any surprise (a blank line, a quoted empty number, thousands separators, a bad byte) raises, and the caller
+        falls back to reading the file row by row, which also names the row and column of a real error."""
+        names = {c: f"_c{i}" for i, c in enumerate(self.file.columns)}
+        cur.execute(f"CREATE TEMP TABLE _fact_csv (_seq integer GENERATED ALWAYS AS IDENTITY, {self._typed_columns(names)}) ON COMMIT DROP")
+        with self.file.path.open("rb") as fh:
+            header = b""
+            for _ in range(self.file.header_row):
+                header = fh.readline()
+            delimiter = "\t" if b"\t" in header and b"," not in header else ","
+            sql = (
+                f"COPY _fact_csv ({', '.join(q(n) for n in names.values())}) FROM STDIN "
+                f"WITH (FORMAT csv, DELIMITER E'{delimiter}', ENCODING '{PG_ENCODINGS[self.file.encoding]}')"
+            )
+            with cur.connection.cursor() as raw, raw.copy(sql) as copy:
+                while block := fh.read(1 << 20):
+                    copy.write(block)
+        columns = ", ".join(f"{q(names[c])} AS {q(c)}" for c in self.columns)
+        cur.execute(f"CREATE TEMP VIEW _fact_raw AS SELECT _seq + {int(self.file.header_row)} AS _row, {columns} FROM _fact_csv")
+        cur.execute("SELECT count(*) FROM _fact_csv")
+        return cur.fetchone()[0]
 
     def _rows(self, parse_numbers: bool) -> Iterator[tuple]:
         pick = itemgetter(*self.positions) if len(self.positions) > 1 else (lambda v: (v[self.positions[0]],))
@@ -98,19 +144,20 @@ class FactStager:
         mapping = []
         for raw, first_row in cur.fetchall():
             try:
-                mapping.append((raw, parse_month(raw or "")))
+                mapping.append((raw or "", parse_month(raw or "")))
             except ValueError as exc:
                 raise FactFileError(
                     file=self.file.path, sheet=self.file.sheet, row=first_row, column="月度", reason=str(exc)
                 ) from None
-        cur.execute("CREATE TEMP TABLE _months (raw text, month date) ON COMMIT DROP")
+        cur.execute("CREATE TEMP TABLE _months (raw text NOT NULL, month date NOT NULL) ON COMMIT DROP")
         with cur.connection.cursor() as raw, raw.copy("COPY _months (raw, month) FROM STDIN") as copy:
             for row in mapping:
                 copy.write_row(row)
         return sorted({m for _, m in mapping})
 
     def _key_expression(self, column: str) -> str:
-        value = f"refgov_norm_key(r.{q(column)})"
+        """Prefix stripping and placeholders, applied to the key ``v.<column>`` already normalised in the subquery."""
+        value = f"v.{q(column)}"
         prefix = self.domain.keys.strip_prefix.get(column)
         if prefix:
             value = f"CASE WHEN {value} LIKE '{_literal(prefix.upper())}%' THEN substr({value}, {len(prefix) + 1}) ELSE {value} END"
@@ -118,23 +165,32 @@ class FactStager:
         return f"CASE WHEN {value} IN ({placeholders}) THEN NULL ELSE {value} END" if placeholders else value
 
     def _normalise(self, cur) -> None:
-        """``_fact``: typed month, normalised keys, derived columns filled from reference tables."""
-        selects, joins = ["r._row", "m.month AS \"月度\""], ['JOIN _months m ON m.raw IS NOT DISTINCT FROM r."月度"']
+        """``_fact``: typed month, normalised keys, derived columns filled from reference tables.
+
+        The inner query computes each normalised value once (OFFSET 0 keeps PostgreSQL from inlining it into every
+        use); the outer one applies prefixes, placeholders and lookups."""
         keys = set(self.fact.reference_columns)
+        inner = ["r._row", 'm.month AS "月度"']
+        for column in self.columns:
+            if column == "月度":
+                continue
+            if column in keys:
+                inner.append(f"refgov_norm_key(r.{q(column)}) AS {q(column)}")
+            elif _numeric(self.fact.columns[column]):
+                inner.append(f"r.{q(column)}")
+            else:
+                inner.append(f"NULLIF(btrim(r.{q(column)}), '') AS {q(column)}")
+        outer, joins = ["v._row", 'v."月度"'], []
         for column in self.fact.columns:
             if column == "月度":
                 continue
+            present = column in self.columns
+            value = (self._key_expression(column) if column in keys else f"v.{q(column)}") if present else "NULL"
             lookup = self.domain.derived_columns.get(column)
-            value = (
-                self._key_expression(column) if column in keys and column in self.columns
-                else f"NULLIF(btrim(r.{q(column)}), '')" if column in self.columns and not _numeric(self.fact.columns[column])
-                else f"r.{q(column)}" if column in self.columns
-                else "NULL"
-            )  # fmt: skip
             if lookup is not None:
                 alias = f"_lookup_{len(joins)}"
                 table = get_table(lookup.table)
-                source = f"NULLIF(btrim(r.{q(lookup.from_column)}), '')" if lookup.from_column in self.columns else "NULL"
+                source = f"v.{q(lookup.from_column)}" if lookup.from_column in self.columns else "NULL"
                 joins.append(
                     f"LEFT JOIN (SELECT DISTINCT ON ({q(lookup.match)}) {q(lookup.match)} AS match, "
                     f"{q(table.key_column)} AS key FROM {q(table.name)} ORDER BY {q(lookup.match)}, {q(table.key_column)}) "
@@ -142,9 +198,16 @@ class FactStager:
                 )
                 default = f"'{_literal(lookup.default)}'" if lookup.default is not None else "NULL"
                 value = f"COALESCE({value}, {alias}.key, {default})"
-            selects.append(f"{value} AS {q(column)}")
+            outer.append(f"{value} AS {q(column)}")
         cur.execute(
-            f"CREATE TEMP TABLE _fact ON COMMIT DROP AS SELECT {', '.join(selects)} FROM _fact_raw r {' '.join(joins)}"
+            f"""
+            CREATE TEMP TABLE _fact ON COMMIT DROP AS
+            SELECT {', '.join(outer)}
+            FROM (
+                SELECT {', '.join(inner)} FROM _fact_raw r JOIN _months m ON m.raw = coalesce(r."月度", '')
+                OFFSET 0
+            ) v {' '.join(joins)}
+            """
         )
         cur.execute(f"ANALYZE _fact ({', '.join(q(c) for c in sorted(keys))})")
 

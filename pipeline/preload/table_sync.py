@@ -18,6 +18,7 @@ from django.db import connection, models
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.errors import DataError
 
+from pipeline.bulk import bulk_write_mode
 from refgov.identifiers import quote_pg as q
 from reference.models import Source
 from reference.registry import ReferenceTable, get_table
@@ -384,7 +385,7 @@ class TableSync:
             SELECT {', '.join('p.' + c for c in cols)}, 'authoritative', false FROM _stage p
             WHERE NOT p._bad AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = p.{key})
         """
-        with _bulk_write_mode(cur, self.table.name, enabled=bulk):
+        with bulk_write_mode(cur, self.table.name, enabled=bulk):
             cur.execute(insert)
             inserted = cur.rowcount
         return inserted, touched
@@ -401,45 +402,6 @@ class TableSync:
         )
         rows = cur.fetchall()
         return (rows[0][1] if rows else 0), [r[0] for r in rows]
-
-
-def _quote_catalog_name(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-@contextmanager
-def _bulk_write_mode(cur, table: str, *, enabled: bool) -> Iterator[None]:
-    """For a bulk insert: drop the table's foreign keys and secondary indexes, then rebuild them once, set-based.
-
-    Foreign keys come back NOT VALID + VALIDATE (one anti-join instead of a trigger per row), indexes by a sorted
-    build. Runs inside the table's transaction: a violation fails the VALIDATE and rolls the whole table back."""
-    if not enabled:
-        yield
-        return
-    cur.execute(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
-        [q(table)],
-    )
-    constraints = cur.fetchall()
-    cur.execute(
-        """
-        SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE i.indrelid = %s::regclass AND NOT i.indisunique AND NOT i.indisprimary
-          AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
-        """,
-        [q(table)],
-    )
-    indexes = cur.fetchall()
-    for name, _ in constraints:
-        cur.execute(f"ALTER TABLE {q(table)} DROP CONSTRAINT {_quote_catalog_name(name)}")
-    for name, _ in indexes:
-        cur.execute(f"DROP INDEX {_quote_catalog_name(name)}")
-    yield
-    for _, definition in indexes:
-        cur.execute(definition)
-    for name, definition in constraints:
-        cur.execute(f"ALTER TABLE {q(table)} ADD CONSTRAINT {_quote_catalog_name(name)} {definition} NOT VALID")
-        cur.execute(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {_quote_catalog_name(name)}")
 
 
 class SyncError(Exception):
