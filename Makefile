@@ -9,13 +9,15 @@ DB_NAME ?= refgov
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 export LEGACY_MYSQL_URL ?= mysql://root@127.0.0.1:3306
 
-.PHONY: demo test system-deps services venv db bench-preload
+.PHONY: demo test system-deps services venv db bench-preload bench-facts
 
 ## demo: install, create the databases, migrate, load the demo legacy data, preload, start the admin on :8000
 demo: venv services db
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py demo_data
 	$(PY) manage.py preload
+	$(PY) manage.py process_facts --domain annuity_performance var/demo/inbox/*.xlsx
+	$(PY) manage.py process_facts --domain annuity_income var/demo/inbox/*.xlsx
 	$(PY) manage.py demo_users
 	@echo "admin: http://127.0.0.1:8000/admin/  (login steward / $${REFGOV_DEMO_PASSWORD:-refgov-demo})"
 	$(PY) manage.py runserver 127.0.0.1:8000
@@ -51,6 +53,10 @@ venv: $(VENV)/.installed
 db: services
 	@$(PG) -tAc "SELECT 1 FROM pg_database WHERE datname = '$(DB_NAME)'" | grep -q 1 || $(PG) -c 'CREATE DATABASE "$(DB_NAME)"'
 
-## bench-preload: the preload benchmark of issue 2 (200k plans, 1M portfolios)
+## bench-preload: the preload benchmark (200k plans, 1M portfolios)
 bench-preload: venv services
 	$(PY) bench/preload.py
+
+## bench-facts: the fact-processing benchmark (1M-row CSV, 40k-row workbook)
+bench-facts: venv services
+	$(PY) bench/facts.py
