@@ -24,6 +24,12 @@ def _refuse_non_test_database(request) -> None:
         require_test_database(connection.settings_dict["NAME"], what="PostgreSQL")
 
 
+@pytest.fixture(autouse=True)
+def _reports_in_tmp(settings, tmp_path) -> None:
+    """Batch reports of every test go to its own temporary directory, never into the work tree."""
+    settings.REFGOV_REPORTS_DIR = tmp_path / "reports"
+
+
 @pytest.fixture
 def legacy() -> LegacyDB:
     db = make_legacy(uuid.uuid4().hex[:8])

@@ -32,6 +32,7 @@ from pipeline.facts.references import (
 from pipeline.facts.registry import fact_table
 from pipeline.facts.staging import FactStager
 from pipeline.models import DerivedReference, FactBatch, FactStatus
+from pipeline.reports import report_batch
 from refgov.identifiers import quote_pg as q
 
 logger = logging.getLogger("refgov.facts")
@@ -137,7 +138,11 @@ def process_fact_file(
                 raise _DryRunRollback
     except _DryRunRollback:
         pass
-    return holder["result"]
+    result = holder["result"]
+    backfill = config.config.backfill
+    if not dry_run and backfill.notify_on_new_records and any(d.inserted for d in result.tables.values()):
+        transaction.on_commit(lambda: report_batch(batch.pk, channel=backfill.notification_channel), robust=True)
+    return result
 
 
 def _run(

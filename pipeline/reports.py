@@ -1,0 +1,233 @@
+"""Review reports of auto-derived reference rows: selector, renderers (HTML, xlsx, csv), shares, batch report."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from pipeline.models import DerivedReference, FactBatch
+from pipeline.notify import notify
+from reference.models import Source
+from reference.registry import all_tables, get_table
+
+HEADERS = ["表", "键", "名称", "来源", "派生业务域", "派生时间", "来源文件", "行号", "引用事实行数"]
+FIRST_KEYS = 10
+
+
+def reports_dir() -> Path:
+    return Path(settings.REFGOV_REPORTS_DIR)
+
+
+def pending_review(*, table: str | None = None, batch_id: int | None = None) -> list[dict]:
+    """Rows with needs_review=True, with provenance; one query per table plus one for all provenance."""
+    tables = [get_table(table)] if table else all_tables()
+    found: list[tuple[str, object]] = []
+    for ref in tables:
+        qs = ref.model.objects.filter(needs_review=True).order_by("pk")
+        if batch_id is not None:
+            qs = qs.filter(pk__in=DerivedReference.objects.filter(table=ref.name, batch_id=batch_id).values("key"))
+        found.extend((ref.name, obj) for obj in qs)
+
+    provenance: dict[tuple[str, str], DerivedReference] = {}
+    keys_by_table: dict[str, list[str]] = defaultdict(list)
+    for name, obj in found:
+        keys_by_table[name].append(str(obj.pk))
+    if keys_by_table:
+        match = Q()
+        for name, keys in keys_by_table.items():
+            match |= Q(table=name, key__in=keys)
+        latest = (
+            DerivedReference.objects.filter(match)
+            .order_by("table", "key", "-created_at", "-id")
+            .distinct("table", "key")
+        )
+        provenance = {(d.table, d.key): d for d in latest}
+
+    order = {ref.name: i for i, ref in enumerate(tables)}
+    rows = []
+    for name, obj in found:
+        d = provenance.get((name, str(obj.pk)))
+        rows.append(
+            {
+                "table": name,
+                "key": str(obj.pk),
+                "name": str(obj),
+                "source": obj.source,
+                "derived_from_domain": obj.derived_from_domain,
+                "derived_at": obj.derived_at,
+                "provenance": None
+                if d is None
+                else {
+                    "batch_id": d.batch_id,
+                    "file_name": d.file_name,
+                    "sheet": d.sheet,
+                    "row_numbers": list(d.row_numbers or []),
+                    "fact_rows": d.fact_rows,
+                },
+            }
+        )
+    rows.sort(key=lambda r: (order[r["table"]], -(r["provenance"]["fact_rows"] if r["provenance"] else -1), r["key"]))
+    return rows
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _cells(row: dict) -> list:
+    """One report line in HEADERS order, as plain values."""
+    p = row["provenance"]
+    file = "" if p is None else (f"{p['file_name']} / {p['sheet']}" if p["sheet"] else p["file_name"])
+    return [
+        row["table"],
+        row["key"],
+        row["name"],
+        row["source"],
+        row["derived_from_domain"] or "",
+        _when(row["derived_at"]),
+        file,
+        "" if p is None else ", ".join(str(n) for n in p["row_numbers"]),
+        "" if p is None else p["fact_rows"],
+    ]
+
+
+def _per_table(rows: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["table"]] = counts.get(row["table"], 0) + 1
+    return counts
+
+
+def render_html(rows: list[dict], *, title: str) -> str:
+    return render_to_string(
+        "pipeline/review_report.html",
+        {
+            "title": title,
+            "headers": HEADERS,
+            "lines": [_cells(r) for r in rows],
+            "per_table": _per_table(rows),
+            "total": len(rows),
+            "generated_at": _when(timezone.now()),
+        },
+    )
+
+
+def write_html(rows: list[dict], path: Path, *, title: str = "待审核参考数据") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(rows, title=title), encoding="utf-8")
+    return path
+
+
+def write_xlsx(rows: list[dict], path: Path) -> Path:
+    import xlsxwriter
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook = xlsxwriter.Workbook(str(path))
+    try:
+        sheet = workbook.add_worksheet("待审核")
+        bold = workbook.add_format({"bold": True})
+        sheet.write_row(0, 0, HEADERS, bold)
+        for r, row in enumerate(rows, start=1):
+            sheet.write_row(r, 0, _cells(row))
+        sheet.freeze_panes(1, 0)
+        sheet.set_column(0, len(HEADERS) - 1, 16)
+    finally:
+        workbook.close()
+    return path
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HEADERS)
+        writer.writerows(_cells(r) for r in rows)
+    return path
+
+
+WRITERS = {"html": write_html, "xlsx": write_xlsx, "csv": write_csv}
+
+
+def auto_derived_shares() -> dict[str, dict]:
+    """Per table: total, auto_derived, pending (needs review), share — one GROUP BY _source query per table."""
+    shares = {}
+    for ref in all_tables():
+        total = auto = pending = 0
+        grouped = (
+            ref.model.objects.order_by()
+            .values("source")
+            .annotate(n=Count("pk"), pending=Count("pk", filter=Q(needs_review=True)))
+        )
+        for g in grouped:
+            total += g["n"]
+            pending += g["pending"]
+            if g["source"] == Source.AUTO_DERIVED:
+                auto += g["n"]
+        shares[ref.name] = {
+            "total": total,
+            "auto_derived": auto,
+            "pending": pending,
+            "share": auto / total if total else 0.0,
+        }
+    return shares
+
+
+def report_batch(batch_id: int, *, channel: str) -> Path:
+    """Write ``batch_<id>.html`` of the batch's pending rows, notify, and alert on tables whose share is too high."""
+    batch = FactBatch.objects.get(pk=batch_id)
+    rows = pending_review(batch_id=batch_id)
+    path = write_html(rows, reports_dir() / f"batch_{batch_id}.html", title=f"待审核参考数据 — {batch.file_name}")
+
+    derived: dict[str, list[str]] = defaultdict(list)
+    for table, key in (
+        DerivedReference.objects.filter(batch_id=batch_id).order_by("table", "-fact_rows", "key").values_list("table", "key")
+    ):
+        derived[table].append(key)
+    n = sum(len(keys) for keys in derived.values())
+    lines = []
+    for table, keys in derived.items():
+        more = f", … (+{len(keys) - FIRST_KEYS})" if len(keys) > FIRST_KEYS else ""
+        lines.append(f"{table}: {len(keys)} ({', '.join(keys[:FIRST_KEYS])}{more})")
+    lines.append(f"report: {path}")
+    notify(
+        channel=channel,
+        subject=f"{n} new auto-derived reference rows from {batch.file_name}",
+        text="\n".join(lines),
+        data={
+            "batch_id": batch_id,
+            "file": batch.file_name,
+            "sheet": batch.sheet,
+            "domain": batch.domain,
+            "tables": {t: {"count": len(k), "keys": k[:FIRST_KEYS]} for t, k in derived.items()},
+            "pending": len(rows),
+            "report": str(path),
+        },
+    )
+
+    threshold = float(settings.REFGOV_AUTO_DERIVED_ALERT_SHARE)
+    for table, s in auto_derived_shares().items():
+        if s["share"] > threshold:
+            notify(
+                channel=channel,
+                subject=f"{table}: auto-derived share {s['share']:.1%} above {threshold:.0%}",
+                text=(
+                    f"{table}: {s['auto_derived']} of {s['total']} rows auto-derived ({s['share']:.1%}), "
+                    f"{s['pending']} pending review; threshold {threshold:.0%}"
+                ),
+                data={"table": table, **s, "threshold": threshold, "batch_id": batch_id},
+            )
+    return path
