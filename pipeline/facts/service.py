@@ -30,7 +30,7 @@ from pipeline.facts.references import (
     _template_values,
 )
 from pipeline.facts.registry import fact_table
-from pipeline.facts.staging import FactStager
+from pipeline.facts.staging import FactStager, Progress
 from pipeline.models import DerivedReference, FactBatch, FactStatus
 from pipeline.reports import report_batch
 from refgov.identifiers import quote_pg as q
@@ -107,6 +107,7 @@ def process_fact_file(
     dry_run: bool = False,
     force: bool = False,
     config: LoadedConfig | None = None,
+    progress: Progress | None = None,
 ) -> FactResult:
     """Process one fact file of ``domain``. Raises ConfigError before any work; records every other failure on the
     batch and raises FactFileError / FactLoadError / DatabaseError after rolling the file's transaction back."""
@@ -132,7 +133,9 @@ def process_fact_file(
                 domain=domain, file_name=path.name, file_path=str(path.resolve()), sheet=sheet or "",
                 checksum=checksum, size_bytes=size,
             )  # fmt: skip
-            holder["result"] = _run(batch, loaded, config, path, sheet, encoding, load_facts=load_facts)
+            holder["result"] = _run(
+                batch, loaded, config, path, sheet, encoding, load_facts=load_facts, progress=progress or _quiet
+            )
             holder["result"].dry_run = dry_run
             if dry_run:
                 raise _DryRunRollback
@@ -145,8 +148,13 @@ def process_fact_file(
     return result
 
 
+def _quiet(message: str) -> None:
+    pass
+
+
 def _run(
-    batch: FactBatch, loaded: LoadedDomain, config: LoadedConfig, path: Path, sheet, encoding, *, load_facts: bool
+    batch: FactBatch, loaded: LoadedDomain, config: LoadedConfig, path: Path, sheet, encoding, *, load_facts: bool,
+    progress: Progress,
 ) -> FactResult:
     domain = loaded.config
     fact = fact_table(domain.fact_table)
@@ -160,8 +168,10 @@ def _run(
                 path, sheet=sheet, aliases=domain.aliases, required=domain.required_columns,
                 encoding=encoding or domain.files.encoding,
             )  # fmt: skip
-            stager = FactStager(domain=domain, fact=fact, file=file)
+            stager = FactStager(domain=domain, fact=fact, file=file, progress=progress)
+            progress("reading")
             staged = stager.stage(cur)
+            progress(f"{staged.rows:,} rows read; checking keys")
             batch.rows_read = staged.rows
             batch.periods = [m.isoformat() for m in staged.months]
             for month in staged.months:
@@ -169,6 +179,7 @@ def _run(
             _check_lengths(cur, fact, file)
             result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
             if load_facts:
+                progress("loading facts")
                 batch.rows_replaced, batch.rows_loaded = _load(cur, fact, domain.replace_scope, batch)
             stager.drop(cur)
             batch.status = FactStatus.LOADED

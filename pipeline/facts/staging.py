@@ -8,7 +8,7 @@ not a number is reported with its file, sheet, row and column.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -34,6 +34,8 @@ class Staged:
 
 
 PG_ENCODINGS = {"utf-8": "UTF8", "gb18030": "GB18030", "gbk": "GBK"}
+PROGRESS_ROWS = 50_000
+Progress = Callable[[str], None]
 
 
 def _numeric(field: models.Field) -> bool:
@@ -41,10 +43,11 @@ def _numeric(field: models.Field) -> bool:
 
 
 class FactStager:
-    def __init__(self, *, domain: DomainConfig, fact: FactTable, file: FactFile):
+    def __init__(self, *, domain: DomainConfig, fact: FactTable, file: FactFile, progress: Progress | None = None):
         self.domain = domain
         self.fact = fact
         self.file = file
+        self.progress = progress or (lambda message: None)
         # The fact columns this file provides, in file order.
         self.columns = [c for c in file.columns if c in fact.columns]
         self.positions = [file.columns.index(c) for c in self.columns]
@@ -99,9 +102,12 @@ class FactStager:
                 f"COPY _fact_csv ({', '.join(q(n) for n in names.values())}) FROM STDIN "
                 f"WITH (FORMAT csv, DELIMITER E'{delimiter}', ENCODING '{PG_ENCODINGS[self.file.encoding]}')"
             )
+            total = max(self.file.path.stat().st_size, 1)
             with cur.connection.cursor() as raw, raw.copy(sql) as copy:
                 while block := fh.read(1 << 20):
                     copy.write(block)
+                    if fh.tell() % (32 << 20) < (1 << 20):
+                        self.progress(f"{fh.tell() * 100 // total}% of the file read")
         columns = ", ".join(f"{q(names[c])} AS {q(c)}" for c in self.columns)
         cur.execute(f"CREATE TEMP VIEW _fact_raw AS SELECT _seq + {int(self.file.header_row)} AS _row, {columns} FROM _fact_csv")
         cur.execute("SELECT count(*) FROM _fact_csv")
@@ -136,6 +142,8 @@ class FactStager:
             for row in self._rows(parse_numbers):
                 copy.write_row(row)
                 count += 1
+                if count % PROGRESS_ROWS == 0:
+                    self.progress(f"{count:,} rows read")
         return count
 
     def _months(self, cur) -> list[date]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandParser
@@ -22,6 +23,13 @@ class Command(RefgovCommand):
         parser.add_argument("--dry-run", action="store_true", help="report what would be derived and loaded")
         parser.add_argument("--force", action="store_true", help="process a file even if it was loaded before")
 
+    def progress_for(self, path: str):
+        """Progress on a terminal (stderr), nothing when output goes to a file or a scheduler's log."""
+        if not self.stderr.isatty():
+            return None
+        name = Path(path).name
+        return lambda message: self.stderr.write(f"{name}: {message}", style_func=str)
+
     def run(self, **options: Any) -> dict:
         results, failures = [], []
         for path in options["files"]:
@@ -29,6 +37,7 @@ class Command(RefgovCommand):
                 result = process_fact_file(
                     domain=options["domain"], path=path, sheet=options["sheet"], encoding=options["encoding"],
                     load_facts=self.load_facts, dry_run=options["dry_run"], force=options["force"],
+                    progress=self.progress_for(path),
                 )  # fmt: skip
                 results.append(result.summary())
             except (FactFileError, FactLoadError) as exc:
