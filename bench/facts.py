@@ -12,7 +12,6 @@ Usage: .venv/bin/python bench/facts.py [--rows 1000000] [--xlsx-rows 40000] [--r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -21,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+from child import run_manage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,26 +47,6 @@ def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def run_manage(env: dict, *args: str) -> tuple[float, float, dict]:
-    """A manage.py command in a child process: wall seconds, peak RSS (MB), JSON output."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = psutil.Popen([sys.executable, str(ROOT / "manage.py"), *args], env=env, stdout=out, stderr=err)
-        peak = 0
-        while proc.poll() is None:
-            try:
-                peak = max(peak, proc.memory_info().rss)
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.02)
-        seconds = time.perf_counter() - start
-        out.seek(0), err.seek(0)
-        if proc.returncode != 0:
-            sys.exit(f"{args[0]} failed: {err.read().strip()[-2000:]}")
-        text = out.read()
-    return seconds, peak / 2**20, json.loads(text) if text.strip().startswith("{") else {}
 
 
 def reset_facts() -> None:

@@ -14,7 +14,6 @@ Targets: first ≤ 2.5× raw, second ≤ 1× raw with zero rows written, peak RS
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -23,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
+from child import run_manage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -75,24 +74,7 @@ def writes() -> int:
 
 
 def preload(env: dict, *extra: str) -> tuple[float, float, dict]:
-    """Run the preload command in a child process; wall seconds, peak RSS (MB) of that child, JSON summary."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = psutil.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "preload", "--json", *extra], env=env, stdout=out, stderr=err
-        )
-        peak = 0
-        while proc.poll() is None:
-            try:
-                peak = max(peak, proc.memory_info().rss)
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.02)
-        seconds = time.perf_counter() - start
-        out.seek(0), err.seek(0)
-        if proc.returncode != 0:
-            sys.exit(f"preload failed: {err.read().strip()[-2000:]}")
-        return seconds, peak / 2**20, json.loads(out.read())
+    return run_manage(env, "preload", "--json", *extra)
 
 
 def reset_targets() -> None:

@@ -20,7 +20,7 @@ from pipeline.facts import service
 from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import FactLoadError, process_fact_file
 from pipeline.models import DerivedReference, FactBatch, FactStatus, IncomeFact, ScaleFact
-from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
+from reference.models import AnnuityPlan, Organization, PortfolioPlan, Source
 from tests.facts_support import create_references, scale_row, write_csv, write_xlsx
 
 pytestmark = pytest.mark.django_db

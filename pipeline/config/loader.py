@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from django.conf import settings
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from pipeline.facts.derivations import FUNCTIONS
 from pipeline.facts.registry import fact_table, fact_table_names
@@ -20,6 +20,7 @@ from .domain_schema import DomainConfig, ForeignKey
 from .schema import ConfigFileSource, LegacyMySQLSource, ReferenceManagementConfig
 
 MAIN_FILE = "reference_management.yml"
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -133,17 +134,22 @@ def _load_file_rows(
     return rows
 
 
+def _parse(path: Path, schema: type[ModelT]) -> ModelT:
+    """One YAML file validated against its schema; every problem names the file and key path."""
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ConfigError([Problem(path, "", "expected a mapping at the top level")])
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_problems(path, exc)) from None
+
+
 def load_config(config_dir: Path | str | None = None) -> LoadedConfig:
     """Load and validate ``reference_management.yml`` and the files it names; raise ConfigError listing every problem."""
     config_dir = Path(config_dir or settings.REFGOV_CONFIG_DIR)
     main = config_dir / MAIN_FILE
-    raw = read_yaml(main)
-    if not isinstance(raw, dict):
-        raise ConfigError([Problem(main, "", "expected a mapping at the top level")])
-    try:
-        config = ReferenceManagementConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(main, exc)) from None
+    config = _parse(main, ReferenceManagementConfig)
 
     problems: list[Problem] = []
     file_rows: dict[str, list[dict[str, Any]]] = {}
@@ -254,13 +260,7 @@ def load_domain(name: str, config_dir: Path | str | None = None) -> LoadedDomain
     if not path.exists():
         known = sorted(p.stem for p in (config_dir / DOMAINS_DIR).glob("*.yml"))
         raise ConfigError([Problem(path, "", f"no such domain {name!r} (configured: {', '.join(known) or 'none'})")])
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise ConfigError([Problem(path, "", "expected a mapping at the top level")])
-    try:
-        domain = DomainConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_pydantic_problems(path, exc)) from None
+    domain = _parse(path, DomainConfig)
     problems: list[Problem] = []
     if domain.domain != name:
         problems.append(Problem(path, "domain", f"file is named {name!r} but declares domain {domain.domain!r}"))
@@ -269,7 +269,7 @@ def load_domain(name: str, config_dir: Path | str | None = None) -> LoadedDomain
         raise ConfigError(problems)
     loaded = LoadedDomain(path=path, config=domain)
     try:
-        loaded.fk_order
+        _ = loaded.fk_order  # a cycle is found by ordering
     except CycleError as exc:
         raise ConfigError([Problem(path, "foreign_keys", f"dependency cycle: {' → '.join(exc.args[1])}")]) from None
     return loaded

@@ -1,0 +1,33 @@
+"""Run a manage.py command in a child process and measure it: wall seconds, peak RSS, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(env: dict, *args: str) -> tuple[float, float, dict]:
+    """Wall seconds, peak resident memory (MB, polled every 20 ms) and the parsed JSON stdout of the command."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = psutil.Popen([sys.executable, str(ROOT / "manage.py"), *args], env=env, stdout=out, stderr=err)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, proc.memory_info().rss)
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.02)
+        seconds = time.perf_counter() - start
+        out.seek(0), err.seek(0)
+        if proc.returncode != 0:
+            sys.exit(f"{args[0]} failed: {err.read().strip()[-2000:]}")
+        text = out.read()
+    return seconds, peak / 2**20, json.loads(text) if text.strip().startswith("{") else {}
