@@ -388,6 +388,9 @@ class TableSync:
         with bulk_write_mode(cur, self.table.name, enabled=bulk):
             cur.execute(insert)
             inserted = cur.rowcount
+        if bulk:
+            # Fact loads join against this table next: give the planner its new size now, not at autovacuum's pace.
+            cur.execute(f"ANALYZE {target}")
         return inserted, touched
 
     def _missing(self, cur) -> tuple[int, list[str]]:
