@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from pipeline.bulk import bulk_write_mode
 from pipeline.config import load_config, load_domain
+from pipeline.dry_run import rolled_back_if
 from pipeline.config.loader import LoadedConfig, LoadedDomain
 from pipeline.config.schema import Strategy
 from pipeline.facts.readers import FactFileError, open_fact_file
@@ -42,10 +42,6 @@ BULK_FACT_ROWS = 10_000
 
 class FactLoadError(Exception):
     """The batch was refused (unknown keys under a blocking strategy, a value that does not fit); nothing loaded."""
-
-
-class _DryRunRollback(Exception):
-    pass
 
 
 @dataclass
@@ -126,25 +122,19 @@ def process_fact_file(
         if previous is not None:
             return FactResult(batch=previous, skipped_as=previous)
 
-    holder: dict[str, FactResult] = {}
-    try:
-        with transaction.atomic() if dry_run else nullcontext():
-            batch = FactBatch.objects.create(
-                domain=domain, file_name=path.name, file_path=str(path.resolve()), sheet=sheet or "",
-                checksum=checksum, size_bytes=size,
-            )  # fmt: skip
-            holder["result"] = _run(
-                batch, loaded, config, path, sheet, encoding, load_facts=load_facts, progress=progress or _quiet
-            )
-            holder["result"].dry_run = dry_run
-            if dry_run:
-                raise _DryRunRollback
-    except _DryRunRollback:
-        pass
-    result = holder["result"]
+    def work() -> FactResult:
+        batch = FactBatch.objects.create(
+            domain=domain, file_name=path.name, file_path=str(path.resolve()), sheet=sheet or "",
+            checksum=checksum, size_bytes=size,
+        )  # fmt: skip
+        return _run(batch, loaded, config, path, sheet, encoding, load_facts=load_facts, progress=progress or _quiet)
+
+    result = rolled_back_if(dry_run, work)
+    result.dry_run = dry_run
     backfill = config.config.backfill
     if not dry_run and backfill.notify_on_new_records and any(d.inserted for d in result.tables.values()):
-        transaction.on_commit(lambda: report_batch(batch.pk, channel=backfill.notification_channel), robust=True)
+        batch_id = result.batch.pk
+        transaction.on_commit(lambda: report_batch(batch_id, channel=backfill.notification_channel), robust=True)
     return result
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -15,6 +14,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
 from pipeline.config import load_config
+from pipeline.dry_run import rolled_back_if
 from pipeline.config.loader import LoadedConfig
 from pipeline.config.schema import LegacyMySQLSource, Strategy
 from pipeline.models import RunStatus, SyncRun, SyncTableResult, SyncWatermark, TableStatus
@@ -30,10 +30,6 @@ logger = logging.getLogger("refgov.preload")
 
 class PreloadError(Exception):
     """The preload cannot start (bad request or configuration); nothing was written."""
-
-
-class _DryRunRollback(Exception):
-    pass
 
 
 @dataclass
@@ -163,15 +159,9 @@ def run_preload(
     """Run seed phase 1 and record it as one SyncRun. Raises ConfigError/PreloadError before any work."""
     service = ReferenceSyncService(config=config or load_config(), server=server)
     order = service.plan(tables)
-    holder: dict = {}
-    try:
-        with transaction.atomic() if dry_run else nullcontext():
-            holder["result"] = _execute(service, order, full=full, dry_run=dry_run, trigger=trigger, tables=tables)
-            if dry_run:
-                raise _DryRunRollback
-    except _DryRunRollback:
-        pass
-    return holder["result"]
+    return rolled_back_if(
+        dry_run, lambda: _execute(service, order, full=full, dry_run=dry_run, trigger=trigger, tables=tables)
+    )
 
 
 class ParentFailed(Exception):
