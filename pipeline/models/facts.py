@@ -68,9 +68,10 @@ class DerivedReference(models.Model):
         return f"{self.table} {self.key} ← {self.file_name}"
 
 
-def _reference(model, column: str, related_name: str, verbose: str) -> models.ForeignKey:
+def _reference(model, column: str, verbose: str) -> models.ForeignKey:
+    """A fact's reference key; ``plan.scalefact_rows`` / ``plan.incomefact_rows`` are the facts using a plan."""
     return models.ForeignKey(
-        model, on_delete=models.PROTECT, db_column=column, related_name=related_name, verbose_name=verbose,
+        model, on_delete=models.PROTECT, db_column=column, related_name="%(class)s_rows", verbose_name=verbose,
         null=True, blank=True, db_index=False,
     )  # fmt: skip
 
@@ -105,16 +106,22 @@ class FactRow(models.Model):
         FactBatch, on_delete=models.PROTECT, db_column="_batch_id", verbose_name=_("batch"), related_name="+",
         db_index=False,
     )
+    plan = _reference(AnnuityPlan, "计划代码", _("plan code"))
+    portfolio = _reference(PortfolioPlan, "组合代码", _("portfolio code"))
+    branch = _reference(Organization, "机构代码", _("branch code"))
+    product_line = _reference(ProductLine, "产品线代码", _("product line code"))
 
     class Meta:
         abstract = True
+        indexes = [
+            models.Index(fields=["month", "business_type", "plan_type"], name="%(class)s_scope"),
+            models.Index(fields=["plan"], name="%(class)s_plan"),
+            models.Index(fields=["portfolio"], name="%(class)s_portfolio"),
+            models.Index(fields=["batch"], name="%(class)s_batch"),
+        ]
 
 
 class ScaleFact(FactRow):
-    plan = _reference(AnnuityPlan, "计划代码", "scale_facts", _("plan code"))
-    portfolio = _reference(PortfolioPlan, "组合代码", "scale_facts", _("portfolio code"))
-    branch = _reference(Organization, "机构代码", "scale_facts", _("branch code"))
-    product_line = _reference(ProductLine, "产品线代码", "scale_facts", _("product line code"))
     opening_assets = _money(_("opening assets"), "期初资产规模")
     closing_assets = _money(_("closing assets"), "期末资产规模")
     contribution = _money(_("contribution"), "供款")
@@ -125,35 +132,19 @@ class ScaleFact(FactRow):
     period_return = _rate(_("period return"), "当期收益率")
     annualised_return = _rate(_("annualised return"), "年化收益率")
 
-    class Meta:
+    class Meta(FactRow.Meta):
         db_table = "规模明细"
         verbose_name = _("scale detail")
         verbose_name_plural = _("scale details")
-        indexes = [
-            models.Index(fields=["month", "business_type", "plan_type"], name="scalefact_scope"),
-            models.Index(fields=["plan"], name="scalefact_plan"),
-            models.Index(fields=["portfolio"], name="scalefact_portfolio"),
-            models.Index(fields=["batch"], name="scalefact_batch"),
-        ]
 
 
 class IncomeFact(FactRow):
-    plan = _reference(AnnuityPlan, "计划代码", "income_facts", _("plan code"))
-    portfolio = _reference(PortfolioPlan, "组合代码", "income_facts", _("portfolio code"))
-    branch = _reference(Organization, "机构代码", "income_facts", _("branch code"))
-    product_line = _reference(ProductLine, "产品线代码", "income_facts", _("product line code"))
     fixed_fee = _money(_("fixed fee"), "固费")
     floating_fee = _money(_("floating fee"), "浮费")
     rebate = _money(_("rebate"), "回补")
     tax = _money(_("tax"), "税")
 
-    class Meta:
+    class Meta(FactRow.Meta):
         db_table = "收入明细"
         verbose_name = _("income detail")
         verbose_name_plural = _("income details")
-        indexes = [
-            models.Index(fields=["month", "business_type", "plan_type"], name="incomefact_scope"),
-            models.Index(fields=["plan"], name="incomefact_plan"),
-            models.Index(fields=["portfolio"], name="incomefact_portfolio"),
-            models.Index(fields=["batch"], name="incomefact_batch"),
-        ]
