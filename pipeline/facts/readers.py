@@ -17,7 +17,7 @@ import csv
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -81,7 +81,8 @@ def _rebuild_error(file, reason, sheet, row, column) -> FactFileError:
 
 
 # A source yields (row number, cells as text) for every non-blank row from the top of the file/sheet, header included.
-RecordSource = Callable[[], Iterator[tuple[int, Cells]]]
+# ``numbers``: positions whose numeric cells may stay int/float (Excel only; text files have no numeric cells).
+RecordSource = Callable[..., Iterator[tuple[int, Cells]]]
 
 
 @dataclass(frozen=True)
@@ -102,16 +103,19 @@ class FactFile:
     _records: RecordSource = field(repr=False, compare=False)
     _column_refs: list[str] = field(repr=False, compare=False)
 
-    def chunks_with_row_numbers(self, size: int = 10_000) -> Iterator[list[tuple[int, Row]]]:
+    def chunks_with_row_numbers(
+        self, size: int = 10_000, *, numbers: Collection[str] = ()
+    ) -> Iterator[list[tuple[int, Row]]]:
         """Data rows in file order, as lists of up to ``size`` ``(row number, values)`` pairs.
 
         ``values`` has exactly ``len(columns)`` items: short rows are padded with ``None``; trailing blank cells
         beyond the header are ignored; a non-blank cell beyond the header raises :class:`FactFileError`.
+        Numeric Excel cells of the columns named in ``numbers`` stay ``int``/``float`` (no round trip through text).
         """
         if size < 1:
             raise ValueError(f"chunk size must be at least 1, not {size}")
         width = len(self.columns)
-        records = self._records()
+        records = self._records(numbers=frozenset(i for i, c in enumerate(self.columns) if c in numbers))
         header = next(records, None)  # the header again: check that the file did not change meanwhile
         if header is None or header[0] != self.header_row or _trim_header(header[1]) != self._column_refs:
             raise self._error("the header changed since the file was opened", row=self.header_row)
@@ -225,8 +229,8 @@ def _trim(text: str) -> str:
     return _TRIM.sub("", text)
 
 
-def _blank(value: str | None) -> bool:
-    return value is None or not _trim(value)
+def _blank(value: str | float | None) -> bool:
+    return value is None or (isinstance(value, str) and not _trim(value))
 
 
 def _used_length(cells: Cells) -> int:
@@ -285,7 +289,7 @@ def _names(names: Sequence[str]) -> str:
     return ", ".join(map(repr, names)) or "(none)"
 
 
-def _excel_records(calamine_sheet) -> Iterator[tuple[int, Cells]]:
+def _excel_records(calamine_sheet, numbers: frozenset[int] = frozenset()) -> Iterator[tuple[int, Cells]]:
     start = calamine_sheet.start
     if start is None:  # empty sheet
         return
@@ -302,7 +306,13 @@ def _excel_records(calamine_sheet) -> Iterator[tuple[int, Cells]]:
             offset = start[0]
         rows = chain([first], rows)
     for number, row in enumerate(rows, start=offset + 1):
-        cells = [_excel_text(value) for value in row]
+        if numbers:
+            cells = [
+                v if i in numbers and (v.__class__ is float or v.__class__ is int) else _excel_text(v)
+                for i, v in enumerate(row)
+            ]
+        else:
+            cells = [_excel_text(value) for value in row]
         if _used_length(cells):
             yield number, cells
 
@@ -372,7 +382,9 @@ def _detect_encoding(path: Path) -> str:
     raise FactFileError(path, f"cannot detect the encoding: {' and '.join(failures)}; {ENCODING_HINT}")
 
 
-def _text_records(path: Path, encoding: str, detected: bool) -> Iterator[tuple[int, Cells]]:
+def _text_records(
+    path: Path, encoding: str, detected: bool, numbers: frozenset[int] = frozenset()
+) -> Iterator[tuple[int, Cells]]:
     with open(path, "rb") as stream:
         lines = _decoded_lines(path, stream, encoding, detected)
         skipped = 0  # blank lines before the header, not seen by the csv reader

@@ -116,7 +116,8 @@ class FactStager:
     def _rows(self, parse_numbers: bool) -> Iterator[tuple]:
         pick = itemgetter(*self.positions) if len(self.positions) > 1 else (lambda v: (v[self.positions[0]],))
         numeric = [i for i, c in enumerate(self.columns) if _numeric(self.fact.columns[c])]
-        for chunk in self.file.chunks_with_row_numbers():
+        numbers = [c for c in self.columns if _numeric(self.fact.columns[c])]
+        for chunk in self.file.chunks_with_row_numbers(numbers=numbers):
             for number, values in chunk:
                 row = pick(values)
                 if parse_numbers:
@@ -125,9 +126,11 @@ class FactStager:
                         row[i] = self._number(number, self.columns[i], row[i])
                 yield (number, *row)
 
-    def _number(self, row: int, column: str, text: str | None) -> Decimal | None:
+    def _number(self, row: int, column: str, text: str | float | None) -> Decimal | None:
         if text is None:
             return None
+        if not isinstance(text, str):  # a numeric Excel cell
+            return Decimal(repr(text))
         try:
             return parse_number(text)
         except ValueError as exc:
