@@ -590,3 +590,14 @@ def test_excel_row_numbers_if_calamine_starts_at_the_used_range():
     expected = [(3, ["h1", "h2"]), (4, ["1", "2"])]
     assert list(_excel_records(Sheet())) == expected
     assert list(_excel_records(PaddedSheet())) == expected
+
+
+def test_xlsx_numeric_cells_of_named_columns_stay_numbers(tmp_path):
+    path = write_xlsx(tmp_path / "n.xlsx", {"规模明细": [["计划号", "期末资产规模", "年金账户号"], ["P1", 1234.5, 900000001], ["P2", "1,000", 7.0]]})
+    file = open_fact_file(path, sheet="规模明细")
+
+    [chunk] = list(file.chunks_with_row_numbers(numbers=["期末资产规模"]))
+    assert chunk == [(2, ("P1", 1234.5, "900000001")), (3, ("P2", "1,000", "7"))]
+    assert isinstance(chunk[0][1][1], float)
+    [as_text] = list(file.chunks())
+    assert as_text[0] == ("P1", "1234.5", "900000001")
