@@ -186,7 +186,7 @@ def auto_derived_shares() -> dict[str, dict]:
     return shares
 
 
-def report_batch(batch_id: int, *, channel: str) -> Path:
+def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
     """Write ``batch_<id>.html`` of the batch's pending rows, notify, and alert on tables whose share is too high."""
     batch = FactBatch.objects.get(pk=batch_id)
     rows = pending_review(batch_id=batch_id)
@@ -218,7 +218,7 @@ def report_batch(batch_id: int, *, channel: str) -> Path:
         },
     )
 
-    threshold = float(settings.REFGOV_AUTO_DERIVED_ALERT_SHARE)
+    threshold = alert_share
     for table, s in auto_derived_shares().items():
         if s["share"] > threshold:
             notify(

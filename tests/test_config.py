@@ -431,3 +431,11 @@ def test_check_identifier_accepts(name):
 def test_check_identifier_rejects(name):
     with pytest.raises(ValueError, match="unsafe identifier"):
         check_identifier(name)
+
+
+def test_alert_share_must_be_a_fraction(make_config):
+    config_dir = make_config({"backfill.alert_share": 1.5})
+
+    [problem] = problems_of(config_dir)
+    assert problem.key_path == "backfill.alert_share"
+    assert problem.reason.startswith("Input should be less than or equal to 1")

@@ -226,8 +226,7 @@ def test_notify_email(settings, mailoutbox):
 
 
 def test_report_batch_writes_file_and_notifies_with_share_alert(data, reports, logs, settings):
-    settings.REFGOV_AUTO_DERIVED_ALERT_SHARE = 0.6
-    path = report_batch(data["new"].pk, channel="dq")
+    path = report_batch(data["new"].pk, channel="dq", alert_share=0.6)
     assert path == reports / f"batch_{data['new'].pk}.html"
     html = path.read_text(encoding="utf-8")
     assert "N001" in html and "N002" in html and "XN001" in html and "N003" not in html

@@ -68,6 +68,7 @@ class Backfill(Strict):
     mark_for_review: bool = True
     notify_on_new_records: bool = True
     notification_channel: str = "data-quality-alerts"
+    alert_share: float = Field(0.10, ge=0, le=1, description="alert when a table's auto-derived share exceeds this")
 
 
 class ReferenceManagementConfig(Strict):

@@ -134,7 +134,10 @@ def process_fact_file(
     backfill = config.config.backfill
     if not dry_run and backfill.notify_on_new_records and any(d.inserted for d in result.tables.values()):
         batch_id = result.batch.pk
-        transaction.on_commit(lambda: report_batch(batch_id, channel=backfill.notification_channel), robust=True)
+        transaction.on_commit(
+            lambda: report_batch(batch_id, channel=backfill.notification_channel, alert_share=backfill.alert_share),
+            robust=True,
+        )
     return result
 
 

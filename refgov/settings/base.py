@@ -86,11 +86,10 @@ LEGACY_MYSQL_URL = env("LEGACY_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 # PostgreSQL work_mem / maintenance_work_mem inside a table sync's transaction (hash joins of whole tables).
 REFGOV_SYNC_WORK_MEM = env("REFGOV_SYNC_WORK_MEM", "256MB")
 REFGOV_CONFIG_DIR = Path(env("REFGOV_CONFIG_DIR", str(BASE_DIR / "config"))).resolve()
-# Notifications (pipeline.notify): notifier names, e-mail recipients, webhook URL; share above which to alert.
+# Notifications (pipeline.notify): notifier names, e-mail recipients, webhook URL.
 REFGOV_NOTIFIERS = [n.strip() for n in env("REFGOV_NOTIFIERS", "log").split(",") if n.strip()]
 REFGOV_NOTIFY_EMAILS = [a.strip() for a in env("REFGOV_NOTIFY_EMAILS", "").split(",") if a.strip()]
 REFGOV_NOTIFY_WEBHOOK_URL = env("REFGOV_NOTIFY_WEBHOOK_URL", "")
-REFGOV_AUTO_DERIVED_ALERT_SHARE = float(env("REFGOV_AUTO_DERIVED_ALERT_SHARE", "0.10"))
 # Review reports written after batches and by ``manage.py review_report``.
 REFGOV_REPORTS_DIR = Path(env("REFGOV_REPORTS_DIR", str(BASE_DIR / "var" / "reports")))
 
