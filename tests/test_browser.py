@@ -50,6 +50,9 @@ def test_steward_sees_preloaded_data_and_completes_an_auto_derived_plan(live_ser
         page.click("input[type=submit]")
         page.wait_for_url(f"{live_server.url}/admin/")
         assert "年金计划" in page.content()
+        dashboard = page.locator("#refgov-dashboard")
+        assert "参考数据健康度" in dashboard.inner_text() and "3.2%" in dashboard.inner_text()  # 1 of 31 plans
+        page.screenshot(path=str(OUTPUT / "dashboard.png"), full_page=True)
 
         page.goto(f"{live_server.url}/admin/reference/annuityplan/")
         assert page.locator("#result_list tbody tr").count() == 31

@@ -1,0 +1,85 @@
+"""The admin index dashboard: how much of each reference table is still provisional, and the last runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Min
+from django.utils import timezone
+
+from pipeline.config import ConfigError, load_config
+from pipeline.models import FactBatch, SyncRun
+from pipeline.reports import auto_derived_shares
+from reference.registry import all_tables
+
+DEFAULT_ALERT_SHARE = 0.10
+
+
+@dataclass
+class TableHealth:
+    table: str
+    verbose_name: str
+    changelist: str
+    total: int
+    auto_derived: int
+    pending: int
+    share: float
+    over_threshold: bool
+    oldest_pending_days: int | None
+
+    @property
+    def authoritative(self) -> int:
+        return self.total - self.auto_derived
+
+    @property
+    def share_percent(self) -> str:
+        return f"{self.share:.1%}"
+
+
+@dataclass
+class Dashboard:
+    tables: list[TableHealth]
+    alert_share: float
+    last_preload: SyncRun | None
+    last_batches: list[FactBatch]
+    config_problem: str = ""
+
+    @property
+    def alert_share_percent(self) -> str:
+        return f"{self.alert_share:.0%}"
+
+
+def dashboard() -> Dashboard:
+    """Counts per table (the seed's dashboard query), share against the configured threshold, oldest pending age."""
+    problem = ""
+    try:
+        alert_share = load_config().config.backfill.alert_share
+    except ConfigError as exc:
+        alert_share, problem = DEFAULT_ALERT_SHARE, str(exc).splitlines()[0]
+    shares = auto_derived_shares()
+    now = timezone.now()
+    tables = []
+    for ref in all_tables():
+        s = shares[ref.name]
+        oldest = ref.model.objects.filter(needs_review=True).aggregate(oldest=Min("derived_at"))["oldest"]
+        meta = ref.model._meta
+        tables.append(
+            TableHealth(
+                table=ref.name,
+                verbose_name=str(meta.verbose_name),
+                changelist=f"/admin/{meta.app_label}/{meta.model_name}/",
+                total=s["total"],
+                auto_derived=s["auto_derived"],
+                pending=s["pending"],
+                share=s["share"],
+                over_threshold=s["share"] > alert_share,
+                oldest_pending_days=(now - oldest).days if oldest else None,
+            )
+        )
+    return Dashboard(
+        tables=tables,
+        alert_share=alert_share,
+        last_preload=SyncRun.objects.order_by("-started_at").first(),
+        last_batches=list(FactBatch.objects.order_by("-started_at")[:5]),
+        config_problem=problem,
+    )
