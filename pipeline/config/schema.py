@@ -71,8 +71,22 @@ class Backfill(Strict):
     alert_share: float = Field(0.10, ge=0, le=1, description="alert when a table's auto-derived share exceeds this")
 
 
+class Facts(Strict):
+    """Scheduled fact processing: every file of the inbox that a domain's patterns match."""
+
+    enabled: bool = True
+    schedule: Cron = "0 3 * * *"
+
+
+class ReviewReport(Strict):
+    enabled: bool = True
+    schedule: Cron = "0 8 * * 1"
+
+
 class ReferenceManagementConfig(Strict):
     strategy: Strategy = Strategy.HYBRID
     preload: Preload = Preload()
     backfill: Backfill = Backfill()
+    facts: Facts = Facts()
+    review_report: ReviewReport = ReviewReport()
     depends_on: dict[str, list[str]] = Field(default_factory=dict)

@@ -90,6 +90,8 @@ REFGOV_CONFIG_DIR = Path(env("REFGOV_CONFIG_DIR", str(BASE_DIR / "config"))).res
 REFGOV_NOTIFIERS = [n.strip() for n in env("REFGOV_NOTIFIERS", "log").split(",") if n.strip()]
 REFGOV_NOTIFY_EMAILS = [a.strip() for a in env("REFGOV_NOTIFY_EMAILS", "").split(",") if a.strip()]
 REFGOV_NOTIFY_WEBHOOK_URL = env("REFGOV_NOTIFY_WEBHOOK_URL", "")
+# Fact files waiting to be processed by the scheduled fact task (processed/ and rejected/ below it).
+REFGOV_INBOX_DIR = Path(env("REFGOV_INBOX_DIR", str(BASE_DIR / "var" / "inbox")))
 # Review reports written after batches and by ``manage.py review_report``.
 REFGOV_REPORTS_DIR = Path(env("REFGOV_REPORTS_DIR", str(BASE_DIR / "var" / "reports")))
 

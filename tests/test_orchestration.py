@@ -1,0 +1,145 @@
+"""Schedules from config, the tasks they run (django-q2 in sync mode) and the fact inbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+from django.conf import settings as django_settings
+from django.db import connection
+from django.utils import timezone
+from django_q.models import Schedule
+
+from pipeline.config import load_config
+from pipeline.demo.facts import FactWorkbook
+from pipeline.demo.legacy import LegacyDataset
+from pipeline.facts.inbox import INBOX_LOCK, month_of, process_inbox
+from pipeline.models import FactBatch, FactStatus, SyncRun
+from pipeline.schedules import sync_schedules
+from tests.facts_support import create_references
+
+pytestmark = pytest.mark.django_db
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def edit(directory, mutate) -> None:
+    path = directory / "reference_management.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    mutate(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+@pytest.fixture
+def config_copy(tmp_path, settings):
+    directory = tmp_path / "config"
+    shutil.copytree(django_settings.BASE_DIR / "config", directory)
+    settings.REFGOV_CONFIG_DIR = directory
+    return directory
+
+
+def test_schedules_follow_the_config(config_copy):
+    first = sync_schedules(config=load_config())
+    assert sorted(first.created) == ["refgov.facts", "refgov.preload", "refgov.review_report"]
+    preload = Schedule.objects.get(name="refgov.preload")
+    assert (preload.func, preload.cron, preload.schedule_type) == ("pipeline.tasks.preload_task", "0 1 * * *", Schedule.CRON)
+    local = preload.next_run.astimezone(SHANGHAI)
+    assert (local.hour, local.minute) == (1, 0)  # 01:00 in Asia/Shanghai
+
+    again = sync_schedules(config=load_config())
+    assert again.created == again.updated == again.deleted == [] and len(again.unchanged) == 3
+
+    edit(config_copy, lambda d: (d["preload"].update(schedule="30 0 * * *"), d["facts"].update(enabled=False)))
+    changed = sync_schedules(config=load_config())
+    assert changed.updated == ["refgov.preload"] and changed.deleted == ["refgov.facts"]
+    assert Schedule.objects.get(name="refgov.preload").cron == "30 0 * * *"
+    assert not Schedule.objects.filter(name="refgov.facts").exists()
+    assert Schedule.objects.filter(name="other.job").count() == 0
+
+
+def test_setup_schedules_keeps_schedules_of_others(config_copy):
+    Schedule.objects.create(name="other.job", func="math.floor", args="1", schedule_type=Schedule.DAILY)
+    sync_schedules(config=load_config())
+    assert Schedule.objects.filter(name="other.job").exists()
+
+
+def test_a_due_preload_schedule_runs(legacy, config_dir):
+    from django_q.scheduler import scheduler
+
+    legacy.load(LegacyDataset(plans=10, portfolios=12))
+    sync_schedules(config=load_config())
+    Schedule.objects.filter(name="refgov.preload").update(next_run=timezone.now() - dt.timedelta(minutes=1))
+
+    scheduler()
+
+    run = SyncRun.objects.get()
+    assert run.trigger == "schedule" and run.status == "success"
+    assert Schedule.objects.get(name="refgov.preload").next_run > timezone.now()
+
+
+def test_inbox_files_are_processed_in_month_order_and_moved(config_copy, tmp_path, settings):
+    create_references()
+    inbox = tmp_path / "inbox"
+    settings.REFGOV_INBOX_DIR = inbox
+    legacy = LegacyDataset(plans=30, portfolios=40)
+    FactWorkbook(month="202411", scale_rows=60, income_rows=30, legacy=legacy).write(inbox / "2024年11月_年金业务明细.xlsx")
+    FactWorkbook(month="202410", scale_rows=50, income_rows=20, legacy=legacy).write(inbox / "202410_年金业务明细.xlsx")
+    (inbox / "202409_规模明细.xlsx").write_bytes(b"not a workbook")
+    (inbox / "notes.txt").write_text("not a fact file", encoding="utf-8")
+
+    result = process_inbox()
+
+    assert [p["file"] for p in result.processed] == ["202410_年金业务明细.xlsx", "2024年11月_年金业务明细.xlsx"]
+    loaded = list(FactBatch.objects.filter(status=FactStatus.LOADED).order_by("id").values_list("domain", "periods"))
+    assert loaded == [
+        ("annuity_income", ["2024-10-01"]), ("annuity_performance", ["2024-10-01"]),
+        ("annuity_income", ["2024-11-01"]), ("annuity_performance", ["2024-11-01"]),
+    ]  # fmt: skip
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["202410_年金业务明细.xlsx", "2024年11月_年金业务明细.xlsx"]
+    [rejected] = result.rejected
+    assert rejected["file"] == "202409_规模明细.xlsx"
+    error_text = (inbox / "rejected" / "202409_规模明细.xlsx.error.txt").read_text(encoding="utf-8")
+    assert "annuity_performance: 202409_规模明细.xlsx" in error_text and "not a readable Excel workbook" in error_text
+    assert result.unmatched == ["notes.txt"] and (inbox / "notes.txt").exists()
+
+    assert process_inbox().processed == []  # nothing left: processed files were moved away
+
+
+def test_only_one_inbox_run_at_a_time(config_copy, tmp_path, settings):
+    import psycopg
+
+    settings.REFGOV_INBOX_DIR = tmp_path
+    params = connection.get_connection_params()
+    other = psycopg.connect(**{k: v for k, v in params.items() if k in {"host", "port", "user", "dbname", "password"}}, autocommit=True)
+    try:
+        other.execute("SELECT pg_advisory_lock(hashtext(%s))", [INBOX_LOCK])
+        assert process_inbox().busy is True
+    finally:
+        other.close()
+    assert process_inbox().busy is False
+
+
+@pytest.mark.parametrize(
+    "name, month",
+    [("202411_规模明细.xlsx", dt.date(2024, 11, 1)), ("2024年3月_年金业务明细.xlsx", dt.date(2024, 3, 1)),
+     ("规模明细_2024-12.csv", dt.date(2024, 12, 1)), ("明细.xlsx", None)],
+)  # fmt: skip
+def test_month_in_file_names(name, month):
+    assert month_of(name) == month
+
+
+def test_tasks_run_through_django_q_in_sync_mode(config_copy, tmp_path, settings):
+    from django_q.models import Task
+    from django_q.tasks import async_task
+
+    settings.REFGOV_INBOX_DIR = tmp_path / "empty-inbox"
+    (tmp_path / "empty-inbox").mkdir()
+    async_task("pipeline.tasks.review_report_task", task_name="review")
+    async_task("pipeline.tasks.process_inbox_task", task_name="inbox")
+
+    review, inbox = Task.objects.get(name="review"), Task.objects.get(name="inbox")
+    assert review.success and str(review.result).endswith(".html")
+    assert (settings.REFGOV_REPORTS_DIR / review.result.split("/")[-1]).exists()
+    assert inbox.success and inbox.result == {"processed": [], "rejected": [], "unmatched": [], "busy": False}
