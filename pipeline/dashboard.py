@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import Min
+from django.urls import reverse
 from django.utils import timezone
 
 from pipeline.config import ConfigError, load_config
@@ -67,7 +68,7 @@ def dashboard() -> Dashboard:
             TableHealth(
                 table=ref.name,
                 verbose_name=str(meta.verbose_name),
-                changelist=f"/admin/{meta.app_label}/{meta.model_name}/",
+                changelist=reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist"),
                 total=s["total"],
                 auto_derived=s["auto_derived"],
                 pending=s["pending"],

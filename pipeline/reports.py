@@ -162,6 +162,19 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 WRITERS = {"html": write_html, "xlsx": write_xlsx, "csv": write_csv}
 
 
+def write_review_report(
+    *, table: str | None = None, fmt: str = "html", output: Path | None = None
+) -> tuple[Path, dict[str, int]]:
+    """Everything pending review (of one table or all) as a file; returns its path and the count per table.
+
+    Without ``output`` the file is ``review_<local timestamp>.<fmt>`` in the reports directory."""
+    rows = pending_review(table=table)
+    output = Path(output) if output else reports_dir() / f"review_{timezone.localtime():%Y%m%d_%H%M%S}.{fmt}"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    WRITERS[fmt](rows, output)
+    return output, {name: 0 for name in ([table] if table else [t.name for t in all_tables()])} | _per_table(rows)
+
+
 def auto_derived_shares() -> dict[str, dict]:
     """Per table: total, auto_derived, pending (needs review), share — one GROUP BY _source query per table."""
     shares = {}

@@ -4,11 +4,9 @@ A task that finds a failure raises, so that django-q2 records it as failed where
 
 from __future__ import annotations
 
-from django.utils import timezone
-
 from pipeline.facts.inbox import process_inbox
 from pipeline.preload import run_preload
-from pipeline.reports import pending_review, reports_dir, write_html
+from pipeline.reports import write_review_report
 
 
 class TaskFailed(RuntimeError):
@@ -30,7 +28,5 @@ def process_inbox_task() -> dict:
 
 
 def review_report_task() -> str:
-    rows = pending_review()
-    path = reports_dir() / f"review_{timezone.localtime():%Y%m%d_%H%M%S}.html"
-    write_html(rows, path, title="待审核参考数据")
+    path, _ = write_review_report()
     return str(path)

@@ -81,7 +81,7 @@ def _aggregate(rule: Derivation, temporary_company_id: str) -> str | None:
     )
 
 
-def _template_values(months: list[date], domain: str, file_name: str) -> dict[str, str]:
+def template_values(months: list[date], domain: str, file_name: str) -> dict[str, str]:
     month = max(months)
     return {
         "yymm": month.strftime("%y%m"), "yyyymm": month.strftime("%Y%m"), "yyyy": month.strftime("%Y"),

@@ -27,7 +27,7 @@ from pipeline.facts.references import (
     derive_candidates,
     insert_derived,
     unknown_keys,
-    _template_values,
+    template_values,
 )
 from pipeline.facts.registry import fact_table
 from pipeline.facts.staging import FactStager, Progress
@@ -50,10 +50,6 @@ class FactResult:
     dry_run: bool = False
     skipped_as: FactBatch | None = None
     tables: dict[str, DerivedTable] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.skipped_as is not None or self.batch.status == FactStatus.LOADED
 
     def summary(self) -> dict:
         batch = self.skipped_as or self.batch
@@ -225,7 +221,7 @@ def _ensure_references(
     domain = loaded.config
     blocking = _blocking(config)
     tables: dict[str, DerivedTable] = {}
-    template_values = _template_values(months, domain.domain, file.path.name) if months else {}
+    values = template_values(months, domain.domain, file.path.name) if months else {}
     for fk in loaded.fk_order:
         found = unknown_keys(cur, fk)
         derived = tables[fk.target_table] = DerivedTable(table=fk.target_table, unknown=found)
@@ -233,7 +229,7 @@ def _ensure_references(
             continue
         candidates = derive_candidates(
             cur, fk, [u.key for u in found], temporary_company_id=domain.keys.temporary_company_id,
-            template_values=template_values,
+            template_values=values,
         )  # fmt: skip
         inserted = set(
             insert_derived(

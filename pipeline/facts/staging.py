@@ -30,7 +30,6 @@ from reference.registry import get_table
 class Staged:
     rows: int
     months: list[date]
-    columns: list[str]
 
 
 PG_ENCODINGS = {"utf-8": "UTF8", "gb18030": "GB18030", "gbk": "GBK"}
@@ -43,11 +42,11 @@ def _numeric(field: models.Field) -> bool:
 
 
 class FactStager:
-    def __init__(self, *, domain: DomainConfig, fact: FactTable, file: FactFile, progress: Progress | None = None):
+    def __init__(self, *, domain: DomainConfig, fact: FactTable, file: FactFile, progress: Progress):
         self.domain = domain
         self.fact = fact
         self.file = file
-        self.progress = progress or (lambda message: None)
+        self.progress = progress
         # The fact columns this file provides, in file order.
         self.columns = [c for c in file.columns if c in fact.columns]
         self.positions = [file.columns.index(c) for c in self.columns]
@@ -70,7 +69,7 @@ class FactStager:
                 rows = self._copy(cur, parse_numbers=True)
         months = self._months(cur)
         self._normalise(cur)
-        return Staged(rows=rows, months=months, columns=self.columns)
+        return Staged(rows=rows, months=months)
 
     def drop(self, cur) -> None:
         """Drop the staging relations now (they would only go at commit, and a caller may stage again first)."""

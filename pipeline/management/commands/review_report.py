@@ -4,10 +4,9 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandParser
-from django.utils import timezone
 
 from pipeline.management.base import Failed, RefgovCommand
-from pipeline.reports import WRITERS, pending_review, reports_dir
+from pipeline.reports import WRITERS, write_review_report
 from reference.registry import table_names
 
 
@@ -24,18 +23,9 @@ class Command(RefgovCommand):
         table, fmt = options.get("table"), options["format"]
         if table and table not in table_names():
             raise Failed(f"unknown reference table {table!r} (known: {', '.join(table_names())})")
-        rows = pending_review(table=table)
-        if options.get("output"):
-            output = Path(options["output"])
-        else:
-            stamp = timezone.localtime().strftime("%Y%m%d_%H%M%S")
-            output = reports_dir() / f"review_{stamp}.{fmt}"
-        output.parent.mkdir(parents=True, exist_ok=True)
-        WRITERS[fmt](rows, output)
-        per_table = {name: 0 for name in ([table] if table else table_names())}
-        for row in rows:
-            per_table[row["table"]] += 1
-        return {"output": str(output), "format": fmt, "rows": len(rows), "per_table": per_table}
+        output = Path(options["output"]) if options.get("output") else None
+        output, per_table = write_review_report(table=table, fmt=fmt, output=output)
+        return {"output": str(output), "format": fmt, "rows": sum(per_table.values()), "per_table": per_table}
 
     def emit_text(self, payload: dict) -> None:
         self.stdout.write(payload["output"])
