@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.conf import settings
+
 from refgov.identifiers import quote_pg as q
+
+
+def use_bulk_memory(cur) -> None:
+    """For the rest of this transaction: hash whole-table joins in memory and sort index builds in memory."""
+    cur.execute(
+        "SELECT set_config('work_mem', %s, true), set_config('maintenance_work_mem', %s, true)",
+        [settings.REFGOV_SYNC_WORK_MEM, settings.REFGOV_SYNC_WORK_MEM],
+    )
 
 
 def _quote_catalog_name(name: str) -> str:

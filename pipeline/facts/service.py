@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from pipeline.bulk import bulk_write_mode
+from pipeline.bulk import bulk_write_mode, use_bulk_memory
 from pipeline.config import load_config, load_domain
 from pipeline.dry_run import rolled_back_if
 from pipeline.config.loader import LoadedConfig, LoadedDomain
@@ -151,8 +150,7 @@ def _run(
     started = timezone.now()
     try:
         with transaction.atomic(), connection.cursor() as cur:
-            cur.execute("SELECT set_config('work_mem', %s, true), set_config('maintenance_work_mem', %s, true)",
-                        [settings.REFGOV_SYNC_WORK_MEM, settings.REFGOV_SYNC_WORK_MEM])  # fmt: skip
+            use_bulk_memory(cur)
             file = open_fact_file(
                 path, sheet=sheet, aliases=domain.aliases, required=domain.required_columns,
                 encoding=encoding or domain.files.encoding,

@@ -13,12 +13,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from django.conf import settings
 from django.db import connection, models
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.errors import DataError
 
-from pipeline.bulk import bulk_write_mode
+from pipeline.bulk import bulk_write_mode, use_bulk_memory
 from refgov.identifiers import quote_pg as q
 from reference.models import Source
 from reference.registry import ReferenceTable, get_table
@@ -217,9 +216,7 @@ class TableSync:
         clock = _PhaseClock(outcome.timings_ms)
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"refgov.sync.{self.table.name}"])
-            # Joins of a whole source against a whole table: let them hash in memory rather than spill in batches.
-            cur.execute("SELECT set_config('work_mem', %s, true), set_config('maintenance_work_mem', %s, true)",
-                        [settings.REFGOV_SYNC_WORK_MEM, settings.REFGOV_SYNC_WORK_MEM])  # fmt: skip
+            use_bulk_memory(cur)
             with clock("stage"):
                 outcome.rows_read = self._stage(cur, plans, read_kwargs or {})
             with clock("wait"):
