@@ -12,6 +12,7 @@ from django.db.models import Count, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from pipeline.alerts import check_shares
 from pipeline.models import DerivedReference, FactBatch
 from pipeline.notify import notify
 from reference.models import Source
@@ -200,7 +201,7 @@ def auto_derived_shares() -> dict[str, dict]:
 
 
 def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
-    """Write ``batch_<id>.html`` of the batch's pending rows, notify, and alert on tables whose share is too high."""
+    """Write ``batch_<id>.html`` of the batch's pending rows, notify, and alert (once) on tables whose share is too high."""
     batch = FactBatch.objects.get(pk=batch_id)
     rows = pending_review(batch_id=batch_id)
     path = write_html(rows, reports_dir() / f"batch_{batch_id}.html", title=f"待审核参考数据 — {batch.file_name}")
@@ -231,16 +232,5 @@ def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
         },
     )
 
-    threshold = alert_share
-    for table, s in auto_derived_shares().items():
-        if s["share"] > threshold:
-            notify(
-                channel=channel,
-                subject=f"{table}: auto-derived share {s['share']:.1%} above {threshold:.0%}",
-                text=(
-                    f"{table}: {s['auto_derived']} of {s['total']} rows auto-derived ({s['share']:.1%}), "
-                    f"{s['pending']} pending review; threshold {threshold:.0%}"
-                ),
-                data={"table": table, **s, "threshold": threshold, "batch_id": batch_id},
-            )
+    check_shares(threshold=alert_share, channel=channel)
     return path

@@ -32,8 +32,12 @@ def wanted_schedules(config: LoadedConfig) -> dict[str, tuple[str, str]]:
         wanted[f"{PREFIX}preload"] = ("pipeline.tasks.preload_task", c.preload.schedule)
     if c.facts.enabled:
         wanted[f"{PREFIX}facts"] = ("pipeline.tasks.process_inbox_task", c.facts.schedule)
+        if c.facts.poll:
+            wanted[f"{PREFIX}facts_poll"] = ("pipeline.tasks.poll_inbox_task", c.facts.poll)
     if c.review_report.enabled:
         wanted[f"{PREFIX}review_report"] = ("pipeline.tasks.review_report_task", c.review_report.schedule)
+    if c.alerts.enabled:
+        wanted[f"{PREFIX}alerts"] = ("pipeline.tasks.check_alerts_task", c.alerts.schedule)
     return wanted
 
 

@@ -4,9 +4,18 @@ A task that finds a failure raises, so that django-q2 records it as failed where
 
 from __future__ import annotations
 
-from pipeline.facts.inbox import process_inbox
+import logging
+
+from django_q.tasks import async_task
+
+from pipeline.alerts import check_alerts
+from pipeline.config import load_config
+from pipeline.orchestration import after_preload, run_fact_window
 from pipeline.preload import run_preload
 from pipeline.reports import write_review_report
+
+logger = logging.getLogger("refgov.orchestration")
+FACTS_TASK = "pipeline.tasks.process_inbox_task"
 
 
 class TaskFailed(RuntimeError):
@@ -14,19 +23,33 @@ class TaskFailed(RuntimeError):
 
 
 def preload_task() -> dict:
-    result = run_preload(trigger="schedule")
+    """The nightly preload; when it synced every table, the waiting fact files are processed right after."""
+    config = load_config()
+    result = run_preload(trigger="schedule", config=config)
+    summary = result.summary()
+    if after_preload(run=result.run, config=config):
+        summary["facts_task"] = async_task(FACTS_TASK, "preload", task_name=f"refgov.facts after preload #{result.run.pk}")
+        logger.info("preload run %s: fact processing queued as task %s", result.run.pk, summary["facts_task"])
     if not result.ok:
         raise TaskFailed(f"preload run {result.run.pk} {result.run.status}: {result.run.message}")
-    return result.summary()
+    return summary
 
 
-def process_inbox_task() -> dict:
-    result = process_inbox()
+def process_inbox_task(trigger: str = "schedule") -> dict:
+    result = run_fact_window(trigger=trigger)
     if result.rejected:
         raise TaskFailed(f"{len(result.rejected)} inbox file(s) rejected: " + "; ".join(r["errors"][0] for r in result.rejected))
     return result.summary()
 
 
+def poll_inbox_task() -> dict:
+    return process_inbox_task(trigger="poll")
+
+
 def review_report_task() -> str:
     path, _ = write_review_report()
     return str(path)
+
+
+def check_alerts_task() -> dict:
+    return check_alerts(config=load_config()).summary()

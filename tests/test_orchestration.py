@@ -42,18 +42,20 @@ def config_copy(tmp_path, settings):
 
 def test_schedules_follow_the_config(config_copy):
     first = sync_schedules(config=load_config())
-    assert sorted(first.created) == ["refgov.facts", "refgov.preload", "refgov.review_report"]
+    assert sorted(first.created) == [
+        "refgov.alerts", "refgov.facts", "refgov.facts_poll", "refgov.preload", "refgov.review_report",
+    ]  # fmt: skip
     preload = Schedule.objects.get(name="refgov.preload")
     assert (preload.func, preload.cron, preload.schedule_type) == ("pipeline.tasks.preload_task", "0 1 * * *", Schedule.CRON)
     local = preload.next_run.astimezone(SHANGHAI)
     assert (local.hour, local.minute) == (1, 0)  # 01:00 in Asia/Shanghai
 
     again = sync_schedules(config=load_config())
-    assert again.created == again.updated == again.deleted == [] and len(again.unchanged) == 3
+    assert again.created == again.updated == again.deleted == [] and len(again.unchanged) == 5
 
     edit(config_copy, lambda d: (d["preload"].update(schedule="30 0 * * *"), d["facts"].update(enabled=False)))
     changed = sync_schedules(config=load_config())
-    assert changed.updated == ["refgov.preload"] and changed.deleted == ["refgov.facts"]
+    assert changed.updated == ["refgov.preload"] and sorted(changed.deleted) == ["refgov.facts", "refgov.facts_poll"]
     assert Schedule.objects.get(name="refgov.preload").cron == "30 0 * * *"
     assert not Schedule.objects.filter(name="refgov.facts").exists()
     assert Schedule.objects.filter(name="other.job").count() == 0
@@ -142,4 +144,4 @@ def test_tasks_run_through_django_q_in_sync_mode(config_copy, tmp_path, settings
     review, inbox = Task.objects.get(name="review"), Task.objects.get(name="inbox")
     assert review.success and str(review.result).endswith(".html")
     assert (settings.REFGOV_REPORTS_DIR / review.result.split("/")[-1]).exists()
-    assert inbox.success and inbox.result == {"processed": [], "rejected": [], "unmatched": [], "busy": False}
+    assert inbox.success and inbox.result["outcome"] == "nothing waiting" and inbox.result["waiting"] == []

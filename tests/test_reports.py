@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from pipeline.facts.service import process_fact_file
-from pipeline.models import DerivedReference, FactBatch, FactStatus
+from pipeline.models import Alert, DerivedReference, FactBatch, FactStatus
 from pipeline.notify import notify
 from pipeline.reports import (
     auto_derived_shares,
@@ -225,8 +225,11 @@ def test_notify_email(settings, mailoutbox):
     assert mailoutbox[0].subject == "[refgov] 主题" and mailoutbox[0].to == ["a@example.com", "b@example.com"]
 
 
-def test_report_batch_writes_file_and_notifies_with_share_alert(data, reports, logs, settings):
-    path = report_batch(data["new"].pk, channel="dq", alert_share=0.6)
+def test_report_batch_writes_file_and_notifies_with_share_alert(
+    data, reports, logs, settings, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        path = report_batch(data["new"].pk, channel="dq", alert_share=0.6)
     assert path == reports / f"batch_{data['new'].pk}.html"
     html = path.read_text(encoding="utf-8")
     assert "N001" in html and "N002" in html and "XN001" in html and "N003" not in html
@@ -236,6 +239,12 @@ def test_report_batch_writes_file_and_notifies_with_share_alert(data, reports, l
     assert "年金计划: 2 (N002, N001)" in batch_msg and str(path) in batch_msg
     alerts = [m for m in messages if "auto-derived share" in m]
     assert len(alerts) == 1 and "组合计划: auto-derived share 100.0% above 60%" in alerts[0]  # 年金计划 is 50%
+
+    with django_capture_on_commit_callbacks(execute=True):
+        report_batch(data["new"].pk, channel="dq", alert_share=0.6)
+    again = [r.getMessage() for r in logs.records if r.name == "refgov.notify" and "auto-derived share" in r.getMessage()]
+    assert len(again) == 1  # the share alert is still open: not sent a second time
+    assert Alert.objects.get(resolved_at__isnull=True).times_seen == 2
 
 
 class ConfigCopy:

@@ -71,11 +71,31 @@ class Backfill(Strict):
     alert_share: float = Field(0.10, ge=0, le=1, description="alert when a table's auto-derived share exceeds this")
 
 
+class PreloadMissing(StrEnum):
+    """What the fact run does when the preload of the current window did not succeed."""
+
+    SYNC_FIRST = "sync_first"  # try an incremental preload first; if that fails too, go on degraded
+    DEGRADED = "degraded"  # go on at once, degraded (hybrid) or wait (preload_only)
+
+
 class Facts(Strict):
     """Scheduled fact processing: every file of the inbox that a domain's patterns match."""
 
     enabled: bool = True
     schedule: Cron = "0 3 * * *"
+    poll: Cron | None = Field("*/10 * * * *", description="look for new inbox files between the nightly runs")
+    after_preload: bool = Field(True, description="a successful preload processes the waiting files at once")
+    preload_missing: PreloadMissing = PreloadMissing.SYNC_FIRST
+
+
+class Alerts(Strict):
+    """Operational alerts, each sent once per condition; the check runs on its own schedule."""
+
+    enabled: bool = True
+    schedule: Cron = "*/15 * * * *"
+    channel: str | None = Field(None, description="notifier channel; default: backfill.notification_channel")
+    stale_review_days: int = Field(14, ge=1, description="alert when rows wait for review longer than this")
+    missed_schedule_minutes: int = Field(30, ge=1, description="alert when a schedule is this late")
 
 
 class ReviewReport(Strict):
@@ -89,4 +109,5 @@ class ReferenceManagementConfig(Strict):
     backfill: Backfill = Backfill()
     facts: Facts = Facts()
     review_report: ReviewReport = ReviewReport()
+    alerts: Alerts = Alerts()
     depends_on: dict[str, list[str]] = Field(default_factory=dict)

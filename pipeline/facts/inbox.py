@@ -53,9 +53,37 @@ def _destination(folder: Path, name: str) -> Path:
     return target
 
 
-def process_inbox(*, inbox: Path | None = None, config: LoadedConfig | None = None) -> InboxResult:
-    """Process every waiting file once; only one inbox run at a time (a database lock, not a process flag)."""
-    inbox = Path(inbox or settings.REFGOV_INBOX_DIR)
+def inbox_dir(inbox: Path | None = None) -> Path:
+    return Path(inbox or settings.REFGOV_INBOX_DIR)
+
+
+def _domain_patterns() -> dict[str, list[str]]:
+    return {name: load_domain(name).config.files.patterns for name in domain_names()}
+
+
+def _matching(name: str, domains: dict[str, list[str]]) -> list[str]:
+    return [d for d, patterns in domains.items() if any(fnmatch.fnmatch(name, pat) for pat in patterns)]
+
+
+def _inbox_files(inbox: Path) -> list[Path]:
+    """The files of the inbox in month order (then by name); sub-folders and hidden files are not files to process."""
+    files = (p for p in inbox.glob("*") if p.is_file() and not p.name.startswith(".")) if inbox.is_dir() else ()
+    return sorted(files, key=lambda p: (month_of(p.name) or date.max, p.name))
+
+
+def waiting_files(*, inbox: Path | None = None) -> list[Path]:
+    """Files in the inbox that some domain will process, in month order."""
+    domains = _domain_patterns()
+    return [p for p in _inbox_files(inbox_dir(inbox)) if _matching(p.name, domains)]
+
+
+def process_inbox(
+    *, inbox: Path | None = None, config: LoadedConfig | None = None, degraded: bool = False
+) -> InboxResult:
+    """Process every waiting file once; only one inbox run at a time (a database lock, not a process flag).
+
+    ``degraded``: the preload of the current window failed; the batches are marked so."""
+    inbox = inbox_dir(inbox)
     result = InboxResult()
     with connection.cursor() as cur:
         cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [INBOX_LOCK])
@@ -63,27 +91,23 @@ def process_inbox(*, inbox: Path | None = None, config: LoadedConfig | None = No
             result.busy = True
             return result
         try:
-            _process(inbox, config, result)
+            _process(inbox, config, result, degraded=degraded)
         finally:
             cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", [INBOX_LOCK])
     return result
 
 
-def _process(inbox: Path, config: LoadedConfig | None, result: InboxResult) -> None:
-    domains = {name: load_domain(name).config.files.patterns for name in domain_names()}
-    files = sorted(
-        (p for p in inbox.glob("*") if p.is_file() and not p.name.startswith(".")),
-        key=lambda p: (month_of(p.name) or date.max, p.name),
-    )
-    for path in files:
-        matching = [d for d, patterns in domains.items() if any(fnmatch.fnmatch(path.name, pat) for pat in patterns)]
+def _process(inbox: Path, config: LoadedConfig | None, result: InboxResult, *, degraded: bool) -> None:
+    domains = _domain_patterns()
+    for path in _inbox_files(inbox):
+        matching = _matching(path.name, domains)
         if not matching:
             result.unmatched.append(path.name)
             continue
         errors, batches = [], []
         for domain in matching:
             try:
-                outcome = process_fact_file(domain=domain, path=path, config=config)
+                outcome = process_fact_file(domain=domain, path=path, config=config, degraded=degraded)
                 batches.append({"domain": domain, **outcome.summary()})
             except (FactFileError, FactLoadError, DatabaseError) as exc:
                 errors.append(f"{domain}: {exc}")

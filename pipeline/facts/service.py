@@ -15,6 +15,7 @@ import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
 from pipeline.bulk import bulk_write_mode, use_bulk_memory
 from pipeline.config import load_config, load_domain
 from pipeline.dry_run import rolled_back_if
@@ -30,7 +31,7 @@ from pipeline.facts.references import (
 )
 from pipeline.facts.registry import fact_table
 from pipeline.facts.staging import FactStager, Progress
-from pipeline.models import DerivedReference, FactBatch, FactStatus
+from pipeline.models import AlertKind, DerivedReference, FactBatch, FactStatus
 from pipeline.reports import report_batch
 from refgov.identifiers import quote_pg as q
 
@@ -83,7 +84,8 @@ def file_checksum(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _blocking(config: LoadedConfig) -> bool:
+def blocks_unknown_keys(config: LoadedConfig) -> bool:
+    """preload_only, or backfill disabled: unknown keys refuse the batch instead of being derived."""
     settings = config.config
     return settings.strategy == Strategy.PRELOAD_ONLY or not settings.backfill.enabled
 
@@ -99,9 +101,11 @@ def process_fact_file(
     force: bool = False,
     config: LoadedConfig | None = None,
     progress: Progress | None = None,
+    degraded: bool = False,
 ) -> FactResult:
     """Process one fact file of ``domain``. Raises ConfigError before any work; records every other failure on the
-    batch and raises FactFileError / FactLoadError / DatabaseError after rolling the file's transaction back."""
+    batch (and raises an alert) and raises FactFileError / FactLoadError / DatabaseError after rolling the file's
+    transaction back. ``degraded``: loaded while the preload of the window had failed; the batch is marked so."""
     config = config or load_config()
     loaded = load_domain(domain)
     path = Path(path)
@@ -120,7 +124,7 @@ def process_fact_file(
     def work() -> FactResult:
         batch = FactBatch.objects.create(
             domain=domain, file_name=path.name, file_path=str(path.resolve()), sheet=sheet or "",
-            checksum=checksum, size_bytes=size,
+            checksum=checksum, size_bytes=size, degraded=degraded,
         )  # fmt: skip
         return _run(batch, loaded, config, path, sheet, encoding, load_facts=load_facts, progress=progress or _quiet)
 
@@ -174,26 +178,39 @@ def _run(
             batch.message = _summary_line(batch, started)
             batch.save()
     except (FactFileError, FactLoadError) as exc:
-        _record_failure(batch, FactStatus.REJECTED, str(exc))
+        _record_failure(batch, config, FactStatus.REJECTED, str(exc))
         raise
     except (DatabaseError, psycopg.Error) as exc:
-        _record_failure(batch, FactStatus.FAILED, str(exc).strip().splitlines()[0])
+        _record_failure(batch, config, FactStatus.FAILED, str(exc).strip().splitlines()[0])
         raise
     logger.info("fact batch %s %s: %s", batch.pk, path.name, batch.message)
+    if load_facts:
+        resolve_alerts(
+            key=_rejected_key(batch), channel=alert_channel(config), resolution=f"batch #{batch.pk} loaded {batch.file_name}"
+        )
     return result
 
 
-def _record_failure(batch: FactBatch, status: str, message: str) -> None:
+def _rejected_key(batch: FactBatch) -> str:
+    return f"{AlertKind.BATCH_REJECTED.value}:{batch.domain}:{batch.file_name}"
+
+
+def _record_failure(batch: FactBatch, config: LoadedConfig, status: str, message: str) -> None:
     batch.status, batch.message, batch.finished_at = status, message, timezone.now()
     batch.rows_loaded = 0
     batch.save()
     logger.error("fact batch %s %s %s: %s", batch.pk, batch.file_name, status, message)
+    raise_alert(
+        kind=AlertKind.BATCH_REJECTED, key=_rejected_key(batch), channel=alert_channel(config),
+        subject=f"{batch.domain}: {batch.file_name} {batch.get_status_display()} (batch #{batch.pk}), nothing loaded",
+        text=message, data={"batch_id": batch.pk, "domain": batch.domain, "file": batch.file_path},
+    )  # fmt: skip
 
 
 def _summary_line(batch: FactBatch, started) -> str:
     derived = ", ".join(f"{t} +{n}" for t, n in batch.new_references.items() if n) or "none"
     seconds = (timezone.now() - started).total_seconds()
-    return (
+    return ("degraded (the preload of the window had failed): " if batch.degraded else "") + (
         f"read {batch.rows_read}, loaded {batch.rows_loaded}, replaced {batch.rows_replaced}; "
         f"new references: {derived}; {seconds:.1f} s"
     )
@@ -217,7 +234,7 @@ def _ensure_references(
     cur, loaded: LoadedDomain, config: LoadedConfig, batch: FactBatch, file, months
 ) -> dict[str, DerivedTable]:
     domain = loaded.config
-    blocking = _blocking(config)
+    blocking = blocks_unknown_keys(config)
     tables: dict[str, DerivedTable] = {}
     values = template_values(months, domain.domain, file.path.name) if months else {}
     for fk in loaded.fk_order:

@@ -1,7 +1,8 @@
+from .alerts import Alert, AlertKind
 from .facts import DerivedReference, FactBatch, FactStatus, IncomeFact, ScaleFact
 from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
 
 __all__ = [
-    "DerivedReference", "FactBatch", "FactStatus", "IncomeFact", "RunStatus", "ScaleFact", "SyncRun",
-    "SyncTableResult", "SyncUpgrade", "SyncWatermark", "TableStatus",
+    "Alert", "AlertKind", "DerivedReference", "FactBatch", "FactStatus", "IncomeFact", "RunStatus", "ScaleFact",
+    "SyncRun", "SyncTableResult", "SyncUpgrade", "SyncWatermark", "TableStatus",
 ]  # fmt: skip

@@ -1,3 +1,3 @@
-from .service import PreloadError, PreloadResult, ReferenceSyncService, run_preload
+from .service import PreloadBusy, PreloadError, PreloadResult, ReferenceSyncService, preload_running, run_preload
 
-__all__ = ["PreloadError", "PreloadResult", "ReferenceSyncService", "run_preload"]
+__all__ = ["PreloadBusy", "PreloadError", "PreloadResult", "ReferenceSyncService", "preload_running", "run_preload"]

@@ -8,16 +8,18 @@ from dataclasses import asdict, dataclass
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import psycopg
 from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
+from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
 from pipeline.config import load_config
 from pipeline.dry_run import rolled_back_if
 from pipeline.config.loader import LoadedConfig
 from pipeline.config.schema import LegacyMySQLSource, Strategy
-from pipeline.models import RunStatus, SyncRun, SyncTableResult, SyncWatermark, TableStatus
+from pipeline.models import AlertKind, RunStatus, SyncRun, SyncTableResult, SyncWatermark, TableStatus
 from pipeline.sources.config_file import ConfigFileReader
 from pipeline.sources.legacy_mysql import LegacyTableReader, MySQLServer, SourceError
 from reference.integrity import IntegrityReport, check_reference_integrity
@@ -30,6 +32,13 @@ logger = logging.getLogger("refgov.preload")
 
 class PreloadError(Exception):
     """The preload cannot start (bad request or configuration); nothing was written."""
+
+
+class PreloadBusy(PreloadError):
+    """Another preload holds the lock; this one did not start."""
+
+
+PRELOAD_LOCK = "refgov.preload"
 
 
 @dataclass
@@ -159,9 +168,52 @@ def run_preload(
     """Run seed phase 1 and record it as one SyncRun. Raises ConfigError/PreloadError before any work."""
     service = ReferenceSyncService(config=config or load_config(), server=server)
     order = service.plan(tables)
-    return rolled_back_if(
-        dry_run, lambda: _execute(service, order, full=full, dry_run=dry_run, trigger=trigger, tables=tables)
-    )
+    with preload_lock():
+        return rolled_back_if(
+            dry_run, lambda: _execute(service, order, full=full, dry_run=dry_run, trigger=trigger, tables=tables)
+        )
+
+
+@contextmanager
+def preload_lock():
+    """Only one preload at a time on this database, whichever host or process starts it."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [PRELOAD_LOCK])
+        if not cur.fetchone()[0]:
+            raise PreloadBusy("another preload is running (database lock refgov.preload); this one did not start")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", [PRELOAD_LOCK])
+
+
+def preload_running() -> bool:
+    """Whether some session holds the preload lock right now."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [PRELOAD_LOCK])
+        if not cur.fetchone()[0]:
+            return True
+        cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", [PRELOAD_LOCK])
+    return False
+
+
+def _alert(config: LoadedConfig, run: SyncRun, results: list[SyncTableResult], upgrades: list[dict]) -> None:
+    """A failed or partial run opens the preload alert; a successful one closes it and any degraded-mode alert."""
+    channel = alert_channel(config)
+    if run.status == RunStatus.SUCCESS:
+        resolve_alerts(kind=AlertKind.PRELOAD_FAILED, channel=channel, resolution=f"preload run #{run.pk} succeeded")
+        resolve_alerts(
+            kind=AlertKind.DEGRADED, channel=channel,
+            resolution=f"preload run #{run.pk} succeeded; {len(upgrades)} auto-derived rows upgraded to authoritative",
+        )  # fmt: skip
+        return
+    failed = [r.table for r in results if r.status != TableStatus.SUCCESS]
+    raise_alert(
+        kind=AlertKind.PRELOAD_FAILED, key=AlertKind.PRELOAD_FAILED.value, channel=channel,
+        subject=f"preload run #{run.pk} {run.status}" + (f": {', '.join(failed)} not synced" if failed else ""),
+        text=run.message, data={"run_id": run.pk, "status": run.status, "tables_failed": failed},
+    )  # fmt: skip
 
 
 class ParentFailed(Exception):
@@ -271,4 +323,5 @@ def _execute(
     run.save(update_fields=["status", "message", "integrity", "finished_at"])
     logger.log(logging.INFO if run.status == RunStatus.SUCCESS else logging.ERROR, "preload run %s: %s", run.pk, run.status)
     upgrades = list(run.upgrades.values("table", "key", "derived_from_domain", "changed", "kept"))
+    _alert(service.loaded, run, results, upgrades)
     return PreloadResult(run=run, tables=results, integrity=integrity, dry_run=dry_run, upgrades=upgrades)

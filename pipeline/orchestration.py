@@ -1,0 +1,159 @@
+"""The nightly rhythm: the preload window, the fact run that follows it, and what happens when the preload failed.
+
+The *window* starts at the last time the preload's cron string fired (01:00 Asia/Shanghai by default). The preload
+is *current* when a run started in this window synced every table. A fact run with files waiting and no current
+preload waits while a preload is running, tries one incremental sync (``facts.preload_missing: sync_first``), and
+then loads in degraded mode (hybrid) or leaves the files waiting (preload_only / backfill disabled)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from croniter import croniter
+from django.utils import timezone
+
+from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
+from pipeline.config import load_config
+from pipeline.config.loader import LoadedConfig
+from pipeline.config.schema import PreloadMissing, Strategy
+from pipeline.facts.inbox import InboxResult, process_inbox, waiting_files
+from pipeline.facts.service import blocks_unknown_keys
+from pipeline.models import AlertKind, RunStatus, SyncRun, TableStatus
+from pipeline.preload import PreloadBusy, preload_running, run_preload
+
+logger = logging.getLogger("refgov.orchestration")
+CATCH_UP_TRIGGER = "facts-window"
+
+
+@dataclass
+class PreloadState:
+    expected: bool
+    window_start: dt.datetime | None = None
+    succeeded: SyncRun | None = None
+    last_run: SyncRun | None = None
+    running: bool = False
+    catch_up_tried: bool = False
+
+    @property
+    def current(self) -> bool:
+        return not self.expected or self.succeeded is not None
+
+    def describe(self) -> str:
+        if not self.expected:
+            return "no preload configured"
+        start = f"{timezone.localtime(self.window_start):%Y-%m-%d %H:%M}"
+        if self.succeeded:
+            return f"preload run #{self.succeeded.pk} of the window from {start} synced every table"
+        if self.last_run:
+            return f"preload run #{self.last_run.pk} of the window from {start} {self.last_run.status}"
+        return f"no preload run since {start}"
+
+
+def covered_every_table(runs):
+    """Finished runs in which every table synced (rejected rows alone make a run partial, not uncovered)."""
+    return (
+        runs.filter(status__in=[RunStatus.SUCCESS, RunStatus.PARTIAL], finished_at__isnull=False)
+        .exclude(tables__status__in=[TableStatus.FAILED, TableStatus.SKIPPED])
+        .exclude(tables__isnull=True)
+    )
+
+
+def preload_state(*, config: LoadedConfig, now: dt.datetime | None = None) -> PreloadState:
+    c = config.config
+    if not c.preload.enabled or c.strategy == Strategy.BACKFILL_ONLY:
+        return PreloadState(expected=False)
+    start = croniter(c.preload.schedule, timezone.localtime(now or timezone.now())).get_prev(dt.datetime)
+    runs = SyncRun.objects.filter(started_at__gte=start).order_by("-started_at")
+    return PreloadState(
+        expected=True,
+        window_start=start,
+        succeeded=covered_every_table(runs).first(),
+        last_run=runs.first(),
+        running=preload_running(),
+        catch_up_tried=runs.filter(trigger=CATCH_UP_TRIGGER).exists(),
+    )
+
+
+@dataclass
+class FactWindowResult:
+    trigger: str
+    waiting: list[str] = field(default_factory=list)
+    outcome: str = ""
+    preload: str = ""
+    catch_up_run: int | None = None
+    degraded: bool = False
+    inbox: InboxResult | None = None
+
+    @property
+    def rejected(self) -> list[dict]:
+        return self.inbox.rejected if self.inbox else []
+
+    def summary(self) -> dict:
+        return {
+            "trigger": self.trigger, "outcome": self.outcome, "preload": self.preload, "waiting": self.waiting,
+            "catch_up_run": self.catch_up_run, "degraded": self.degraded,
+            **(self.inbox.summary() if self.inbox else {}),
+        }  # fmt: skip
+
+
+def run_fact_window(
+    *, trigger: str, config: LoadedConfig | None = None, inbox: Path | None = None, now: dt.datetime | None = None
+) -> FactWindowResult:
+    """Process the waiting inbox files if the preload of the window allows it (see the module docstring)."""
+    config = config or load_config()
+    result = FactWindowResult(trigger=trigger, waiting=[p.name for p in waiting_files(inbox=inbox)])
+    if not result.waiting:
+        result.outcome = "nothing waiting"
+        return result
+    state = preload_state(config=config, now=now)
+    if not state.current and state.running:
+        result.outcome, result.preload = "waiting: a preload is running; its success processes the files", state.describe()
+        return result
+    if not state.current and config.config.facts.preload_missing == PreloadMissing.SYNC_FIRST and not state.catch_up_tried:
+        logger.warning("fact run (%s): %s; incremental sync first", trigger, state.describe())
+        try:
+            result.catch_up_run = run_preload(trigger=CATCH_UP_TRIGGER, config=config).run.pk
+        except PreloadBusy:
+            result.outcome = "waiting: a preload is running; its success processes the files"
+            return result
+        state = preload_state(config=config, now=now)
+    result.preload = state.describe()
+    channel = alert_channel(config)
+    if not state.current and blocks_unknown_keys(config):
+        result.outcome = "waiting: facts are not loaded without a current preload under this strategy"
+        raise_alert(
+            kind=AlertKind.FACTS_WAITING, key=AlertKind.FACTS_WAITING.value, channel=channel,
+            subject=f"{len(result.waiting)} fact files wait for the preload ({state.describe()})",
+            text="\n".join(result.waiting), data={"files": result.waiting},
+        )  # fmt: skip
+        return result
+    result.degraded = not state.current
+    result.inbox = process_inbox(inbox=inbox, config=config, degraded=result.degraded)
+    if result.inbox.busy:
+        result.outcome = "waiting: another fact run holds the inbox"
+        return result
+    result.outcome = "degraded" if result.degraded else "processed"
+    loaded = [b for p in result.inbox.processed for b in p["batches"]]
+    if loaded or result.inbox.rejected:
+        resolve_alerts(key=AlertKind.FACTS_WAITING.value, channel=channel, resolution="the waiting files were processed")
+    if result.degraded and loaded:
+        raise_alert(
+            kind=AlertKind.DEGRADED, key=AlertKind.DEGRADED.value, channel=channel,
+            subject=f"fact files loaded in degraded mode: {state.describe()}",
+            text="\n".join(f"{b['domain']}: {b['file']} batch #{b['batch_id']}" for b in loaded),
+            data={"batches": [b["batch_id"] for b in loaded]},
+        )  # fmt: skip
+    return result
+
+
+def after_preload(*, run: SyncRun, config: LoadedConfig, inbox: Path | None = None) -> bool:
+    """Chain: whether a finished preload should hand the waiting files to a fact run now."""
+    facts = config.config.facts
+    if not (facts.enabled and facts.after_preload):
+        return False
+    if not covered_every_table(SyncRun.objects.filter(pk=run.pk)).exists():
+        return False
+    return bool(waiting_files(inbox=inbox))
