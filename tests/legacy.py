@@ -84,3 +84,11 @@ def write_config(directory: Path, legacy: LegacyDB, *, sources: dict | None = No
         yaml.safe_dump(base, allow_unicode=True, sort_keys=False), encoding="utf-8"
     )
     return directory
+
+
+def edit_config(directory: Path, mutate) -> None:
+    """Change reference_management.yml in place: ``mutate`` gets the parsed YAML and edits it."""
+    path = directory / "reference_management.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    mutate(data)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")

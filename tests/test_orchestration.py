@@ -7,7 +7,6 @@ import shutil
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
@@ -20,16 +19,10 @@ from pipeline.facts.inbox import INBOX_LOCK, month_of, process_inbox
 from pipeline.models import FactBatch, FactStatus, SyncRun
 from pipeline.schedules import sync_schedules
 from tests.facts_support import create_references
+from tests.legacy import edit_config
 
 pytestmark = pytest.mark.django_db
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-def edit(directory, mutate) -> None:
-    path = directory / "reference_management.yml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    mutate(data)
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
 @pytest.fixture
@@ -53,7 +46,7 @@ def test_schedules_follow_the_config(config_copy):
     again = sync_schedules(config=load_config())
     assert again.created == again.updated == again.deleted == [] and len(again.unchanged) == 5
 
-    edit(config_copy, lambda d: (d["preload"].update(schedule="30 0 * * *"), d["facts"].update(enabled=False)))
+    edit_config(config_copy, lambda d: (d["preload"].update(schedule="30 0 * * *"), d["facts"].update(enabled=False)))
     changed = sync_schedules(config=load_config())
     assert changed.updated == ["refgov.preload"] and sorted(changed.deleted) == ["refgov.facts", "refgov.facts_poll"]
     assert Schedule.objects.get(name="refgov.preload").cron == "30 0 * * *"

@@ -116,6 +116,10 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "label": "任务队列",
 }
+# Workers on several hosts: a Redis broker (redis://[:password@]host:6379/0) instead of the database queue.
+REFGOV_Q_REDIS_URL = env("REFGOV_Q_REDIS_URL", "")
+if REFGOV_Q_REDIS_URL:
+    Q_CLUSTER = {**{k: v for k, v in Q_CLUSTER.items() if k != "orm"}, "redis": REFGOV_Q_REDIS_URL}
 
 LOGGING = {
     "version": 1,
