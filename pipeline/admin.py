@@ -8,6 +8,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from .models import (
+    Alert,
     DerivedReference,
     FactBatch,
     FactStatus,
@@ -30,13 +31,17 @@ STATUS_COLORS = {
 }
 
 
-def status_badge(obj):
+def badge(color: str, label) -> str:
     return format_html(
         '<span style="display:inline-block;padding:1px 8px;border-radius:8px;'
         'color:#fff;background:{};white-space:nowrap">{}</span>',
-        STATUS_COLORS.get(obj.status, "#616161"),
-        obj.get_status_display(),
+        color,
+        label,
     )
+
+
+def status_badge(obj):
+    return badge(STATUS_COLORS.get(obj.status, "#616161"), obj.get_status_display())
 
 
 class ReadOnlyMixin:
@@ -183,3 +188,20 @@ class DerivedReferenceAdmin(ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
     fields = ("table", "key", "batch", "file_name", "sheet", "row_numbers", "fact_rows", "created_at")
     readonly_fields = fields
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("subject", "kind", "alert_state", "first_seen", "last_seen", "times_seen", "resolved_at")
+    list_filter = ("kind", ("resolved_at", admin.EmptyFieldListFilter))
+    search_fields = ("subject", "key")
+    date_hierarchy = "first_seen"
+    show_full_result_count = False
+    fields = (
+        "kind", "key", "subject", "text", "data", "first_seen", "last_seen", "times_seen", "resolved_at", "resolution",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description=_("state"), ordering="resolved_at")
+    def alert_state(self, obj):
+        return badge("#2e7d32", _("resolved")) if obj.resolved_at else badge("#c62828", _("open"))

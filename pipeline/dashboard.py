@@ -8,12 +8,15 @@ from django.db.models import Min
 from django.urls import reverse
 from django.utils import timezone
 
+from pipeline.alerts import LateSchedule, late_schedules
 from pipeline.config import ConfigError, load_config
-from pipeline.models import FactBatch, SyncRun
+from pipeline.models import Alert, AlertKind, FactBatch, SyncRun
 from pipeline.reports import auto_derived_shares
 from reference.registry import all_tables
 
 DEFAULT_ALERT_SHARE = 0.10
+DEFAULT_GRACE_MINUTES = 30
+OPEN_ALERTS_SHOWN = 10
 
 
 @dataclass
@@ -43,6 +46,8 @@ class Dashboard:
     alert_share: float
     last_preload: SyncRun | None
     last_batches: list[FactBatch]
+    open_alerts: list[Alert]
+    late_schedules: list[LateSchedule]
     config_problem: str = ""
 
     @property
@@ -54,9 +59,10 @@ def dashboard() -> Dashboard:
     """Counts per table (the seed's dashboard query), share against the configured threshold, oldest pending age."""
     problem = ""
     try:
-        alert_share = load_config().config.backfill.alert_share
+        config = load_config().config
+        alert_share, grace = config.backfill.alert_share, config.alerts.missed_schedule_minutes
     except ConfigError as exc:
-        alert_share, problem = DEFAULT_ALERT_SHARE, str(exc).splitlines()[0]
+        alert_share, grace, problem = DEFAULT_ALERT_SHARE, DEFAULT_GRACE_MINUTES, str(exc).splitlines()[0]
     shares = auto_derived_shares()
     now = timezone.now()
     tables = []
@@ -82,5 +88,11 @@ def dashboard() -> Dashboard:
         alert_share=alert_share,
         last_preload=SyncRun.objects.order_by("-started_at").first(),
         last_batches=list(FactBatch.objects.order_by("-started_at")[:5]),
+        open_alerts=list(
+            Alert.objects.filter(resolved_at__isnull=True)
+            .exclude(kind=AlertKind.MISSED_SCHEDULE)  # shown live from the schedules instead
+            .order_by("-last_seen")[:OPEN_ALERTS_SHOWN]
+        ),
+        late_schedules=late_schedules(grace_minutes=grace, now=now),
         config_problem=problem,
     )

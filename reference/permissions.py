@@ -18,8 +18,9 @@ REFERENCE_MODELS: dict[str, tuple[str, ...]] = {
 PIPELINE_MODELS: dict[str, tuple[str, ...]] = {
     "pipeline": (
         "syncrun", "synctableresult", "syncupgrade", "syncwatermark", "factbatch", "derivedreference", "scalefact",
-        "incomefact",
+        "incomefact", "alert",
     ),
+    "django_q": ("success", "failure", "schedule"),  # the task results the run history links to
 }
 
 

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandParser
+
+from pipeline.alerts import check_alerts
+from pipeline.config import load_config
+from pipeline.management.base import Failed, RefgovCommand
+
+
+class Command(RefgovCommand):
+    help = (
+        "Check the alert conditions no run reports by itself (auto-derived share, stale reviews, missed schedules), "
+        "notify each new one once, and list the open alerts."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("--strict", action="store_true", help="exit 1 when any alert is open (for monitoring)")
+
+    def run(self, **options: Any) -> dict:
+        payload = check_alerts(config=load_config()).summary()
+        if options["strict"] and payload["open"]:
+            raise Failed(f"{len(payload['open'])} open alert(s): {payload['open'][0]}", payload)
+        return payload
+
+    def emit_text(self, payload: dict) -> None:
+        if not payload["open"]:
+            self.stdout.write("no open alerts")
+        for subject in payload["open"]:
+            self.stdout.write(f"open: {subject}")
