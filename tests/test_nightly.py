@@ -175,6 +175,7 @@ def test_the_preload_lock_keeps_a_second_preload_and_the_fact_run_out(night):
             run_preload()
         window = run_fact_window(trigger="poll")
         assert window.outcome.startswith("waiting: a preload is running")
+        other.execute("SELECT pg_advisory_unlock(hashtext(%s))", [PRELOAD_LOCK])  # close() alone releases it later
     finally:
         other.close()
     assert not SyncRun.objects.exists() and not FactBatch.objects.exists()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import os
 import shutil
 from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 from django_q.models import Schedule
@@ -111,6 +114,7 @@ def test_only_one_inbox_run_at_a_time(config_copy, tmp_path, settings):
     try:
         other.execute("SELECT pg_advisory_lock(hashtext(%s))", [INBOX_LOCK])
         assert process_inbox().busy is True
+        other.execute("SELECT pg_advisory_unlock(hashtext(%s))", [INBOX_LOCK])  # close() alone releases it later
     finally:
         other.close()
     assert process_inbox().busy is False
@@ -138,3 +142,42 @@ def test_tasks_run_through_django_q_in_sync_mode(config_copy, tmp_path, settings
     assert review.success and str(review.result).endswith(".html")
     assert (settings.REFGOV_REPORTS_DIR / review.result.split("/")[-1]).exists()
     assert inbox.success and inbox.result["outcome"] == "nothing waiting" and inbox.result["waiting"] == []
+
+
+def test_a_file_still_being_copied_waits(config_copy, tmp_path, settings):
+    create_references()
+    settings.REFGOV_INBOX_DIR = tmp_path
+    settings.REFGOV_INBOX_SETTLE_SECONDS = 60
+    path = FactWorkbook(month="202411", scale_rows=20, income_rows=10, legacy=LegacyDataset(plans=30, portfolios=40)).write(
+        tmp_path / "202411_年金业务明细.xlsx"
+    )
+    assert process_inbox().processed == [] and path.exists() and not FactBatch.objects.exists()
+
+    old = path.stat().st_mtime - 120
+    os.utime(path, (old, old))
+    assert [p["file"] for p in process_inbox().processed] == [path.name]
+
+
+def test_enqueue_and_demo_workbook_commands(config_copy, tmp_path, settings):
+    from django_q.models import Task
+
+    settings.REFGOV_INBOX_DIR = tmp_path / "inbox"
+    out = io.StringIO()
+    call_command("demo_workbook", "--month", "2024年12月", "--plans", "30", "--portfolios", "40", stdout=out)
+    written = tmp_path / "inbox" / "202412_年金业务明细.xlsx"
+    assert out.getvalue().strip() == f"demo fact workbook: {written}" and written.exists()
+    assert [p.name for p in (tmp_path / "inbox").iterdir()] == [written.name]  # no partial file left behind
+    create_references()
+    edit_config(config_copy, lambda d: d.update(strategy="backfill_only"))  # no preload expected: not degraded
+
+    call_command("enqueue", "facts", stdout=io.StringIO())  # sync mode in tests: runs at once
+
+    task = Task.objects.get(name="refgov.facts (manual)")
+    assert task.success and task.result["trigger"] == "manual" and task.result["outcome"] == "processed"
+    assert FactBatch.objects.filter(status=FactStatus.LOADED).count() == 2
+    with pytest.raises(CommandError):
+        call_command("enqueue", "nonsense")
+    err = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("demo_workbook", "--month", "2024-13", stderr=err)
+    assert "--month" in err.getvalue() and "2024-13" in err.getvalue()

@@ -7,6 +7,7 @@ import fnmatch
 import logging
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -66,8 +67,12 @@ def _matching(name: str, domains: dict[str, list[str]]) -> list[str]:
 
 
 def _inbox_files(inbox: Path) -> list[Path]:
-    """The files of the inbox in month order (then by name); sub-folders and hidden files are not files to process."""
-    files = (p for p in inbox.glob("*") if p.is_file() and not p.name.startswith(".")) if inbox.is_dir() else ()
+    """The files of the inbox in month order (then by name). Sub-folders and hidden files are not files to process;
+    a file changed in the last REFGOV_INBOX_SETTLE_SECONDS may still be being copied and waits for the next run."""
+    if not inbox.is_dir():
+        return []
+    settled = time.time() - settings.REFGOV_INBOX_SETTLE_SECONDS
+    files = (p for p in inbox.glob("*") if p.is_file() and not p.name.startswith(".") and p.stat().st_mtime <= settled)
     return sorted(files, key=lambda p: (month_of(p.name) or date.max, p.name))
 
 

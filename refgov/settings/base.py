@@ -92,6 +92,8 @@ REFGOV_NOTIFY_EMAILS = [a.strip() for a in env("REFGOV_NOTIFY_EMAILS", "").split
 REFGOV_NOTIFY_WEBHOOK_URL = env("REFGOV_NOTIFY_WEBHOOK_URL", "")
 # Fact files waiting to be processed by the scheduled fact task (processed/ and rejected/ below it).
 REFGOV_INBOX_DIR = Path(env("REFGOV_INBOX_DIR", str(BASE_DIR / "var" / "inbox")))
+# A file younger than this may still be being copied into the inbox; it waits for the next run.
+REFGOV_INBOX_SETTLE_SECONDS = int(env("REFGOV_INBOX_SETTLE_SECONDS", "60"))
 # Review reports written after batches and by ``manage.py review_report``.
 REFGOV_REPORTS_DIR = Path(env("REFGOV_REPORTS_DIR", str(BASE_DIR / "var" / "reports")))
 

@@ -12,3 +12,4 @@ DATABASES["default"]["TEST"] = {"NAME": os.environ.get("REFGOV_TEST_DATABASE", "
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 LANGUAGE_CODE = "zh-hans"
+REFGOV_INBOX_SETTLE_SECONDS = 0  # tests write files and process them at once
