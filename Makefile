@@ -9,7 +9,7 @@ DB_NAME ?= refgov
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 export LEGACY_MYSQL_URL ?= mysql://root@127.0.0.1:3306
 
-.PHONY: demo test system-deps services venv db bench-preload bench-facts
+.PHONY: demo qcluster test system-deps services venv db bench-preload bench-facts
 
 ## demo: install, create the databases, migrate, load the demo legacy data, preload, start the admin on :8000
 demo: venv services db
@@ -21,6 +21,12 @@ demo: venv services db
 	$(PY) manage.py demo_users
 	@echo "admin: http://127.0.0.1:8000/admin/  (login steward / $${REFGOV_DEMO_PASSWORD:-refgov-demo})"
 	$(PY) manage.py runserver 127.0.0.1:8000
+
+## qcluster: the schedules from the config, then the django-q2 workers (second terminal next to `make demo`)
+qcluster: venv services db
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py setup_schedules
+	$(PY) manage.py qcluster
 
 ## test: the whole test suite against real PostgreSQL and MariaDB
 test: venv services

@@ -81,7 +81,7 @@ def _task_entry(task: Task) -> Entry:
     view = "admin:django_q_success_change" if task.success else "admin:django_q_failure_change"
     result = task.result
     if isinstance(result, dict):
-        details = str(result.get("outcome") or result.get("status") or "")
+        details = str(result.get("outcome") or "")  # a preload's own status shows on its run below
     else:
         lines = str(result or "").strip().splitlines()
         details = lines[-1] if lines else ""

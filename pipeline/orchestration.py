@@ -1,7 +1,8 @@
 """The nightly rhythm: the preload window, the fact run that follows it, and what happens when the preload failed.
 
 The *window* starts at the last time the preload's cron string fired (01:00 Asia/Shanghai by default). The preload
-is *current* when a run started in this window synced every table. A fact run with files waiting and no current
+is *current* when the latest finished run of this window synced every table (a later failure means the source is
+down now, whatever an earlier run brought). A fact run with files waiting and no current
 preload waits while a preload is running, tries one incremental sync (``facts.preload_missing: sync_first``), and
 then loads in degraded mode (hybrid) or leaves the files waiting (preload_only / backfill disabled)."""
 
@@ -67,10 +68,11 @@ def preload_state(*, config: LoadedConfig, now: dt.datetime | None = None) -> Pr
         return PreloadState(expected=False)
     start = croniter(c.preload.schedule, timezone.localtime(now or timezone.now())).get_prev(dt.datetime)
     runs = SyncRun.objects.filter(started_at__gte=start).order_by("-started_at")
+    latest = runs.filter(finished_at__isnull=False).first()
     return PreloadState(
         expected=True,
         window_start=start,
-        succeeded=covered_every_table(runs).first(),
+        succeeded=latest if latest and covered_every_table(runs.filter(pk=latest.pk)).exists() else None,
         last_run=runs.first(),
         running=preload_running(),
         catch_up_tried=runs.filter(trigger=CATCH_UP_TRIGGER).exists(),

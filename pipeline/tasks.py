@@ -22,10 +22,10 @@ class TaskFailed(RuntimeError):
     pass
 
 
-def preload_task() -> dict:
+def preload_task(trigger: str = "schedule") -> dict:
     """The nightly preload; when it synced every table, the waiting fact files are processed right after."""
     config = load_config()
-    result = run_preload(trigger="schedule", config=config)
+    result = run_preload(trigger=trigger, config=config)
     summary = result.summary()
     if after_preload(run=result.run, config=config):
         summary["facts_task"] = async_task(FACTS_TASK, "preload", task_name=f"refgov.facts after preload #{result.run.pk}")

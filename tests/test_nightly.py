@@ -229,3 +229,11 @@ def test_a_rejected_inbox_file_alerts_once(night, sent):
         assert window.rejected
     assert FactBatch.objects.filter(status=FactStatus.REJECTED).count() == 2
     assert sum("202409_规模明细.xlsx" in m and "nothing loaded" in m for m in sent()) == 1
+
+
+def test_a_failure_after_a_success_in_the_same_window_counts(night, settings):
+    assert run_preload().ok and preload_state(config=load_config()).current
+    settings.LEGACY_MYSQL_URL = DOWN
+    run_preload()
+    state = preload_state(config=load_config())
+    assert not state.current and state.describe().endswith("partial")

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import CommandParser
+from django.utils import timezone
 
 from pipeline.config import load_config
 from pipeline.config.schema import LegacyMySQLSource
@@ -38,7 +39,10 @@ class Command(RefgovCommand):
                 f"legacy database(s) {', '.join(foreign)} on {server} exist and were not created by demo_data; "
                 "refusing to replace them"
             )
-        dataset = LegacyDataset(plans=options["plans"], portfolios=options["portfolios"])
+        # Rows changed "now" at the source: a later incremental preload picks up what a re-run adds.
+        dataset = LegacyDataset(
+            plans=options["plans"], portfolios=options["portfolios"], updated_at=f"{timezone.localtime():%Y-%m-%d %H:%M:%S}"
+        )
         counts = create_legacy_databases(server, dataset, hub_db=hub, enterprise_db=enterprise)
         facts_dir = Path(options["facts_dir"])
         workbooks = [

@@ -27,7 +27,7 @@ class Command(RefgovCommand):
 
     def run(self, **options: Any) -> dict:
         name = options["task"]
-        args = ("manual",) if name == "facts" else ()
+        args = ("manual",) if name in {"facts", "preload"} else ()
         task_id = async_task(TASKS[name], *args, task_name=f"refgov.{name} (manual)")
         return {"task": name, "func": TASKS[name], "task_id": task_id}
 
