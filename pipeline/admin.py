@@ -168,7 +168,8 @@ class FactBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     show_full_result_count = False
     fields = (
         "domain", "file_name", "file_path", "sheet", "checksum", "size_bytes", "periods", "batch_status", "degraded",
-        "rows_read", "rows_loaded", "rows_rejected", "rows_replaced", "new_references", "message", "started_at",
+        "rows_read", "rows_loaded", "rows_rejected", "rows_replaced", "new_references", "filled_references", "message",
+        "started_at",
         "finished_at",
     )  # fmt: skip
     readonly_fields = fields

@@ -341,3 +341,33 @@ def test_a_plain_csv_is_parsed_by_postgresql_itself_with_the_right_row_numbers(r
     bad = write_csv(tmp_path / "bad.csv", [scale_row(), scale_row(月度="2024年13月")], encoding=encoding)
     with pytest.raises(FactFileError, match=r"bad.csv, row 3, column 月度"):
         process(bad)
+
+
+def test_backfill_mode_always_fills_empty_fields_of_pending_rows_only(refs, tmp_path, config):
+    process(write_xlsx(tmp_path / "a.xlsx", {"规模明细": [scale_row(计划号="N0200", 客户名称=None, company_id=None)]}))
+    AnnuityPlan.objects.create(plan_code="N0201", source=Source.AUTO_DERIVED, needs_review=False, derived_from_domain="d")
+    first = AnnuityPlan.objects.get(plan_code="N0200")
+    assert first.customer_name is None and first.short_name == "计划1"
+    AnnuityPlan.objects.filter(plan_code="N0200").update(short_name="管理员改过")
+    later = [
+        scale_row(月度="202412", 计划号="N0200", 计划名称="别的名字", 客户名称="客户乙", company_id="611111111"),
+        scale_row(月度="202412", 计划号="N0201", 客户名称="客户丙"),
+        scale_row(月度="202412", 计划号=plan_code(3), 客户名称="客户丁"),
+    ]
+
+    fallback = process(write_xlsx(tmp_path / "b.xlsx", {"规模明细": later}))
+    assert fallback.batch.filled_references == {}
+    assert AnnuityPlan.objects.get(plan_code="N0200").customer_name is None  # fallback: existing rows untouched
+
+    config.edit("reference_management.yml", lambda d: d["backfill"].update(mode="always"))
+    always = process(write_xlsx(tmp_path / "c.xlsx", {"规模明细": later}), force=True)
+
+    assert always.batch.filled_references == {"年金计划": 1}
+    plan = AnnuityPlan.objects.get(plan_code="N0200")
+    assert (plan.customer_name, plan.company_id, plan.short_name) == ("客户乙", "611111111", "管理员改过")
+    assert plan.source == Source.AUTO_DERIVED and plan.needs_review
+    assert AnnuityPlan.objects.get(plan_code="N0201").customer_name is None  # reviewed: never touched
+    assert AnnuityPlan.objects.get(plan_code=plan_code(3)).customer_name is None  # authoritative: never touched
+    provenance = DerivedReference.objects.get(table="年金计划", key="N0200", batch=always.batch)
+    assert provenance.row_numbers == [2] and provenance.fact_rows == 1
+    assert "filled pending rows: 年金计划 1" in always.batch.message

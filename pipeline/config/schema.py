@@ -64,7 +64,9 @@ class Preload(Strict):
 
 class Backfill(Strict):
     enabled: bool = True
-    mode: Literal["fallback", "always"] = "fallback"
+    mode: Literal["fallback", "always"] = Field(
+        "fallback", description="always: also fill empty fields of auto-derived rows pending review from new batches"
+    )
     mark_for_review: bool = True
     notify_on_new_records: bool = True
     notification_channel: str = "data-quality-alerts"

@@ -1,7 +1,9 @@
 """Seed phases 2+3 for one staged batch: find unknown keys set-based, derive minimal reference rows, insert them.
 
-Works on the temporary table ``_fact`` (see ``staging``). Existing reference rows are never modified; a key two
-concurrent batches both discover is inserted once (``ON CONFLICT DO NOTHING``) and both batches succeed.
+Works on the temporary table ``_fact`` (see ``staging``). Existing reference rows are never modified, except that
+``backfill.mode: always`` fills the still-empty columns of rows that are auto-derived and pending review
+(``fill_pending``); a key two concurrent batches both discover is inserted once (``ON CONFLICT DO NOTHING``) and both
+batches succeed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class DerivedTable:
     unknown: list[UnknownKey] = field(default_factory=list)
     inserted: list[str] = field(default_factory=list)
     candidates: list[dict] = field(default_factory=list)
+    pending: list[UnknownKey] = field(default_factory=list)
+    filled: list[str] = field(default_factory=list)
 
 
 def unknown_keys(cur, fk: ForeignKey) -> list[UnknownKey]:
@@ -44,9 +48,25 @@ def unknown_keys(cur, fk: ForeignKey) -> list[UnknownKey]:
         f"SELECT DISTINCT f.{column} FROM _fact f WHERE f.{column} IS NOT NULL "
         f"EXCEPT SELECT t.{q(table.key_column)} FROM {q(table.name)} t"
     )
-    keys = [k for (k,) in cur.fetchall()]
+    return _rows_of(cur, fk, [k for (k,) in cur.fetchall()])
+
+
+def pending_keys(cur, fk: ForeignKey) -> list[UnknownKey]:
+    """Keys of the batch whose reference row is auto-derived and still pending review."""
+    table = get_table(fk.target_table)
+    column = q(fk.source_column)
+    cur.execute(
+        f"SELECT DISTINCT f.{column} FROM _fact f WHERE f.{column} IS NOT NULL "
+        f"INTERSECT SELECT t.{q(table.key_column)} FROM {q(table.name)} t WHERE t._needs_review AND t._source = %s",
+        [Source.AUTO_DERIVED.value],
+    )
+    return _rows_of(cur, fk, [k for (k,) in cur.fetchall()])
+
+
+def _rows_of(cur, fk: ForeignKey, keys: list[str]) -> list[UnknownKey]:
     if not keys:
         return []
+    column = q(fk.source_column)
     # The few unknown keys as a hashed array: one pass over the batch, whatever the planner thinks of the join.
     cur.execute(
         f"""
@@ -120,11 +140,8 @@ def derive_candidates(
     return candidates
 
 
-def insert_derived(cur, fk: ForeignKey, candidates: list[dict], *, domain: str, mark_for_review: bool) -> list[str]:
-    """Insert the candidate rows as auto-derived, set-based; returns the keys this call inserted (a key a
-    concurrent batch inserted first is skipped, not an error)."""
-    if not candidates:
-        return []
+def _stage_candidates(cur, fk: ForeignKey, candidates: list[dict]) -> list[str]:
+    """COPY the candidates into the temporary table ``_candidates``; returns its columns (key first)."""
     table = get_table(fk.target_table)
     fields = table.data_fields
     columns = [table.key_column, *[c for c in fk.derive if c in fields]]
@@ -133,6 +150,16 @@ def insert_derived(cur, fk: ForeignKey, candidates: list[dict], *, domain: str, 
     with cur.connection.cursor() as raw, raw.copy(f"COPY _candidates ({', '.join(q(c) for c in columns)}) FROM STDIN") as copy:
         for row in candidates:
             copy.write_row([_fit(fields[c], row.get(c)) for c in columns])
+    return columns
+
+
+def insert_derived(cur, fk: ForeignKey, candidates: list[dict], *, domain: str, mark_for_review: bool) -> list[str]:
+    """Insert the candidate rows as auto-derived, set-based; returns the keys this call inserted (a key a
+    concurrent batch inserted first is skipped, not an error)."""
+    if not candidates:
+        return []
+    table = get_table(fk.target_table)
+    columns = _stage_candidates(cur, fk, candidates)
     names = ", ".join(q(c) for c in columns)
     cur.execute(
         f"""
@@ -145,6 +172,33 @@ def insert_derived(cur, fk: ForeignKey, candidates: list[dict], *, domain: str, 
     inserted = [r[0] for r in cur.fetchall()]
     cur.execute("DROP TABLE _candidates")
     return inserted
+
+
+def fill_pending(cur, fk: ForeignKey, candidates: list[dict]) -> list[str]:
+    """``backfill.mode: always``: fill the empty columns of auto-derived rows still pending review from the
+    candidates; a value already there (derived earlier or entered by a steward) is never replaced. Returns the keys
+    of the rows that changed."""
+    if not candidates:
+        return []
+    table = get_table(fk.target_table)
+    columns = _stage_candidates(cur, fk, candidates)[1:]
+    if not columns:
+        cur.execute("DROP TABLE _candidates")
+        return []
+    key = q(table.key_column)
+    cur.execute(
+        f"""
+        UPDATE {q(table.name)} t SET {", ".join(f"{q(c)} = COALESCE(t.{q(c)}, c.{q(c)})" for c in columns)}
+        FROM _candidates c
+        WHERE t.{key} = c.{key} AND t._source = %s AND t._needs_review
+          AND ({" OR ".join(f"(t.{q(c)} IS NULL AND c.{q(c)} IS NOT NULL)" for c in columns)})
+        RETURNING t.{key}
+        """,
+        [Source.AUTO_DERIVED.value],
+    )
+    filled = sorted(r[0] for r in cur.fetchall())
+    cur.execute("DROP TABLE _candidates")
+    return filled
 
 
 def _fit(field, value):

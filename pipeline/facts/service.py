@@ -25,9 +25,11 @@ from pipeline.facts.readers import FactFileError, open_fact_file
 from pipeline.facts.references import (
     DerivedTable,
     derive_candidates,
+    fill_pending,
     insert_derived,
-    unknown_keys,
+    pending_keys,
     template_values,
+    unknown_keys,
 )
 from pipeline.facts.registry import fact_table
 from pipeline.facts.staging import FactStager, Progress
@@ -65,6 +67,7 @@ class FactResult:
             "rows_loaded": batch.rows_loaded,
             "rows_replaced": batch.rows_replaced,
             "new_references": batch.new_references,
+            "filled_references": batch.filled_references,
             "derived": {table: [_jsonable(c) for c in d.candidates] for table, d in self.tables.items()},
             "message": batch.message,
         }
@@ -209,6 +212,8 @@ def _record_failure(batch: FactBatch, config: LoadedConfig, status: str, message
 
 def _summary_line(batch: FactBatch, started) -> str:
     derived = ", ".join(f"{t} +{n}" for t, n in batch.new_references.items() if n) or "none"
+    if batch.filled_references:
+        derived += "; filled pending rows: " + ", ".join(f"{t} {n}" for t, n in batch.filled_references.items())
     seconds = (timezone.now() - started).total_seconds()
     return ("degraded (the preload of the window had failed): " if batch.degraded else "") + (
         f"read {batch.rows_read}, loaded {batch.rows_loaded}, replaced {batch.rows_replaced}; "
@@ -237,29 +242,34 @@ def _ensure_references(
     blocking = blocks_unknown_keys(config)
     tables: dict[str, DerivedTable] = {}
     values = template_values(months, domain.domain, file.path.name) if months else {}
+    refresh = config.config.backfill.mode == "always"
     for fk in loaded.fk_order:
+        pending = pending_keys(cur, fk) if refresh and not blocking else []
         found = unknown_keys(cur, fk)
-        derived = tables[fk.target_table] = DerivedTable(table=fk.target_table, unknown=found)
-        if not found or blocking:
+        derived = tables[fk.target_table] = DerivedTable(table=fk.target_table, unknown=found, pending=pending)
+        if blocking or not (found or pending):
             continue
+        keys = [u.key for u in found + pending]
         candidates = derive_candidates(
-            cur, fk, [u.key for u in found], temporary_company_id=domain.keys.temporary_company_id,
-            template_values=values,
+            cur, fk, keys, temporary_company_id=domain.keys.temporary_company_id, template_values=values,
         )  # fmt: skip
+        unknown = {u.key for u in found}
         inserted = set(
             insert_derived(
-                cur, fk, candidates, domain=domain.domain, mark_for_review=config.config.backfill.mark_for_review
-            )
+                cur, fk, [c for c in candidates if next(iter(c.values())) in unknown], domain=domain.domain,
+                mark_for_review=config.config.backfill.mark_for_review,
+            )  # fmt: skip
         )
         derived.inserted = sorted(inserted)
         derived.candidates = [c for c in candidates if next(iter(c.values())) in inserted]
+        derived.filled = fill_pending(cur, fk, [c for c in candidates if next(iter(c.values())) not in unknown])
         DerivedReference.objects.bulk_create(
             DerivedReference(
                 table=fk.target_table, key=u.key, batch=batch, file_name=file.path.name, sheet=file.sheet or "",
                 row_numbers=u.rows, fact_rows=u.fact_rows,
             )  # fmt: skip
-            for u in found
-            if u.key in inserted
+            for u in found + pending
+            if u.key in inserted or u.key in derived.filled
         )
     if blocking:
         unknown = [(t, u) for t, d in tables.items() for u in d.unknown]
@@ -271,6 +281,7 @@ def _ensure_references(
                 f"{file.path.name}: {len(unknown)} unknown keys ({reason}), nothing loaded: {listed}{more}"
             )
     batch.new_references = {t: len(d.inserted) for t, d in tables.items()}
+    batch.filled_references = {t: len(d.filled) for t, d in tables.items() if d.filled}
     return tables
 
 

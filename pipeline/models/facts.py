@@ -31,6 +31,10 @@ class FactBatch(models.Model):
     rows_rejected = models.IntegerField(_("rows rejected"), default=0)
     rows_replaced = models.IntegerField(_("rows replaced"), default=0)
     new_references = models.JSONField(_("new references per table"), default=dict, blank=True)
+    filled_references = models.JSONField(
+        _("pending rows completed per table"), default=dict, blank=True,
+        help_text=_("backfill.mode always: auto-derived rows pending review whose empty fields this batch filled"),
+    )  # fmt: skip
     message = models.TextField(_("message"), blank=True, default="")
     started_at = models.DateTimeField(_("started at"), default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
