@@ -152,3 +152,22 @@ class Organization(TrackedReference):
 
     def __str__(self) -> str:
         return f"{self.code} {self.name or ''}".strip()
+
+
+class KeyAlias(models.Model):
+    """A wrong key merged into the right one: later fact loads resolve the alias before looking for unknown keys."""
+
+    table = models.CharField(_("table"), max_length=50)
+    alias = models.CharField(_("wrong key"), max_length=100)
+    canonical = models.CharField(_("right key"), max_length=100)
+    created_by = models.CharField(_("merged by"), max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(_("merged at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("key alias")
+        verbose_name_plural = _("key aliases")
+        ordering = ["table", "alias"]
+        constraints = [models.UniqueConstraint(fields=["table", "alias"], name="keyalias_once")]
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.alias} → {self.canonical}"

@@ -161,6 +161,9 @@ def load_config(config_dir: Path | str | None = None) -> LoadedConfig:
             _check_columns(main, f"{key_path}.columns", table, list(source.columns), problems)
         else:
             file_rows[table] = _load_file_rows(config_dir, main, table, source, problems)
+    for table, columns in config.stewardship.required_fields.items():
+        if _check_table(main, f"stewardship.required_fields.{table}", table, problems):
+            _check_columns(main, f"stewardship.required_fields.{table}", table, columns, problems)
     for table, parents in config.depends_on.items():
         if _check_table(main, f"depends_on.{table}", table, problems):
             for i, parent in enumerate(parents):

@@ -105,6 +105,20 @@ class ReviewReport(Strict):
     schedule: Cron = "0 8 * * 1"
 
 
+DEFAULT_REQUIRED_FIELDS = {
+    "年金计划": ["计划简称", "计划类型", "客户名称"],
+    "组合计划": ["组合名称", "年金计划号", "组合类型"],
+    "产品线": ["产品线"],
+    "组织架构": ["机构"],
+}
+
+
+class Stewardship(Strict):
+    """What a steward must fill in before an auto-derived row can be promoted (database column names)."""
+
+    required_fields: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_REQUIRED_FIELDS))
+
+
 class ReferenceManagementConfig(Strict):
     strategy: Strategy = Strategy.HYBRID
     preload: Preload = Preload()
@@ -112,4 +126,5 @@ class ReferenceManagementConfig(Strict):
     facts: Facts = Facts()
     review_report: ReviewReport = ReviewReport()
     alerts: Alerts = Alerts()
+    stewardship: Stewardship = Stewardship()
     depends_on: dict[str, list[str]] = Field(default_factory=dict)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from pipeline.config.domain_schema import Derivation, ForeignKey
 from pipeline.facts.derivations import FUNCTIONS
 from refgov.identifiers import quote_pg as q
-from reference.models import Source
+from reference.models import KeyAlias, Source
 from reference.registry import get_table
 
 ROW_SAMPLE = 20
@@ -38,6 +38,21 @@ class DerivedTable:
     candidates: list[dict] = field(default_factory=list)
     pending: list[UnknownKey] = field(default_factory=list)
     filled: list[str] = field(default_factory=list)
+    aliased_rows: int = 0
+
+
+def resolve_aliases(cur, fk: ForeignKey) -> int:
+    """Replace keys a steward merged away (``KeyAlias``) by the right key in the batch; returns the rows changed."""
+    aliases = q(KeyAlias._meta.db_table)
+    cur.execute(f'SELECT EXISTS (SELECT 1 FROM {aliases} WHERE "table" = %s)', [fk.target_table])
+    if not cur.fetchone()[0]:
+        return 0
+    column = q(fk.source_column)
+    cur.execute(
+        f'UPDATE _fact f SET {column} = a.canonical FROM {aliases} a WHERE a."table" = %s AND f.{column} = a.alias',
+        [fk.target_table],
+    )
+    return cur.rowcount
 
 
 def unknown_keys(cur, fk: ForeignKey) -> list[UnknownKey]:

@@ -28,6 +28,7 @@ from pipeline.facts.references import (
     fill_pending,
     insert_derived,
     pending_keys,
+    resolve_aliases,
     template_values,
     unknown_keys,
 )
@@ -178,7 +179,7 @@ def _run(
             stager.drop(cur)
             batch.status = FactStatus.LOADED
             batch.finished_at = timezone.now()
-            batch.message = _summary_line(batch, started)
+            batch.message = _summary_line(batch, started, result.tables)
             batch.save()
     except (FactFileError, FactLoadError) as exc:
         _record_failure(batch, config, FactStatus.REJECTED, str(exc))
@@ -210,8 +211,11 @@ def _record_failure(batch: FactBatch, config: LoadedConfig, status: str, message
     )  # fmt: skip
 
 
-def _summary_line(batch: FactBatch, started) -> str:
+def _summary_line(batch: FactBatch, started, tables: dict[str, DerivedTable]) -> str:
     derived = ", ".join(f"{t} +{n}" for t, n in batch.new_references.items() if n) or "none"
+    aliased = {t: d.aliased_rows for t, d in tables.items() if d.aliased_rows}
+    if aliased:
+        derived += "; merged keys resolved: " + ", ".join(f"{t} {n} rows" for t, n in aliased.items())
     if batch.filled_references:
         derived += "; filled pending rows: " + ", ".join(f"{t} {n}" for t, n in batch.filled_references.items())
     seconds = (timezone.now() - started).total_seconds()
@@ -244,9 +248,11 @@ def _ensure_references(
     values = template_values(months, domain.domain, file.path.name) if months else {}
     refresh = config.config.backfill.mode == "always"
     for fk in loaded.fk_order:
+        aliased = resolve_aliases(cur, fk)
         pending = pending_keys(cur, fk) if refresh and not blocking else []
         found = unknown_keys(cur, fk)
         derived = tables[fk.target_table] = DerivedTable(table=fk.target_table, unknown=found, pending=pending)
+        derived.aliased_rows = aliased
         if blocking or not (found or pending):
             continue
         keys = [u.key for u in found + pending]

@@ -1,0 +1,47 @@
+"""Required fields per reference table (``stewardship.required_fields``): what must be filled before a promote."""
+
+from __future__ import annotations
+
+import operator
+from functools import reduce
+
+from django.db import models
+from django.db.models import Q
+
+from pipeline.config import load_config
+from reference.registry import get_table
+
+
+def required_fields(table: str) -> list[models.Field]:
+    """The model fields of the table's required database columns, in configured order."""
+    columns = load_config().config.stewardship.required_fields.get(table, [])
+    by_column = get_table(table).data_fields
+    return [by_column[c] for c in columns]
+
+
+def _blank(field: models.Field) -> Q:
+    """The row has no value for ``field`` (NULL, or an empty or blank text)."""
+    name = field.attname if field.is_relation else field.name
+    empty = Q(**{f"{name}__isnull": True})
+    if isinstance(field, (models.CharField, models.TextField)):
+        empty |= Q(**{f"{name}__regex": r"^\s*$"})
+    return empty
+
+
+def missing_q(fields: list[models.Field]) -> Q:
+    """Rows missing at least one of ``fields`` (which must not be empty)."""
+    return reduce(operator.or_, (_blank(f) for f in fields))
+
+
+def blank_q(field: models.Field) -> Q:
+    return _blank(field)
+
+
+def missing_of(obj: models.Model, fields: list[models.Field]) -> list[models.Field]:
+    """The fields ``obj`` leaves empty."""
+    missing = []
+    for field in fields:
+        value = getattr(obj, field.attname)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            missing.append(field)
+    return missing

@@ -1,0 +1,156 @@
+"""Stewardship services on real PostgreSQL: promote with required fields, bulk completion, merge with remembered
+aliases that later fact loads resolve."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from django.conf import settings as django_settings
+
+from pipeline.demo.legacy import plan_code, portfolio_code
+from pipeline.facts.service import process_fact_file
+from pipeline.models import IncomeFact, ScaleFact
+from reference.models import AnnuityPlan, KeyAlias, PortfolioPlan, Source
+from reference.stewardship.complete import complete, complete_preview
+from reference.stewardship.merge import MergeRefused, merge, merge_impact
+from reference.stewardship.promote import promote
+from tests.facts_support import create_references, scale_row, write_xlsx
+from tests.legacy import edit_config
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def config(tmp_path, settings):
+    directory = tmp_path / "config"
+    shutil.copytree(django_settings.BASE_DIR / "config", directory)
+    settings.REFGOV_CONFIG_DIR = directory
+    return directory
+
+
+def derived(code: str, **values) -> AnnuityPlan:
+    return AnnuityPlan.objects.create(
+        plan_code=code, source=Source.AUTO_DERIVED, needs_review=True, derived_from_domain="annuity_performance", **values
+    )
+
+
+def test_promote_refuses_rows_missing_required_fields_and_says_which(config, django_user_model):
+    steward = django_user_model.objects.create_user("s")
+    derived("N1", short_name="计划一", plan_type="单一计划", customer_name="客户一")
+    derived("N2", short_name="计划二", plan_type="单一计划", customer_name=" ")
+    derived("N3", plan_type="集合计划")
+    AnnuityPlan.objects.create(plan_code="P1", short_name="权威")
+
+    result = promote(queryset=AnnuityPlan.objects.all(), user=steward)
+
+    assert result.promoted == 1 and result.refused == 2
+    assert result.refused_by_field == {"计划简称": 1, "计划类型": 0, "客户名称": 2}
+    assert result.refused_keys == ["N2", "N3"]
+    assert "客户名称 ×2" in result.refusal() and "N2, N3" in result.refusal()
+    assert set(AnnuityPlan.objects.filter(source=Source.AUTHORITATIVE).values_list("pk", flat=True)) == {"N1", "P1"}
+    n1 = AnnuityPlan.objects.get(pk="N1")
+    assert not n1.needs_review and n1.derived_from_domain == "annuity_performance"  # provenance kept
+    assert AnnuityPlan.objects.get(pk="N3").needs_review
+
+
+def test_required_fields_come_from_the_config(config, django_user_model):
+    edit_config(config, lambda d: d["stewardship"]["required_fields"].update({"年金计划": ["计划全称"]}))
+    derived("N1", full_name="全称")
+    derived("N2", short_name="只有简称")
+    result = promote(queryset=AnnuityPlan.objects.all(), user=django_user_model.objects.create_user("s"))
+    assert (result.promoted, result.refused_by_field) == (1, {"计划全称": 1})
+
+
+def test_promoting_ten_thousand_rows_is_one_statement(config, django_user_model, django_assert_max_num_queries):
+    AnnuityPlan.objects.bulk_create(
+        AnnuityPlan(plan_code=f"N{i:05d}", source=Source.AUTO_DERIVED, needs_review=True, short_name="s",
+                    plan_type="t", customer_name="c" if i % 10 else None)
+        for i in range(10_000)
+    )  # fmt: skip
+    user = django_user_model.objects.create_user("s")
+    with django_assert_max_num_queries(6):
+        result = promote(queryset=AnnuityPlan.objects.filter(needs_review=True), user=user)
+    assert (result.promoted, result.refused) == (9_000, 1_000)
+    assert AnnuityPlan.objects.filter(source=Source.AUTHORITATIVE).count() == 9_000
+
+
+def test_bulk_completion_only_where_empty_or_overwrite_and_clear(config, django_user_model):
+    user = django_user_model.objects.create_user("s")
+    derived("N1", customer_name="已有客户")
+    derived("N2")
+    derived("N3", customer_name="", remark="旧备注")
+    rows = AnnuityPlan.objects.filter(pk__in=["N1", "N2", "N3"])
+
+    assert complete_preview(queryset=rows, values={"customer_name": "新客户"}, clear=[], overwrite=False) == 2
+    changed = complete(queryset=rows, values={"customer_name": "新客户"}, clear=["remark"], overwrite=False, user=user)
+
+    assert changed == 2  # N2, N3 filled (N3's remark cleared); N1 keeps its customer and had no remark
+    assert dict(rows.values_list("pk", "customer_name")) == {"N1": "已有客户", "N2": "新客户", "N3": "新客户"}
+    assert AnnuityPlan.objects.get(pk="N3").remark is None
+    assert complete(queryset=rows, values={"customer_name": "新客户"}, clear=[], overwrite=False, user=user) == 0
+
+    assert complete_preview(queryset=rows, values={"customer_name": "统一"}, clear=[], overwrite=True) == 3
+    complete(queryset=rows, values={"customer_name": "统一", "plan_type": "单一计划"}, clear=[], overwrite=True, user=user)
+    assert set(rows.values_list("customer_name", "plan_type")) == {("统一", "单一计划")}
+    with pytest.raises(ValueError, match="both set and cleared: customer_name"):
+        complete(queryset=rows, values={"customer_name": "x"}, clear=["customer_name"], overwrite=True, user=user)
+
+
+def load(tmp_path, name, rows, domain="annuity_performance"):
+    sheet = "规模明细" if domain == "annuity_performance" else "收入明细"
+    return process_fact_file(domain=domain, path=write_xlsx(tmp_path / name, {sheet: rows}))
+
+
+def test_merge_repoints_facts_and_children_and_later_loads_resolve_the_typo(config, tmp_path, django_user_model):
+    create_references()
+    right, typo = plan_code(1), "P0O01"
+    user = django_user_model.objects.create_user("s")
+    load(tmp_path, "a.xlsx", [scale_row(计划号=typo, 组合代码="XNP1"), scale_row(计划号=typo, 月度="202410"), scale_row()])
+    assert AnnuityPlan.objects.get(pk=typo).source == Source.AUTO_DERIVED
+    assert PortfolioPlan.objects.get(pk="XNP1").plan_id == typo
+
+    impact = merge_impact(table="年金计划", wrong_key=typo)
+    assert impact.fact_rows == {"规模明细": 2} and impact.months == ["2024-10", "2024-11"]
+    assert impact.child_rows == {"组合计划": 1}
+
+    result = merge(table="年金计划", wrong_key=typo, right_key=right, user=user)
+
+    assert result.impact.total_fact_rows == 2
+    assert not AnnuityPlan.objects.filter(pk=typo).exists()
+    assert ScaleFact.objects.filter(plan_id=right).count() == 3 and not ScaleFact.objects.filter(plan_id=typo).exists()
+    assert PortfolioPlan.objects.get(pk="XNP1").plan_id == right
+    assert KeyAlias.objects.get(table="年金计划", alias=typo).canonical == right
+
+    later = load(tmp_path, "b.xlsx", [scale_row(计划号=typo, 月度="202412")])
+    income = load(tmp_path, "c.xlsx", [scale_row(计划号=typo.lower(), 月度="202412")], domain="annuity_income")
+    assert later.batch.new_references["年金计划"] == 0 and "merged keys resolved: 年金计划 1 rows" in later.batch.message
+    assert income.batch.new_references["年金计划"] == 0
+    assert not AnnuityPlan.objects.filter(pk=typo).exists()
+    assert ScaleFact.objects.filter(plan_id=right, month__year=2024, month__month=12).count() == 1
+    assert IncomeFact.objects.filter(plan_id=right).count() == 1
+
+
+def test_merge_refusals_change_nothing(config, django_user_model):
+    user = django_user_model.objects.create_user("s")
+    AnnuityPlan.objects.create(plan_code="P1")
+    AnnuityPlan.objects.create(plan_code="P2")
+    derived("N1")
+    with pytest.raises(MergeRefused, match="'P2' is authoritative"):
+        merge(table="年金计划", wrong_key="P2", right_key="P1", user=user)
+    with pytest.raises(MergeRefused, match="no row with key 'P9' to merge 'N1' into"):
+        merge(table="年金计划", wrong_key="N1", right_key="P9", user=user)
+    with pytest.raises(MergeRefused, match="into itself"):
+        merge(table="年金计划", wrong_key="N1", right_key="N1", user=user)
+    assert AnnuityPlan.objects.count() == 3 and not KeyAlias.objects.exists()
+
+
+def test_a_chain_of_merges_keeps_aliases_pointing_at_the_surviving_key(config, django_user_model):
+    user = django_user_model.objects.create_user("s")
+    AnnuityPlan.objects.create(plan_code="P1")
+    derived("N1")
+    derived("N2")
+    merge(table="年金计划", wrong_key="N1", right_key="N2", user=user)
+    AnnuityPlan.objects.filter(pk="N2").update(source=Source.AUTO_DERIVED)
+    merge(table="年金计划", wrong_key="N2", right_key="P1", user=user)
+    assert dict(KeyAlias.objects.values_list("alias", "canonical")) == {"N1": "P1", "N2": "P1"}
