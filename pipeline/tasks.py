@@ -13,6 +13,7 @@ from pipeline.config import load_config
 from pipeline.orchestration import after_preload, run_fact_window
 from pipeline.preload import run_preload
 from pipeline.reports import write_review_report
+from reference.stewardship.usage import refresh_pending_usage
 
 logger = logging.getLogger("refgov.orchestration")
 FACTS_TASK = "pipeline.tasks.process_inbox_task"
@@ -52,4 +53,6 @@ def review_report_task() -> str:
 
 
 def check_alerts_task() -> dict:
-    return check_alerts(config=load_config()).summary()
+    """Every few minutes: refresh the review queue's weights, then check the alert conditions."""
+    weights = refresh_pending_usage()
+    return {**check_alerts(config=load_config()).summary(), "review_weights": weights}

@@ -171,3 +171,33 @@ class KeyAlias(models.Model):
 
     def __str__(self) -> str:
         return f"{self.table}: {self.alias} → {self.canonical}"
+
+
+class Usage(models.Model):
+    """How much fact data depends on one reference row: the review queue's business weight. Refreshed by each fact
+    load for the auto-derived keys it touches, and by merges."""
+
+    fact_rows = models.BigIntegerField(_("fact rows"), default=0)
+    closing_assets = models.DecimalField(_("closing assets"), max_digits=24, decimal_places=2, default=0)
+    months = models.IntegerField(_("months"), default=0)
+    refreshed_at = models.DateTimeField(_("refreshed at"), auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+def _usage_of(model: type[TrackedReference], name: str) -> type[Usage]:
+    attrs = {
+        "__module__": __name__,
+        "row": models.OneToOneField(
+            model, on_delete=models.DO_NOTHING, primary_key=True, related_name="usage", db_constraint=False
+        ),
+        "Meta": type("Meta", (), {"verbose_name": _("usage"), "verbose_name_plural": _("usage")}),
+    }
+    return type(name, (Usage,), attrs)
+
+
+AnnuityPlanUsage = _usage_of(AnnuityPlan, "AnnuityPlanUsage")
+PortfolioPlanUsage = _usage_of(PortfolioPlan, "PortfolioPlanUsage")
+ProductLineUsage = _usage_of(ProductLine, "ProductLineUsage")
+OrganizationUsage = _usage_of(Organization, "OrganizationUsage")

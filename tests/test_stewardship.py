@@ -4,6 +4,7 @@ aliases that later fact loads resolve."""
 from __future__ import annotations
 
 import shutil
+from decimal import Decimal
 
 import pytest
 from django.conf import settings as django_settings
@@ -154,3 +155,22 @@ def test_a_chain_of_merges_keeps_aliases_pointing_at_the_surviving_key(config, d
     AnnuityPlan.objects.filter(pk="N2").update(source=Source.AUTO_DERIVED)
     merge(table="年金计划", wrong_key="N2", right_key="P1", user=user)
     assert dict(KeyAlias.objects.values_list("alias", "canonical")) == {"N1": "P1", "N2": "P1"}
+
+
+def test_review_weights_follow_loads_merges_and_the_periodic_refresh(config, tmp_path, django_user_model):
+    from reference.stewardship.usage import refresh_pending_usage
+
+    create_references()
+    rows = [scale_row(计划号="N7", 期末资产规模=100.0), scale_row(计划号="N7", 期末资产规模=50.5), scale_row(计划号="N8")]
+    load(tmp_path, "a.xlsx", rows)
+    usage = AnnuityPlan.objects.get(pk="N7").usage
+    assert (usage.fact_rows, usage.closing_assets, usage.months) == (2, Decimal("150.50"), 1)
+
+    load(tmp_path, "b.xlsx", [scale_row(计划号="N7", 月度="202412", 期末资产规模=1.0)])  # N7 exists: not refreshed yet
+    assert refresh_pending_usage()["年金计划"] == 2
+    usage = AnnuityPlan.objects.get(pk="N7").usage
+    assert (usage.fact_rows, usage.months) == (3, 2)
+
+    merge(table="年金计划", wrong_key="N8", right_key="N7", user=django_user_model.objects.create_user("s"))
+    assert AnnuityPlan.objects.get(pk="N7").usage.fact_rows == 4
+    assert list(AnnuityPlan.objects.filter(needs_review=True).order_by("-usage__fact_rows").values_list("pk", flat=True)) == ["N7"]

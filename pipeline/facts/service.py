@@ -37,6 +37,7 @@ from pipeline.facts.staging import FactStager, Progress
 from pipeline.models import AlertKind, DerivedReference, FactBatch, FactStatus
 from pipeline.reports import report_batch
 from refgov.identifiers import quote_pg as q
+from reference.stewardship.usage import refresh_usage
 
 logger = logging.getLogger("refgov.facts")
 UNKNOWN_LIST_LIMIT = 200
@@ -176,6 +177,9 @@ def _run(
             if load_facts:
                 progress("loading facts")
                 batch.rows_replaced, batch.rows_loaded = _load(cur, fact, domain.replace_scope, batch)
+            for table, derived in result.tables.items():
+                if derived.inserted or derived.filled:
+                    refresh_usage(table=table, keys=derived.inserted + derived.filled)
             stager.drop(cur)
             batch.status = FactStatus.LOADED
             batch.finished_at = timezone.now()

@@ -11,6 +11,8 @@ from django.db.models import Count
 from reference.models import KeyAlias, Source
 from reference.registry import all_tables, get_table
 
+from .usage import refresh_usage
+
 
 class MergeRefused(Exception):
     """The merge cannot be done; nothing was changed."""
@@ -99,4 +101,5 @@ def merge(*, table: str, wrong_key: str, right_key: str, user) -> MergeResult:
         table=table, alias=wrong_key, defaults={"canonical": right_key, "created_by": getattr(user, "username", "")}
     )
     rows[wrong_key].delete()
+    refresh_usage(table=table, keys=[wrong_key, right_key])
     return MergeResult(impact=impact, right_key=right_key, aliases_moved=moved)
