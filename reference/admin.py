@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Case, F, IntegerField, Value, When
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
+from .admin_stewardship import RequiredMissingFilter, StewardshipAdminMixin, complete_selected, promote_selected
 from .models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
+from .registry import for_model
+from .stewardship.required import blank_q, required_fields
 
 admin.site.site_header = _("refgov reference data stewardship")
 admin.site.site_title = _("refgov admin")
@@ -20,7 +26,7 @@ SOURCE_COLORS = {
 }
 
 
-class TrackedReferenceAdmin(admin.ModelAdmin):
+class TrackedReferenceAdmin(StewardshipAdminMixin, admin.ModelAdmin):
     """Base admin for a TrackedReference model.
 
     Subclasses set ``key_field`` and ``name_fields`` (and optionally ``extra_list_fields`` /
@@ -36,12 +42,14 @@ class TrackedReferenceAdmin(admin.ModelAdmin):
     list_filter = (
         "source",
         "needs_review",
+        RequiredMissingFilter,
         "derived_from_domain",
         ("derived_at", admin.DateFieldListFilter),
     )
     readonly_fields = TRACKING_FIELDS
     show_full_result_count = False
     list_per_page = 100
+    actions = (promote_selected, complete_selected)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -53,9 +61,11 @@ class TrackedReferenceAdmin(admin.ModelAdmin):
                 *cls.name_fields,
                 *cls.extra_list_fields,
                 "source_badge",
+                "completeness",
+                "weight",
+                "age",
                 "needs_review",
                 "derived_from_domain",
-                "derived_at",
             )
         if "search_fields" not in cls.__dict__:
             cls.search_fields = (cls.key_field, *cls.name_fields, *cls.extra_search_fields)
@@ -69,6 +79,47 @@ class TrackedReferenceAdmin(admin.ModelAdmin):
             color,
             obj.get_source_display(),
         )
+
+    def get_queryset(self, request):
+        fields = required_fields(for_model(self.model).name)
+        missing = sum(
+            (Case(When(blank_q(f), then=Value(1)), default=Value(0), output_field=IntegerField()) for f in fields),
+            Value(0, output_field=IntegerField()),
+        )
+        return super().get_queryset(request).select_related("usage").annotate(missing_required=missing)
+
+    def get_ordering(self, request):
+        """The review queue (pending rows) by business weight, then age; everything else by key."""
+        if request.GET.get("needs_review__exact") == "1":
+            return [
+                F("usage__closing_assets").desc(nulls_last=True),
+                F("usage__fact_rows").desc(nulls_last=True),
+                "derived_at",
+                "pk",
+            ]
+        return super().get_ordering(request)
+
+    @admin.display(description=_("completeness"), ordering="missing_required")
+    def completeness(self, obj):
+        if not obj.missing_required:
+            return mark_safe('<span style="color:#2e7d32">✔</span>')
+        return format_html(
+            '<span style="color:#c62828" class="refgov-missing">{}</span>',
+            _("%(n)d required missing") % {"n": obj.missing_required},
+        )
+
+    @admin.display(description=_("fact rows / closing assets"), ordering="usage__closing_assets")
+    def weight(self, obj):
+        usage = getattr(obj, "usage", None)
+        if usage is None or not usage.fact_rows:
+            return "—"
+        return f"{usage.fact_rows:,} / {usage.closing_assets:,.0f}"
+
+    @admin.display(description=_("age (days)"), ordering="derived_at")
+    def age(self, obj):
+        if obj.derived_at is None:
+            return "—"
+        return (timezone.now() - obj.derived_at).days
 
     def get_fieldsets(self, request, obj=None):
         if self.fieldsets:

@@ -38,7 +38,7 @@ class MergeResult:
     aliases_moved: int = 0
 
 
-def _fact_relations(model: type[models.Model]) -> list[tuple[type[models.Model], str]]:
+def fact_relations(model: type[models.Model]) -> list[tuple[type[models.Model], str]]:
     """(fact model, foreign-key attribute) of every fact table pointing at ``model``."""
     from pipeline.models import IncomeFact, ScaleFact
 
@@ -65,7 +65,7 @@ def merge_impact(*, table: str, wrong_key: str) -> MergeImpact:
     model = get_table(table).model
     impact = MergeImpact(table=table, wrong_key=wrong_key)
     months: set[str] = set()
-    for fact, attr in _fact_relations(model):
+    for fact, attr in fact_relations(model):
         rows = fact.objects.filter(**{attr: wrong_key}).order_by().values("month").annotate(n=Count("pk"))
         for row in rows:
             impact.fact_rows[fact._meta.db_table] = impact.fact_rows.get(fact._meta.db_table, 0) + row["n"]
@@ -92,7 +92,7 @@ def merge(*, table: str, wrong_key: str, right_key: str, user) -> MergeResult:
     if rows[wrong_key].source != Source.AUTO_DERIVED:
         raise MergeRefused(f"{table}: {wrong_key!r} is authoritative; only auto-derived rows can be merged away")
     impact = merge_impact(table=table, wrong_key=wrong_key)
-    for fact, attr in _fact_relations(model):
+    for fact, attr in fact_relations(model):
         fact.objects.filter(**{attr: wrong_key}).update(**{attr: right_key})
     for _, child, attr in _child_relations(model):
         child.objects.filter(**{attr: wrong_key}).update(**{attr: right_key})

@@ -1,0 +1,207 @@
+"""The steward's workbench through the Django test client: queue order, filters, promote, bulk completion, merge,
+delete protection and the provenance panel — as steward (数据管理员) and as viewer (只读用户)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.admin import helpers
+from django.contrib.auth.models import Group
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from pipeline.demo.legacy import plan_code
+from pipeline.facts.service import process_fact_file
+from pipeline.models import ScaleFact
+from reference.models import AnnuityPlan, AnnuityPlanUsage, KeyAlias, Source
+from reference.permissions import STEWARD_GROUP, VIEWER_GROUP
+from tests.facts_support import create_references, scale_row, write_xlsx
+
+pytestmark = pytest.mark.django_db
+CHANGELIST = reverse("admin:reference_annuityplan_changelist")
+
+
+@pytest.fixture(autouse=True)
+def config(tmp_path, settings):
+    directory = tmp_path / "config"
+    shutil.copytree(django_settings.BASE_DIR / "config", directory)
+    settings.REFGOV_CONFIG_DIR = directory
+
+
+def client_for(django_user_model, group: str) -> Client:
+    user = django_user_model.objects.create_user(username=group, password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def steward(django_user_model):
+    return client_for(django_user_model, STEWARD_GROUP)
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    return client_for(django_user_model, VIEWER_GROUP)
+
+
+def pending(code: str, days: int = 1, **values) -> AnnuityPlan:
+    return AnnuityPlan.objects.create(
+        plan_code=code, source=Source.AUTO_DERIVED, needs_review=True, derived_from_domain="annuity_performance",
+        derived_at=timezone.now() - timedelta(days=days), **values,
+    )  # fmt: skip
+
+
+def complete_row(code: str, **extra) -> AnnuityPlan:
+    return pending(code, short_name=f"计划{code}", plan_type="单一计划", customer_name=f"客户{code}", **extra)
+
+
+def keys(response) -> list[str]:
+    assert response.status_code == 200
+    return [obj.pk for obj in response.context["cl"].result_list]
+
+
+def action(client, name: str, selected: list[str], **extra):
+    data = {"action": name, helpers.ACTION_CHECKBOX_NAME: selected, "index": 0, **extra}
+    return client.post(CHANGELIST + "?needs_review__exact=1", data, follow="_apply" in extra or name == "promote_selected")
+
+
+def test_the_queue_is_ordered_by_business_weight_then_age(steward):
+    for code, days in [("N1", 1), ("N2", 9), ("N3", 5), ("N4", 3)]:
+        pending(code, days)
+    AnnuityPlanUsage.objects.create(row_id="N1", fact_rows=10, closing_assets=Decimal("500"), months=1)
+    AnnuityPlanUsage.objects.create(row_id="N3", fact_rows=99, closing_assets=Decimal("900"), months=2)
+    AnnuityPlan.objects.create(plan_code="A0")
+
+    response = steward.get(CHANGELIST + "?needs_review__exact=1")
+
+    assert keys(response) == ["N3", "N1", "N2", "N4"]  # weight first, then the oldest of the unweighted
+    text = response.content.decode()
+    assert "99 / 900" in text and "3 项必填缺失" in text
+    assert keys(steward.get(CHANGELIST)) == ["A0", "N1", "N2", "N3", "N4"]
+
+
+def test_required_fields_filter(steward):
+    complete_row("N1")
+    pending("N2", short_name="只有简称")
+    assert keys(steward.get(CHANGELIST + "?required=missing")) == ["N2"]
+    assert keys(steward.get(CHANGELIST + "?required=complete")) == ["N1"]
+
+
+def test_steward_promotes_and_is_told_which_fields_are_missing(steward):
+    complete_row("N1")
+    pending("N2", short_name="只有简称")
+
+    response = action(steward, "promote_selected", ["N1", "N2"])
+
+    text = response.content.decode()
+    assert "1 行已提升为权威记录" in text
+    assert "1 行未提升：必填字段缺失（计划类型 ×1、客户名称 ×1），例如 N2" in text
+    assert AnnuityPlan.objects.get(pk="N1").source == Source.AUTHORITATIVE
+    assert AnnuityPlan.objects.get(pk="N2").needs_review
+
+
+def test_select_across_promotes_the_whole_filtered_queue(steward):
+    for i in range(150):
+        complete_row(f"N{i:03d}")
+    response = action(steward, "promote_selected", ["N000"], select_across=1)
+    assert "150 行已提升为权威记录" in response.content.decode()
+    assert not AnnuityPlan.objects.filter(needs_review=True).exists()
+
+
+def test_viewer_has_no_changing_action_and_the_server_refuses(viewer):
+    complete_row("N1")
+    page = viewer.get(CHANGELIST)
+    assert page.status_code == 200 and "promote_selected" not in page.content.decode()
+    action(viewer, "promote_selected", ["N1"])
+    action(viewer, "complete_selected", ["N1"], _apply="1", mode="overwrite", customer_name="x")
+    assert AnnuityPlan.objects.get(pk="N1").needs_review and AnnuityPlan.objects.get(pk="N1").customer_name == "客户N1"
+    promote = reverse("admin:reference_annuityplan_promote", args=["N1"])
+    merge = reverse("admin:reference_annuityplan_merge", args=["N1"])
+    assert viewer.post(promote).status_code == 403 and viewer.get(merge).status_code == 403
+    assert AnnuityPlan.objects.get(pk="N1").needs_review
+
+
+def test_bulk_completion_previews_then_applies_only_where_empty(steward):
+    pending("N1", customer_name="已有")
+    pending("N2")
+    pending("N3", remark="旧")
+
+    form = action(steward, "complete_selected", ["N1", "N2", "N3"])
+    assert form.status_code == 200 and 'id="refgov-complete"' in form.content.decode()
+
+    preview = action(steward, "complete_selected", ["N1", "N2", "N3"], _preview="1", mode="empty", customer_name="新客户")
+    assert "2 行将被修改" in preview.content.decode()
+    assert AnnuityPlan.objects.get(pk="N2").customer_name is None  # a preview writes nothing
+
+    done = action(steward, "complete_selected", ["N1", "N2", "N3"], _apply="1", mode="empty", customer_name="新客户", clear=["remark"])
+    assert "2 行已补全" in done.content.decode()  # N1 already had a customer and no remark
+    assert dict(AnnuityPlan.objects.values_list("pk", "customer_name")) == {"N1": "已有", "N2": "新客户", "N3": "新客户"}
+    assert AnnuityPlan.objects.get(pk="N3").remark is None
+
+    bad = action(steward, "complete_selected", ["N1"], _preview="1", mode="empty")
+    assert "请至少填写一个字段" in bad.content.decode()
+
+
+def test_per_row_promote_button(steward):
+    complete_row("N1")
+    page = steward.get(reverse("admin:reference_annuityplan_change", args=["N1"])).content.decode()
+    assert 'id="refgov-promote"' in page
+    steward.post(reverse("admin:reference_annuityplan_promote", args=["N1"]))
+    assert AnnuityPlan.objects.get(pk="N1").source == Source.AUTHORITATIVE
+
+
+def test_merge_shows_the_impact_then_repoints_and_remembers(steward, tmp_path):
+    create_references()
+    typo, right = "P0O01", plan_code(1)
+    process_fact_file(
+        domain="annuity_performance",
+        path=write_xlsx(tmp_path / "a.xlsx", {"规模明细": [scale_row(计划号=typo), scale_row(计划号=typo, 月度="202410")]}),
+    )
+    url = reverse("admin:reference_annuityplan_merge", args=[typo])
+
+    impact = steward.get(url).content.decode()
+    assert "2 条事实数据" in impact and "2024-10, 2024-11" in impact
+
+    confirm = steward.post(url, {"right_key": right}).content.decode()
+    assert "refgov-merge-confirm" in confirm and AnnuityPlan.objects.filter(pk=typo).exists()
+    assert "没有该键的行" in steward.post(url, {"right_key": "NOPE"}).content.decode()
+
+    done = steward.post(url, {"right_key": right, "_confirm": "1"}, follow=True)
+    assert f"{typo} 已合并到 {right}" in done.content.decode()
+    assert not AnnuityPlan.objects.filter(pk=typo).exists()
+    assert ScaleFact.objects.filter(plan_id=right).count() == 2
+    assert KeyAlias.objects.filter(alias=typo, canonical=right).exists()
+
+
+def test_deleting_a_row_facts_use_is_refused_with_the_merge_offered(django_user_model, tmp_path):
+    create_references()
+    process_fact_file(domain="annuity_performance", path=write_xlsx(tmp_path / "a.xlsx", {"规模明细": [scale_row(计划号="N5")]}))
+    admin = django_user_model.objects.create_superuser("root", password="pw")
+    client = Client()
+    client.force_login(admin)
+
+    page = client.get(reverse("admin:reference_annuityplan_delete", args=["N5"])).content.decode()
+
+    assert "1 条事实数据使用该行" in page and reverse("admin:reference_annuityplan_merge", args=["N5"]) in page
+    client.post(reverse("admin:reference_annuityplan_delete", args=["N5"]), {"post": "yes"})
+    assert AnnuityPlan.objects.filter(pk="N5").exists()
+
+
+def test_change_form_shows_provenance_and_the_facts_using_the_row(steward, tmp_path):
+    create_references()
+    process_fact_file(
+        domain="annuity_performance",
+        path=write_xlsx(tmp_path / "f.xlsx", {"规模明细": [scale_row(), scale_row(计划号="N6", 期末资产规模=1234.0)]}),
+    )
+    page = steward.get(reverse("admin:reference_annuityplan_change", args=["N6"])).content.decode()
+    provenance = page.split('id="refgov-provenance"')[1].split("</table>")[0]
+    assert "f.xlsx" in provenance and "规模明细" in provenance and ">3<" in provenance  # row 3 of the sheet
+    usage = page.split('class="refgov-usage"')[1].split("</table>")[0]
+    assert "2024-11" in usage and "1234" in usage
