@@ -8,10 +8,13 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
+from import_export.admin import ImportExportMixin
+from import_export.formats.base_formats import CSV, XLSX
 
 from .admin_stewardship import RequiredMissingFilter, StewardshipAdminMixin, complete_selected, promote_selected
 from .models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
 from .registry import for_model
+from .resources import resource_for
 from .stewardship.required import blank_q, required_fields
 
 admin.site.site_header = _("refgov reference data stewardship")
@@ -26,7 +29,7 @@ SOURCE_COLORS = {
 }
 
 
-class TrackedReferenceAdmin(StewardshipAdminMixin, admin.ModelAdmin):
+class TrackedReferenceAdmin(StewardshipAdminMixin, ImportExportMixin, admin.ModelAdmin):
     """Base admin for a TrackedReference model.
 
     Subclasses set ``key_field`` and ``name_fields`` (and optionally ``extra_list_fields`` /
@@ -50,6 +53,10 @@ class TrackedReferenceAdmin(StewardshipAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     list_per_page = 100
     actions = (promote_selected, complete_selected)
+    formats = (XLSX, CSV)
+
+    def get_resource_classes(self, request):
+        return [resource_for(self.model)]
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

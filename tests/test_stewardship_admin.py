@@ -3,10 +3,13 @@ delete protection and the provenance panel — as steward (数据管理员) and 
 
 from __future__ import annotations
 
+import io
+import re
 import shutil
 from datetime import timedelta
 from decimal import Decimal
 
+import openpyxl
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.admin import helpers
@@ -205,3 +208,70 @@ def test_change_form_shows_provenance_and_the_facts_using_the_row(steward, tmp_p
     assert "f.xlsx" in provenance and "规模明细" in provenance and ">3<" in provenance  # row 3 of the sheet
     usage = page.split('class="refgov-usage"')[1].split("</table>")[0]
     assert "2024-11" in usage and "1234" in usage
+
+
+def hidden_inputs(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+
+
+def test_spreadsheet_round_trip_export_fill_import_with_preview(steward, tmp_path):
+    create_references()
+    process_fact_file(
+        domain="annuity_performance",
+        path=write_xlsx(tmp_path / "f.xlsx", {"规模明细": [
+            scale_row(计划号="N1", 计划名称="新计划一", 客户名称=None), scale_row(计划号="N1", 计划名称="新计划一", 客户名称=None),
+            scale_row(计划号="N2", 计划名称="新计划二", 客户名称="客户二"),
+        ]}),
+    )  # fmt: skip
+    AnnuityPlan.objects.filter(pk="N1").update(short_name=None)
+    export_url = reverse("admin:reference_annuityplan_export") + "?needs_review__exact=1"
+    page = steward.get(export_url).content.decode()
+    chosen = {name: "on" for name in re.findall(r'name="(annuityplanresource_[a-z_]+)"', page)}
+
+    exported = steward.post(export_url, {"format": "0", "resource": "0", **chosen})
+
+    assert exported.status_code == 200 and "spreadsheetml" in exported["Content-Type"]
+    book = openpyxl.load_workbook(io.BytesIO(exported.content))
+    sheet = book.active
+    header = [c.value for c in sheet[1]]
+    assert header[:3] == ["年金计划号", "计划简称", "计划全称"] and "_source" in header
+    rows = {r[0]: dict(zip(header, r)) for r in sheet.iter_rows(min_row=2, values_only=True)}
+    assert set(rows) == {"N1", "N2"}  # the filtered queue only
+    assert rows["N1"]["计划简称"] == "新计划一"  # suggested from the facts where empty
+    assert rows["N1"]["_source"] == "auto_derived"
+
+    for r in range(2, sheet.max_row + 1):
+        if sheet.cell(r, 1).value == "N2":
+            sheet.cell(r, header.index("客户名称") + 1, "客户二（已核实）")
+    book.save(tmp_path / "filled.xlsx")
+    before = {p.pk: (p.short_name, p.customer_name) for p in AnnuityPlan.objects.all()}
+
+    with (tmp_path / "filled.xlsx").open("rb") as fh:
+        preview = steward.post(reverse("admin:reference_annuityplan_import"), {"format": "0", "resource": "0", "import_file": fh})
+    html = preview.content.decode()
+    assert preview.status_code == 200 and "process_import" in html
+    assert {p.pk: (p.short_name, p.customer_name) for p in AnnuityPlan.objects.all()} == before  # the dry run wrote nothing
+
+    steward.post(reverse("admin:reference_annuityplan_process_import"), hidden_inputs(html), follow=True)
+
+    after = {p.pk: (p.short_name, p.customer_name) for p in AnnuityPlan.objects.all()}
+    assert after["N2"] == (before["N2"][0], "客户二（已核实）")
+    assert after["N1"] == ("新计划一", before["N1"][1])  # the suggestion the steward kept
+    assert {k: v for k, v in after.items() if k not in {"N1", "N2"}} == {k: v for k, v in before.items() if k not in {"N1", "N2"}}
+    assert AnnuityPlan.objects.get(pk="N2").source == Source.AUTO_DERIVED  # importing never promotes
+
+
+def test_import_of_an_unknown_key_is_refused_and_changes_nothing(steward, tmp_path):
+    pending("N1")
+    path = tmp_path / "new.csv"
+    path.write_text("年金计划号,客户名称\nNEW1,某客户\nN1,客户一\n", encoding="utf-8")
+    with path.open("rb") as fh:
+        response = steward.post(reverse("admin:reference_annuityplan_import"), {"format": "1", "resource": "0", "import_file": fh})
+    html = response.content.decode()
+    assert "NEW1" in html and "只能补全已有的行" in html and "process_import" not in html
+    assert not AnnuityPlan.objects.filter(pk="NEW1").exists() and AnnuityPlan.objects.get(pk="N1").customer_name is None
+
+
+def test_viewer_may_export_but_not_import(viewer):
+    assert viewer.get(reverse("admin:reference_annuityplan_export")).status_code == 200
+    assert viewer.get(reverse("admin:reference_annuityplan_import")).status_code == 403
