@@ -11,7 +11,13 @@ from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
-from .admin_stewardship import RequiredMissingFilter, StewardshipAdminMixin, complete_selected, promote_selected
+from .admin_stewardship import (
+    RequiredMissingFilter,
+    StewardshipAdminMixin,
+    complete_selected,
+    export_feedback,
+    promote_selected,
+)
 from .models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
 from .registry import for_model
 from .resources import resource_for
@@ -52,7 +58,7 @@ class TrackedReferenceAdmin(StewardshipAdminMixin, ImportExportMixin, admin.Mode
     readonly_fields = TRACKING_FIELDS
     show_full_result_count = False
     list_per_page = 100
-    actions = (promote_selected, complete_selected)
+    actions = (promote_selected, complete_selected, export_feedback)
     formats = (XLSX, CSV)
 
     def get_resource_classes(self, request):

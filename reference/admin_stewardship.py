@@ -5,25 +5,31 @@ Thin callers of ``reference.stewardship``; every changing view requires the mode
 
 from __future__ import annotations
 
+import io
+from urllib.parse import quote
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from reference.registry import for_model
 from reference.stewardship.complete import complete, complete_preview
+from reference.stewardship.feedback import write_feedback
 from reference.stewardship.merge import MergeRefused, fact_relations, merge, merge_impact
 from reference.stewardship.promote import promote
 from reference.stewardship.required import missing_of, missing_q, required_fields
 
 PROVENANCE_SHOWN = 20
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def _report_promote(modeladmin, request, result) -> None:
@@ -45,6 +51,22 @@ def _report_promote(modeladmin, request, result) -> None:
 @admin.action(description=gettext_lazy("Promote selected rows to authoritative"), permissions=["change"])
 def promote_selected(modeladmin, request, queryset):
     _report_promote(modeladmin, request, promote(queryset=queryset, user=request.user))
+
+
+@admin.action(description=gettext_lazy("Export promoted rows for the source system (xlsx)"), permissions=["view"])
+def export_feedback(modeladmin, request, queryset):
+    table = for_model(queryset.model).name
+    stream = io.BytesIO()
+    count = write_feedback(table=table, queryset=queryset, stream=stream)
+    if not count:
+        modeladmin.message_user(
+            request, _("None of the selected rows was promoted by a steward and is still missing at the source."), messages.WARNING
+        )
+        return None
+    response = HttpResponse(stream.getvalue(), content_type=XLSX_TYPE)
+    name = f"feedback_{table}_{timezone.localtime():%Y%m%d_%H%M}.xlsx"
+    response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
+    return response
 
 
 class CompletionForm(forms.Form):

@@ -70,9 +70,9 @@ def keys(response) -> list[str]:
     return [obj.pk for obj in response.context["cl"].result_list]
 
 
-def action(client, name: str, selected: list[str], **extra):
+def action(client, name: str, selected: list[str], query: str = "?needs_review__exact=1", **extra):
     data = {"action": name, helpers.ACTION_CHECKBOX_NAME: selected, "index": 0, **extra}
-    return client.post(CHANGELIST + "?needs_review__exact=1", data, follow="_apply" in extra or name == "promote_selected")
+    return client.post(CHANGELIST + query, data, follow="_apply" in extra or name == "promote_selected")
 
 
 def test_the_queue_is_ordered_by_business_weight_then_age(steward):
@@ -275,3 +275,29 @@ def test_import_of_an_unknown_key_is_refused_and_changes_nothing(steward, tmp_pa
 def test_viewer_may_export_but_not_import(viewer):
     assert viewer.get(reverse("admin:reference_annuityplan_export")).status_code == 200
     assert viewer.get(reverse("admin:reference_annuityplan_import")).status_code == 403
+
+
+def test_feedback_export_has_the_promoted_rows_in_the_legacy_layout(steward, django_user_model, settings):
+    from pipeline.models import SyncRun, SyncUpgrade
+    from tests.legacy import edit_config
+
+    edit_config(settings.REFGOV_CONFIG_DIR, lambda d: d["preload"]["sources"]["年金计划"].update(columns={"计划简称": "简称"}))
+    complete_row("N1")
+    complete_row("N2")
+    AnnuityPlan.objects.create(plan_code="P1", short_name="一直是权威")
+    action(steward, "promote_selected", ["N1", "N2"])
+    SyncUpgrade.objects.create(run=SyncRun.objects.create(), table="年金计划", key="N2")  # the source has it by now
+
+    response = action(steward, "export_feedback", ["N1", "N2", "P1"], query="")
+
+    assert response.status_code == 200 and "feedback_" in response["Content-Disposition"]
+    book = openpyxl.load_workbook(io.BytesIO(response.content))
+    sheet = book["年金计划"]
+    header = [c.value for c in sheet[1]]
+    assert header[:2] == ["年金计划号", "简称"] and "_source" not in header
+    assert [r[:2] for r in sheet.iter_rows(min_row=2, values_only=True)] == [("N1", "计划N1")]
+    notes = list(book["来源说明"].iter_rows(min_row=2, values_only=True))
+    assert notes[0][:2] == ("N1", "annuity_performance")
+
+    none = steward.post(CHANGELIST, {"action": "export_feedback", helpers.ACTION_CHECKBOX_NAME: ["P1"], "index": 0}, follow=True)
+    assert "所选行中没有由数据管理员提升" in none.content.decode()
