@@ -2,7 +2,8 @@
 
 ``raise_alert`` notifies only when it opens an alert; seeing the condition again only counts it. ``resolve_alerts``
 closes and says so once. ``check_alerts`` evaluates the conditions no run reports by itself (share too high, stale
-reviews, missed schedules); the q2 task and ``manage.py check_alerts`` call it."""
+reviews, missed schedules) and keeps the day's share snapshot for the dashboard chart; the q2 task and
+``manage.py check_alerts`` call it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pipeline.config.loader import LoadedConfig
 from pipeline.models import Alert, AlertKind
 from pipeline.notify import notify
 from pipeline.schedules import PREFIX
+from pipeline.share_history import record_share_snapshot
 from reference.registry import all_tables
 
 
@@ -110,11 +112,12 @@ def late_schedules(*, grace_minutes: int, now: dt.datetime | None = None) -> lis
     return late
 
 
-def check_shares(*, threshold: float, channel: str) -> None:
-    """Alert on every table whose auto-derived share is above ``threshold``; resolve the others."""
+def check_shares(*, threshold: float, channel: str) -> dict[str, dict]:
+    """Alert on every table whose auto-derived share is above ``threshold``; resolve the others. Returns the shares."""
     from pipeline.reports import auto_derived_shares
 
-    for table, s in auto_derived_shares().items():
+    shares = auto_derived_shares()
+    for table, s in shares.items():
         hold(
             s["share"] > threshold, kind=AlertKind.SHARE_HIGH, key=f"share_high:{table}",
             subject=f"{table}: auto-derived share {s['share']:.1%} above {threshold:.0%}",
@@ -122,6 +125,7 @@ def check_shares(*, threshold: float, channel: str) -> None:
             data={"table": table, **s, "threshold": threshold}, channel=channel,
             resolution=f"{table}: auto-derived share {s['share']:.1%}, at or below {threshold:.0%}",
         )  # fmt: skip
+    return shares
 
 
 def check_alerts(*, config: LoadedConfig, now: dt.datetime | None = None) -> AlertCheck:
@@ -129,7 +133,8 @@ def check_alerts(*, config: LoadedConfig, now: dt.datetime | None = None) -> Ale
     now = now or timezone.now()
     settings = config.config.alerts
     channel = alert_channel(config)
-    check_shares(threshold=config.config.backfill.alert_share, channel=channel)
+    shares = check_shares(threshold=config.config.backfill.alert_share, channel=channel)
+    record_share_snapshot(shares=shares)
     cutoff = now - dt.timedelta(days=settings.stale_review_days)
     for ref in all_tables():
         stale = ref.model.objects.filter(needs_review=True, derived_at__lt=cutoff).count()

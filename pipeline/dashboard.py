@@ -12,6 +12,7 @@ from pipeline.alerts import LateSchedule, late_schedules
 from pipeline.config import ConfigError, load_config
 from pipeline.models import Alert, AlertKind, FactBatch, SyncRun
 from pipeline.reports import auto_derived_shares
+from pipeline.share_history import chart_svg
 from reference.registry import all_tables
 
 DEFAULT_ALERT_SHARE = 0.10
@@ -48,6 +49,7 @@ class Dashboard:
     last_batches: list[FactBatch]
     open_alerts: list[Alert]
     late_schedules: list[LateSchedule]
+    chart: str = ""
     config_problem: str = ""
 
     @property
@@ -94,5 +96,6 @@ def dashboard() -> Dashboard:
             .order_by("-last_seen")[:OPEN_ALERTS_SHOWN]
         ),
         late_schedules=late_schedules(grace_minutes=grace, now=now),
+        chart=chart_svg(threshold=alert_share),
         config_problem=problem,
     )

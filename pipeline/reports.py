@@ -13,6 +13,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from pipeline.alerts import check_shares
+from pipeline.share_history import record_share_snapshot
 from pipeline.models import DerivedReference, FactBatch
 from pipeline.notify import notify
 from reference.models import Source
@@ -232,5 +233,5 @@ def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
         },
     )
 
-    check_shares(threshold=alert_share, channel=channel)
+    record_share_snapshot(shares=check_shares(threshold=alert_share, channel=channel))
     return path

@@ -138,3 +138,28 @@ def test_check_alerts_command(config_copy):
     with pytest.raises(SystemExit) as exit_info:
         call_command("check_alerts", "--strict", stdout=io.StringIO(), stderr=err)
     assert exit_info.value.code == 1 and "1 open alert(s)" in err.getvalue()
+
+
+def test_the_dashboard_charts_share_and_pending_over_time(client, django_user_model, config_copy):
+    from pipeline.alerts import check_alerts
+    from pipeline.models import ShareSnapshot
+    from reference.models import AnnuityPlan, Source
+
+    today = timezone.localdate()
+    for days_ago, auto, pending in [(30, 40, 40), (10, 20, 12)]:
+        ShareSnapshot.objects.create(day=today - dt.timedelta(days=days_ago), table="年金计划", total=100, auto_derived=auto, pending=pending)
+    AnnuityPlan.objects.bulk_create(AnnuityPlan(plan_code=f"P{i}") for i in range(9))
+    AnnuityPlan.objects.create(plan_code="N1", source=Source.AUTO_DERIVED, needs_review=True, derived_at=timezone.now())
+
+    check_alerts(config=load_config())  # today's snapshot
+    check_alerts(config=load_config())  # the same day again: replaced, not added
+
+    assert ShareSnapshot.objects.filter(day=today).count() == 4
+    today_plans = ShareSnapshot.objects.get(day=today, table="年金计划")
+    assert (today_plans.total, today_plans.auto_derived, today_plans.pending) == (10, 1, 1)
+    login(client, django_user_model, VIEWER_GROUP)
+    page = client.get("/admin/").content.decode()
+    svg = page.split('id="refgov-share-chart"')[1].split("</svg>")[0]
+    assert svg.count("<polyline") == 2  # 年金计划: share and pending, three days each
+    assert "年金计划 10.0% · 1" in svg and "http" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "自动派生占比与待审核行数的变化" in page

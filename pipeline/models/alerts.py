@@ -42,3 +42,23 @@ class Alert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+
+class ShareSnapshot(models.Model):
+    """One table's counts on one day (the latest check of the day wins): the dashboard's chart over time."""
+
+    day = models.DateField(_("day"))
+    table = models.CharField(_("table"), max_length=50)
+    total = models.IntegerField(_("rows"), default=0)
+    auto_derived = models.IntegerField(_("auto-derived"), default=0)
+    pending = models.IntegerField(_("pending review"), default=0)
+
+    class Meta:
+        verbose_name = _("share snapshot")
+        verbose_name_plural = _("share snapshots")
+        ordering = ["day", "table"]
+        constraints = [models.UniqueConstraint(fields=["day", "table"], name="sharesnapshot_once_a_day")]
+
+    @property
+    def share(self) -> float:
+        return self.auto_derived / self.total if self.total else 0.0
