@@ -152,3 +152,6 @@ class Organization(TrackedReference):
 
     def __str__(self) -> str:
         return f"{self.code} {self.name or ''}".strip()
+
+
+from .history_models import ReferenceEvent  # noqa: E402,F401  (registers the change log with this app)

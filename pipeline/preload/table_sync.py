@@ -19,6 +19,7 @@ from psycopg.errors import DataError
 
 from pipeline.bulk import bulk_write_mode, use_bulk_memory
 from refgov.identifiers import quote_pg as q
+from reference.history import Action, change_context
 from reference.models import Source
 from reference.registry import ReferenceTable, get_table
 
@@ -227,7 +228,9 @@ class TableSync:
             cur.execute(f"SELECT count(*) FROM {q(self.table.name)}")
             existing = cur.fetchone()[0]
             with clock("merge"):
-                inserted, touched = self._merge(cur, plans, bulk=outcome.rows_read - existing > BULK_INSERT_ROWS)
+                inserted, touched = self._merge(
+                    cur, plans, bulk=outcome.rows_read - existing > BULK_INSERT_ROWS, run_id=run_id
+                )
             outcome.inserted = inserted
             outcome.updated = touched - outcome.upgraded
             outcome.unchanged = outcome.rows_read - outcome.errors - inserted - touched
@@ -350,8 +353,11 @@ class TableSync:
         )
         return cur.rowcount
 
-    def _merge(self, cur, plans: list[ColumnPlan], *, bulk: bool) -> tuple[int, int]:
+    def _merge(self, cur, plans: list[ColumnPlan], *, bulk: bool, run_id: int) -> tuple[int, int]:
         """Update changed rows, then insert new ones; returns (inserted, updated incl. upgraded).
+
+        The updates are recorded in the reference history under the preload run's context; the inserts are not (the
+        run's own records cover them).
 
         The table is locked against concurrent writers (an auto-derive of the same key waits for us; readers do not),
         so the insert needs no ON CONFLICT, which costs half again as much per row."""
@@ -369,14 +375,15 @@ class TableSync:
         sets = [f"{c} = COALESCE(p.{c}, CASE WHEN t._source = '{auto}' THEN t.{c} END)" for c in data]
         sets.append(f"_needs_review = CASE WHEN t._source = '{auto}' THEN false ELSE t._needs_review END")
         sets.append("_source = 'authoritative'")
-        cur.execute(
-            f"""
-            UPDATE {target} t SET {', '.join(sets)}
-            FROM _stage p
-            WHERE t.{key} = p.{key} AND NOT p._bad AND (t._source <> 'authoritative' {distinct})
-            """
-        )
-        touched = cur.rowcount
+        with change_context(action=Action.PRELOAD, run_id=run_id):
+            cur.execute(
+                f"""
+                UPDATE {target} t SET {', '.join(sets)}
+                FROM _stage p
+                WHERE t.{key} = p.{key} AND NOT p._bad AND (t._source <> 'authoritative' {distinct})
+                """
+            )
+            touched = cur.rowcount
         insert = f"""
             INSERT INTO {target} ({', '.join(cols)}, _source, _needs_review)
             SELECT {', '.join('p.' + c for c in cols)}, 'authoritative', false FROM _stage p
