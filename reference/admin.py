@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from .history_admin import HistoryAdminMixin
 from .models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
 
 admin.site.site_header = _("refgov reference data stewardship")
@@ -20,7 +21,7 @@ SOURCE_COLORS = {
 }
 
 
-class TrackedReferenceAdmin(admin.ModelAdmin):
+class TrackedReferenceAdmin(HistoryAdminMixin, admin.ModelAdmin):
     """Base admin for a TrackedReference model.
 
     Subclasses set ``key_field`` and ``name_fields`` (and optionally ``extra_list_fields`` /

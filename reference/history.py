@@ -121,6 +121,10 @@ class RowEvent:
         return self.metadata.get("action")
 
     @property
+    def label_display(self) -> str:
+        return str(EventLabel(self.label).label)
+
+    @property
     def action_label(self) -> str:
         return action_label(self.action)
 
@@ -179,3 +183,7 @@ def context_events(*, context_id: uuid.UUID, limit: int | None = None) -> list[R
     """Events of one context in the order they happened (what an undo of it reverts)."""
     events = list(ReferenceEvent.objects.filter(context_id=context_id).order_by("id")[:limit])
     return _row_events(events, _metadata([context_id]))
+
+
+def context_size(*, context_id: uuid.UUID) -> int:
+    return ReferenceEvent.objects.filter(context_id=context_id).count()
