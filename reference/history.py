@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pghistory
+import psycopg
 from django.db import connection
 from django.utils.translation import gettext_lazy
 from pghistory import runtime
@@ -66,7 +67,8 @@ def _context_active() -> bool:
 def _forget_context() -> None:
     """pghistory sets its context as transaction-local settings: clear them, so that later statements of the same
     transaction (a preload's inserts after its recorded update, say) are not attributed to this context."""
-    if connection.in_atomic_block and not connection.needs_rollback:
+    raw = connection.connection
+    if raw is not None and raw.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
         with connection.cursor() as cur:
             cur.execute(
                 "SELECT set_config('pghistory.context_id', '', true), "
@@ -84,10 +86,12 @@ def change_context(*, action: str, user=None, **extra: Any) -> Iterator[uuid.UUI
     if user is not None:
         metadata.update(user=user.pk, username=user.get_username())
     outermost = not _context_active()
-    with pghistory.context(**metadata) as ctx:
-        yield ctx.id
-    if outermost:
-        _forget_context()
+    try:
+        with pghistory.context(**metadata) as ctx:
+            yield ctx.id
+    finally:
+        if outermost:
+            _forget_context()
 
 
 @contextmanager
