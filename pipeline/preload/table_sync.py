@@ -172,6 +172,7 @@ class TableSync:
         self.reader = reader
         self.renames = renames or {}
         self.keys_normalised = 0
+        self.run_id: int | None = None
 
     def plan_columns(self) -> tuple[list[ColumnPlan], list[str]]:
         """Target columns this source provides, and target columns the source lacks."""
@@ -210,6 +211,7 @@ class TableSync:
     ) -> TableSyncOutcome:
         """Stage, check, merge. ``before_checks`` runs between staging and checking (waiting for parent tables)."""
         started = time.monotonic()
+        self.run_id = run_id
         plans, missing = self.plan_columns()
         outcome = TableSyncOutcome(
             table=self.table.name, source=self.reader.name, mode=mode, columns_not_in_source=missing
@@ -228,9 +230,7 @@ class TableSync:
             cur.execute(f"SELECT count(*) FROM {q(self.table.name)}")
             existing = cur.fetchone()[0]
             with clock("merge"):
-                inserted, touched = self._merge(
-                    cur, plans, bulk=outcome.rows_read - existing > BULK_INSERT_ROWS, run_id=run_id
-                )
+                inserted, touched = self._merge(cur, plans, bulk=outcome.rows_read - existing > BULK_INSERT_ROWS)
             outcome.inserted = inserted
             outcome.updated = touched - outcome.upgraded
             outcome.unchanged = outcome.rows_read - outcome.errors - inserted - touched
@@ -353,11 +353,11 @@ class TableSync:
         )
         return cur.rowcount
 
-    def _merge(self, cur, plans: list[ColumnPlan], *, bulk: bool, run_id: int) -> tuple[int, int]:
+    def _merge(self, cur, plans: list[ColumnPlan], *, bulk: bool) -> tuple[int, int]:
         """Update changed rows, then insert new ones; returns (inserted, updated incl. upgraded).
 
-        The updates are recorded in the reference history under the preload run's context; the inserts are not (the
-        run's own records cover them).
+        The updates are recorded in the reference history under the run's context (``self.run_id``); the inserts are
+        not (the run's own records cover them).
 
         The table is locked against concurrent writers (an auto-derive of the same key waits for us; readers do not),
         so the insert needs no ON CONFLICT, which costs half again as much per row."""
@@ -375,7 +375,7 @@ class TableSync:
         sets = [f"{c} = COALESCE(p.{c}, CASE WHEN t._source = '{auto}' THEN t.{c} END)" for c in data]
         sets.append(f"_needs_review = CASE WHEN t._source = '{auto}' THEN false ELSE t._needs_review END")
         sets.append("_source = 'authoritative'")
-        with change_context(action=Action.PRELOAD, run_id=run_id):
+        with change_context(action=Action.PRELOAD, run_id=self.run_id):
             cur.execute(
                 f"""
                 UPDATE {target} t SET {', '.join(sets)}
