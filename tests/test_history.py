@@ -243,3 +243,27 @@ def test_preload_records_its_upgrades_under_the_run_but_not_its_inserts(legacy, 
     changed = {c.column: (c.before, c.after) for c in history.changes}
     assert changed["_source"] == ("auto_derived", "authoritative")
     assert changed["计划简称"][0] == "管理员填写的简称"
+
+
+def test_undo_refused_when_a_row_changed_outside_the_history(rows, steward):
+    with stewardship_context(user=steward, action=Action.DELETE) as context_id:
+        ProductLine.objects.filter(code="PL201").delete()
+    with connection.cursor() as cur:  # a plain insert (preload, fact load) is not recorded
+        cur.execute("""INSERT INTO "产品线" ("产品线代码", "产品线") VALUES ('PL201', '企年投资（新）')""")
+
+    with pytest.raises(UndoRefused, match="产品线 PL201"):
+        undo(context_id=context_id, user=steward)
+    assert ProductLine.objects.get(code="PL201").name == "企年投资（新）"
+
+
+def test_undo_refused_when_facts_use_a_row_it_would_remove(rows, steward):
+    from pipeline.models import FactBatch, ScaleFact
+
+    with stewardship_context(user=steward, action=Action.ADD) as context_id:
+        AnnuityPlan.objects.create(plan_code="P7777", short_name="新计划")
+    batch = FactBatch.objects.create(domain="annuity_performance", file_name="f.xlsx", file_path="/tmp/f.xlsx")
+    ScaleFact.objects.create(month=dt.date(2024, 11, 1), batch=batch, plan_id="P7777", closing_assets=Decimal("1"))
+
+    with pytest.raises(UndoRefused, match="break a reference|破坏引用"):
+        undo(context_id=context_id, user=steward)
+    assert AnnuityPlan.objects.filter(plan_code="P7777").exists()
