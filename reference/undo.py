@@ -96,13 +96,13 @@ def _collect(cur, context_id: uuid.UUID) -> None:
     cur.execute(
         """
         CREATE TEMP TABLE _undo ON COMMIT DROP AS
-        SELECT f."table", f.key, f.before, l.after, l.id AS last_id
-        FROM (SELECT DISTINCT ON ("table", key) "table", key, before FROM reference_referenceevent
-              WHERE context_id = %s ORDER BY "table", key, id) f
-        JOIN (SELECT DISTINCT ON ("table", key) "table", key, after, id FROM reference_referenceevent
-              WHERE context_id = %s ORDER BY "table", key, id DESC) l USING ("table", key)
+        SELECT r."table", r.key, f.before, l.after, r.last_id
+        FROM (SELECT "table", key, min(id) AS first_id, max(id) AS last_id FROM reference_referenceevent
+              WHERE context_id = %s GROUP BY "table", key) r
+        JOIN reference_referenceevent f ON f.id = r.first_id
+        JOIN reference_referenceevent l ON l.id = r.last_id
         """,
-        [context_id, context_id],
+        [context_id],
     )
     cur.execute('CREATE INDEX ON _undo ("table", key)')
     cur.execute("ANALYZE _undo")
@@ -113,7 +113,10 @@ def _refuse_later_changes(cur) -> None:
         f"""
         SELECT e."table", e.key, e.label, e.created_at, c.metadata
         FROM _undo u
-        JOIN reference_referenceevent e ON e."table" = u."table" AND e.key = u.key AND e.id > u.last_id
+        CROSS JOIN LATERAL (
+            SELECT * FROM reference_referenceevent e
+            WHERE e."table" = u."table" AND e.key = u.key AND e.id > u.last_id ORDER BY e.id LIMIT 1
+        ) e
         LEFT JOIN pghistory_context c ON c.id = e.context_id
         ORDER BY e.id LIMIT {SAMPLES}
         """
@@ -163,7 +166,7 @@ def _apply(cur, tables: list[str]) -> dict[str, list[int]]:
     for name in order:
         cur.execute(
             f"""
-            INSERT INTO {q(name)} SELECT (jsonb_populate_record(NULL::{q(name)}, u.before)).* FROM _undo u
+            INSERT INTO {q(name)} SELECT r.* FROM _undo u, jsonb_populate_record(NULL::{q(name)}, u.before) r
             WHERE u."table" = %s AND u.before IS NOT NULL AND u.after IS NULL
             """,
             [name],
@@ -175,9 +178,8 @@ def _apply(cur, tables: list[str]) -> dict[str, list[int]]:
         cur.execute(
             f"""
             UPDATE {q(name)} t SET ({', '.join(columns)}) = ({', '.join('r.' + c for c in columns)})
-            FROM (SELECT u.key AS _undo_key, (jsonb_populate_record(NULL::{q(name)}, u.before)).* FROM _undo u
-                  WHERE u."table" = %s AND u.before IS NOT NULL AND u.after IS NOT NULL) r
-            WHERE t.{q(table.key_column)} = r._undo_key
+            FROM _undo u, jsonb_populate_record(NULL::{q(name)}, u.before) r
+            WHERE u."table" = %s AND u.before IS NOT NULL AND u.after IS NOT NULL AND t.{q(table.key_column)} = u.key
             """,
             [name],
         )
