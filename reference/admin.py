@@ -18,6 +18,7 @@ from .admin_stewardship import (
     export_feedback,
     promote_selected,
 )
+from .history_admin import HistoryAdminMixin
 from .models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
 from .registry import for_model
 from .resources import resource_for
@@ -35,7 +36,7 @@ SOURCE_COLORS = {
 }
 
 
-class TrackedReferenceAdmin(StewardshipAdminMixin, ImportExportMixin, admin.ModelAdmin):
+class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExportMixin, admin.ModelAdmin):
     """Base admin for a TrackedReference model.
 
     Subclasses set ``key_field`` and ``name_fields`` (and optionally ``extra_list_fields`` /

@@ -201,3 +201,6 @@ AnnuityPlanUsage = _usage_of(AnnuityPlan, "AnnuityPlanUsage")
 PortfolioPlanUsage = _usage_of(PortfolioPlan, "PortfolioPlanUsage")
 ProductLineUsage = _usage_of(ProductLine, "ProductLineUsage")
 OrganizationUsage = _usage_of(Organization, "OrganizationUsage")
+
+
+from .history_models import ReferenceEvent  # noqa: E402,F401  (registers the change log with this app)

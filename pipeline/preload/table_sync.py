@@ -19,6 +19,7 @@ from psycopg.errors import DataError
 
 from pipeline.bulk import bulk_write_mode, use_bulk_memory
 from refgov.identifiers import quote_pg as q
+from reference.history import Action, change_context
 from reference.models import Source
 from reference.registry import ReferenceTable, get_table
 
@@ -171,6 +172,7 @@ class TableSync:
         self.reader = reader
         self.renames = renames or {}
         self.keys_normalised = 0
+        self.run_id: int | None = None
 
     def plan_columns(self) -> tuple[list[ColumnPlan], list[str]]:
         """Target columns this source provides, and target columns the source lacks."""
@@ -209,6 +211,7 @@ class TableSync:
     ) -> TableSyncOutcome:
         """Stage, check, merge. ``before_checks`` runs between staging and checking (waiting for parent tables)."""
         started = time.monotonic()
+        self.run_id = run_id
         plans, missing = self.plan_columns()
         outcome = TableSyncOutcome(
             table=self.table.name, source=self.reader.name, mode=mode, columns_not_in_source=missing
@@ -353,6 +356,9 @@ class TableSync:
     def _merge(self, cur, plans: list[ColumnPlan], *, bulk: bool) -> tuple[int, int]:
         """Update changed rows, then insert new ones; returns (inserted, updated incl. upgraded).
 
+        The updates are recorded in the reference history under the run's context (``self.run_id``); the inserts are
+        not (the run's own records cover them).
+
         The table is locked against concurrent writers (an auto-derive of the same key waits for us; readers do not),
         so the insert needs no ON CONFLICT, which costs half again as much per row."""
         key = q(self.table.key_column)
@@ -369,14 +375,15 @@ class TableSync:
         sets = [f"{c} = COALESCE(p.{c}, CASE WHEN t._source = '{auto}' THEN t.{c} END)" for c in data]
         sets.append(f"_needs_review = CASE WHEN t._source = '{auto}' THEN false ELSE t._needs_review END")
         sets.append("_source = 'authoritative'")
-        cur.execute(
-            f"""
-            UPDATE {target} t SET {', '.join(sets)}
-            FROM _stage p
-            WHERE t.{key} = p.{key} AND NOT p._bad AND (t._source <> 'authoritative' {distinct})
-            """
-        )
-        touched = cur.rowcount
+        with change_context(action=Action.PRELOAD, run_id=self.run_id):
+            cur.execute(
+                f"""
+                UPDATE {target} t SET {', '.join(sets)}
+                FROM _stage p
+                WHERE t.{key} = p.{key} AND NOT p._bad AND (t._source <> 'authoritative' {distinct})
+                """
+            )
+            touched = cur.rowcount
         insert = f"""
             INSERT INTO {target} ({', '.join(cols)}, _source, _needs_review)
             SELECT {', '.join('p.' + c for c in cols)}, 'authoritative', false FROM _stage p

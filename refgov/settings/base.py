@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "import_export",
+    "pgtrigger",
+    "pghistory",
     "reference",
     "pipeline",
 ]

@@ -1,0 +1,201 @@
+"""Undo one context: every reference change it made is reverted in one transaction, set-based per table.
+
+Per row, the state before the context's first event is restored: updated rows get their old values back, deleted
+rows are inserted again, inserted rows are deleted. A row changed again after the context (by anyone else) blocks the
+undo, as does a row whose current state is not the one the context left.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, connection, transaction
+from django.utils.timezone import localtime
+from django.utils.translation import gettext as _
+from pghistory.models import Context
+
+from refgov.identifiers import quote_pg as q
+
+from .history import Action, action_label, change_context
+from .history_models import EventLabel, ReferenceEvent
+from .registry import ReferenceTable, dependency_order, get_table
+
+SAMPLES = 5
+
+
+class UndoRefused(Exception):
+    """The context cannot be undone; the message says why (table, key and the later change)."""
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    context_id: uuid.UUID
+    undo_context_id: uuid.UUID
+    restored: int = 0
+    reinserted: int = 0
+    removed: int = 0
+    tables: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return self.restored + self.reinserted + self.removed
+
+
+def undo(*, context_id: uuid.UUID, user) -> UndoResult:
+    """Revert all reference changes of ``context_id`` as one unit; recorded as an ``undo`` action of ``user``."""
+    context_id = uuid.UUID(str(context_id))
+    tables = list(
+        ReferenceEvent.objects.filter(context_id=context_id).values_list("table", flat=True).distinct().order_by()
+    )
+    if not tables:
+        raise UndoRefused(_("Nothing to undo: no reference change belongs to this context."))
+    _check_permission(user=user, tables=tables)
+    with transaction.atomic():
+        undone_by = Context.objects.filter(metadata__undone_context=str(context_id)).values_list("id", flat=True)
+        if undone_by:
+            raise UndoRefused(_("This change was already undone (context %(undo)s).") % {"undo": undone_by[0]})
+        with connection.cursor() as cur:
+            for name in tables:
+                cur.execute(f"LOCK TABLE {q(name)} IN SHARE ROW EXCLUSIVE MODE")
+            _collect(cur, context_id)
+            _refuse_later_changes(cur)
+            for name in tables:
+                _refuse_drifted_rows(cur, get_table(name))
+            try:
+                with transaction.atomic():
+                    with change_context(action=Action.UNDO, user=user, undone_context=str(context_id)) as undo_id:
+                        counts = _apply(cur, tables)
+                    cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                    cur.execute("SET CONSTRAINTS ALL DEFERRED")
+            except IntegrityError as exc:
+                raise UndoRefused(_("Undo would break a reference: %(error)s") % {"error": _first_line(exc)}) from None
+            cur.execute("DROP TABLE _undo")
+    restored, reinserted, removed = (sum(c[i] for c in counts.values()) for i in range(3))
+    return UndoResult(
+        context_id=context_id,
+        undo_context_id=undo_id,
+        restored=restored,
+        reinserted=reinserted,
+        removed=removed,
+        tables={name: sum(c) for name, c in counts.items()},
+    )
+
+
+def _check_permission(*, user, tables: list[str]) -> None:
+    for name in tables:
+        opts = get_table(name).model._meta
+        if not user.has_perm(f"{opts.app_label}.change_{opts.model_name}"):
+            raise PermissionDenied(_("You may not change %(table)s.") % {"table": opts.verbose_name_plural})
+
+
+def _collect(cur, context_id: uuid.UUID) -> None:
+    """Per row of the context: its state before the first event and after the last one."""
+    cur.execute(
+        """
+        CREATE TEMP TABLE _undo ON COMMIT DROP AS
+        SELECT r."table", r.key, f.before, l.after, r.last_id
+        FROM (SELECT "table", key, min(id) AS first_id, max(id) AS last_id FROM reference_referenceevent
+              WHERE context_id = %s GROUP BY "table", key) r
+        JOIN reference_referenceevent f ON f.id = r.first_id
+        JOIN reference_referenceevent l ON l.id = r.last_id
+        """,
+        [context_id],
+    )
+    cur.execute('CREATE INDEX ON _undo ("table", key)')
+    cur.execute("ANALYZE _undo")
+
+
+def _refuse_later_changes(cur) -> None:
+    cur.execute(
+        f"""
+        SELECT e."table", e.key, e.label, e.created_at, c.metadata
+        FROM _undo u
+        CROSS JOIN LATERAL (
+            SELECT * FROM reference_referenceevent e
+            WHERE e."table" = u."table" AND e.key = u.key AND e.id > u.last_id ORDER BY e.id LIMIT 1
+        ) e
+        LEFT JOIN pghistory_context c ON c.id = e.context_id
+        ORDER BY e.id LIMIT {SAMPLES}
+        """
+    )
+    later = cur.fetchall()
+    if not later:
+        return
+    described = "; ".join(_describe(table, key, label, at, json.loads(metadata or "{}")) for table, key, label, at, metadata in later)
+    raise UndoRefused(_("Cannot undo: rows were changed again later. %(changes)s") % {"changes": described})
+
+
+def _describe(table: str, key: str, label: str, at, metadata: dict) -> str:
+    return _("%(table)s %(key)s: %(label)s at %(at)s by %(who)s (%(action)s)") % {
+        "table": table,
+        "key": key,
+        "label": EventLabel(label).label,
+        "at": localtime(at).strftime("%Y-%m-%d %H:%M:%S"),
+        "who": metadata.get("username") or _("the system"),
+        "action": action_label(metadata.get("action")),
+    }
+
+
+def _refuse_drifted_rows(cur, table: ReferenceTable) -> None:
+    """A row's current state must be the one the context left (a change outside the record would be lost)."""
+    name, key = q(table.name), q(table.key_column)
+    cur.execute(
+        f"""
+        SELECT u.key FROM _undo u LEFT JOIN {name} t ON t.{key} = u.key
+        WHERE u."table" = %s AND CASE WHEN u.after IS NULL THEN t.{key} IS NOT NULL
+                                      ELSE t IS DISTINCT FROM jsonb_populate_record(NULL::{name}, u.after) END
+        ORDER BY u.key LIMIT {SAMPLES}
+        """,
+        [table.name],
+    )
+    keys = [k for (k,) in cur.fetchall()]
+    if keys:
+        raise UndoRefused(
+            _("Cannot undo: %(table)s %(keys)s no longer match this change (changed outside the history).")
+            % {"table": table.name, "keys": ", ".join(keys)}
+        )
+
+
+def _apply(cur, tables: list[str]) -> dict[str, list[int]]:
+    """Re-insert deleted rows (parents first), restore updated rows, delete inserted rows (children first)."""
+    order = dependency_order(tables)
+    counts = {name: [0, 0, 0] for name in order}
+    for name in order:
+        cur.execute(
+            f"""
+            INSERT INTO {q(name)} SELECT r.* FROM _undo u, jsonb_populate_record(NULL::{q(name)}, u.before) r
+            WHERE u."table" = %s AND u.before IS NOT NULL AND u.after IS NULL
+            """,
+            [name],
+        )
+        counts[name][1] = cur.rowcount
+    for name in order:
+        table = get_table(name)
+        columns = [q(f.column) for f in table.model._meta.concrete_fields]
+        cur.execute(
+            f"""
+            UPDATE {q(name)} t SET ({', '.join(columns)}) = ({', '.join('r.' + c for c in columns)})
+            FROM _undo u, jsonb_populate_record(NULL::{q(name)}, u.before) r
+            WHERE u."table" = %s AND u.before IS NOT NULL AND u.after IS NOT NULL AND t.{q(table.key_column)} = u.key
+            """,
+            [name],
+        )
+        counts[name][0] = cur.rowcount
+    for name in reversed(order):
+        table = get_table(name)
+        cur.execute(
+            f"""
+            DELETE FROM {q(name)} t USING _undo u
+            WHERE u."table" = %s AND u.before IS NULL AND u.after IS NOT NULL AND t.{q(table.key_column)} = u.key
+            """,
+            [name],
+        )
+        counts[name][2] = cur.rowcount
+    return counts
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
