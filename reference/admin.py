@@ -18,6 +18,7 @@ from .admin_stewardship import (
     export_feedback,
     promote_selected,
 )
+from .history import Action, stewardship_context
 from .history_admin import HistoryAdminMixin
 from .models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
 from .registry import for_model
@@ -64,6 +65,11 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
 
     def get_resource_classes(self, request):
         return [resource_for(self.model)]
+
+    def process_dataset(self, dataset, form, request, **kwargs):
+        """An import (and its dry run, rolled back) is one stewardship change of the importing user."""
+        with stewardship_context(user=request.user, action=Action.IMPORT, table=for_model(self.model).name):
+            return super().process_dataset(dataset, form, request, **kwargs)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -38,6 +38,7 @@ class Action:
     MERGE = "merge"
     UNDO = "undo"
     PRELOAD = "preload"
+    BACKFILL = "backfill"
 
 
 ACTION_LABELS = {
@@ -50,6 +51,7 @@ ACTION_LABELS = {
     Action.MERGE: gettext_lazy("merge"),
     Action.UNDO: gettext_lazy("undo"),
     Action.PRELOAD: gettext_lazy("preload"),
+    Action.BACKFILL: gettext_lazy("backfill of pending rows"),
 }
 
 

@@ -173,6 +173,26 @@ class KeyAlias(models.Model):
         return f"{self.table}: {self.alias} → {self.canonical}"
 
 
+class MergeRecord(models.Model):
+    """What a merge did besides changing reference rows, so that its undo can put facts and aliases back."""
+
+    context_id = models.UUIDField(_("change context"), db_index=True)
+    table = models.CharField(_("table"), max_length=50)
+    wrong_key = models.CharField(_("wrong key"), max_length=100)
+    right_key = models.CharField(_("right key"), max_length=100)
+    fact_ids = models.JSONField(_("re-pointed fact rows"), default=dict)
+    moved_aliases = models.JSONField(_("aliases moved to the right key"), default=list)
+    previous_alias = models.CharField(_("earlier alias target"), max_length=100, null=True, blank=True)
+    undone = models.BooleanField(_("undone"), default=False)
+
+    class Meta:
+        verbose_name = _("merge")
+        verbose_name_plural = _("merges")
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.wrong_key} → {self.right_key}"
+
+
 class Usage(models.Model):
     """How much fact data depends on one reference row: the review queue's business weight. Refreshed by each fact
     load for the auto-derived keys it touches, and by merges."""

@@ -22,6 +22,7 @@ from refgov.identifiers import quote_pg as q
 from .history import Action, action_label, change_context
 from .history_models import EventLabel, ReferenceEvent
 from .registry import ReferenceTable, dependency_order, get_table
+from .stewardship.merge import undo_merges
 
 SAMPLES = 5
 
@@ -68,6 +69,7 @@ def undo(*, context_id: uuid.UUID, user) -> UndoResult:
                 with transaction.atomic():
                     with change_context(action=Action.UNDO, user=user, undone_context=str(context_id)) as undo_id:
                         counts = _apply(cur, tables)
+                        undo_merges(context_id=context_id)  # facts and aliases a merge re-pointed
                     cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
                     cur.execute("SET CONSTRAINTS ALL DEFERRED")
             except IntegrityError as exc:

@@ -174,3 +174,80 @@ def test_review_weights_follow_loads_merges_and_the_periodic_refresh(config, tmp
     merge(table="年金计划", wrong_key="N8", right_key="N7", user=django_user_model.objects.create_user("s"))
     assert AnnuityPlan.objects.get(pk="N7").usage.fact_rows == 4
     assert list(AnnuityPlan.objects.filter(needs_review=True).order_by("-usage__fact_rows").values_list("pk", flat=True)) == ["N7"]
+
+
+def snapshot() -> dict:
+    """Every reference row, every fact's reference keys and the aliases, to compare states exactly."""
+    from django.forms.models import model_to_dict
+
+    from reference.registry import all_tables
+
+    state = {t.name: {r.pk: model_to_dict(r) for r in t.model.objects.all()} for t in all_tables()}
+    state["facts"] = {
+        (m._meta.db_table, pk): keys for m in (ScaleFact, IncomeFact)
+        for pk, *keys in m.objects.values_list("pk", "plan_id", "portfolio_id", "branch_id", "product_line_id")
+    }  # fmt: skip
+    state["aliases"] = set(KeyAlias.objects.values_list("table", "alias", "canonical"))
+    return state
+
+
+def steward_user(django_user_model):
+    from django.contrib.auth.models import Group
+
+    from reference.permissions import STEWARD_GROUP
+
+    user = django_user_model.objects.create_user("steward", is_staff=True)
+    user.groups.add(Group.objects.get(name=STEWARD_GROUP))
+    return user
+
+
+def test_promote_is_recorded_per_row_and_undone_exactly(config, django_user_model):
+    from reference.history_models import ReferenceEvent
+    from reference.undo import undo
+
+    user = steward_user(django_user_model)
+    for i in range(100):
+        complete_code = f"N{i:03d}"
+        derived(complete_code, short_name="s", plan_type="t", customer_name="c")
+    before = snapshot()
+
+    result = promote(queryset=AnnuityPlan.objects.all(), user=user)
+
+    events = ReferenceEvent.objects.filter(context_id=result.context_id)
+    assert events.count() == 100 and {e.after["_source"] for e in events} == {"authoritative"}
+    assert events.first().context.metadata["username"] == "steward" and events.first().context.metadata["action"] == "promote"
+    undo(context_id=result.context_id, user=user)
+    assert snapshot() == before
+
+
+def test_bulk_completion_is_recorded(config, django_user_model):
+    from reference.history_models import ReferenceEvent
+
+    user = steward_user(django_user_model)
+    derived("N1")
+    derived("N2", customer_name="有")
+    complete(queryset=AnnuityPlan.objects.all(), values={"customer_name": "新"}, clear=[], overwrite=False, user=user)
+    [event] = ReferenceEvent.objects.all()
+    assert (event.key, event.before["客户名称"], event.after["客户名称"]) == ("N1", None, "新")
+    assert event.context.metadata["action"] == "bulk_complete"
+
+
+def test_undo_of_a_merge_puts_facts_children_and_aliases_back_exactly(config, tmp_path, django_user_model):
+    from reference.undo import undo
+
+    create_references()
+    user = steward_user(django_user_model)
+    typo, right = "P0O01", plan_code(1)
+    load(tmp_path, "a.xlsx", [scale_row(计划号=typo, 组合代码="XNP1"), scale_row(计划号=typo, 月度="202410"), scale_row()])
+    derived("N5")
+    merge(table="年金计划", wrong_key="N5", right_key=typo, user=user)  # an older alias pointing at the typo
+    before = snapshot()
+
+    result = merge(table="年金计划", wrong_key=typo, right_key=right, user=user)
+    assert snapshot() != before and KeyAlias.objects.get(alias="N5").canonical == right
+
+    undo(context_id=result.context_id, user=user)
+
+    assert snapshot() == before
+    assert ScaleFact.objects.filter(plan_id=typo).count() == 2 and PortfolioPlan.objects.get(pk="XNP1").plan_id == typo
+    assert AnnuityPlan.objects.get(pk=typo).usage.fact_rows == 2

@@ -37,6 +37,7 @@ from pipeline.facts.staging import FactStager, Progress
 from pipeline.models import AlertKind, DerivedReference, FactBatch, FactStatus
 from pipeline.reports import report_batch
 from refgov.identifiers import quote_pg as q
+from reference.history import Action, change_context
 from reference.stewardship.usage import refresh_usage
 
 logger = logging.getLogger("refgov.facts")
@@ -272,7 +273,8 @@ def _ensure_references(
         )
         derived.inserted = sorted(inserted)
         derived.candidates = [c for c in candidates if next(iter(c.values())) in inserted]
-        derived.filled = fill_pending(cur, fk, [c for c in candidates if next(iter(c.values())) not in unknown])
+        with change_context(action=Action.BACKFILL, batch_id=batch.pk, domain=domain.domain):
+            derived.filled = fill_pending(cur, fk, [c for c in candidates if next(iter(c.values())) not in unknown])
         DerivedReference.objects.bulk_create(
             DerivedReference(
                 table=fk.target_table, key=u.key, batch=batch, file_name=file.path.name, sheet=file.sheet or "",

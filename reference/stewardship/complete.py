@@ -9,6 +9,9 @@ from typing import Any
 from django.db import models, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 
+from reference.history import Action, stewardship_context
+from reference.registry import for_model
+
 from .required import blank_q
 
 
@@ -47,4 +50,5 @@ def complete(*, queryset: QuerySet, values: dict[str, Any], clear: list[str], ov
     if changing is None:
         return 0
     rows = queryset.model.objects.filter(pk__in=queryset.filter(changing).values("pk"))
-    return rows.update(**updates)
+    with stewardship_context(user=user, action=Action.BULK_COMPLETE, table=for_model(queryset.model).name):
+        return rows.update(**updates)

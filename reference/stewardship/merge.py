@@ -3,12 +3,14 @@ wrong row removed, and the alias remembered so that later fact loads resolve the
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from django.db import models, transaction
 from django.db.models import Count
 
-from reference.models import KeyAlias, Source
+from reference.history import Action, stewardship_context
+from reference.models import KeyAlias, MergeRecord, Source
 from reference.registry import all_tables, get_table
 
 from .usage import refresh_usage
@@ -36,6 +38,7 @@ class MergeResult:
     impact: MergeImpact
     right_key: str
     aliases_moved: int = 0
+    context_id: uuid.UUID | None = None
 
 
 def fact_relations(model: type[models.Model]) -> list[tuple[type[models.Model], str]]:
@@ -92,14 +95,45 @@ def merge(*, table: str, wrong_key: str, right_key: str, user) -> MergeResult:
     if rows[wrong_key].source != Source.AUTO_DERIVED:
         raise MergeRefused(f"{table}: {wrong_key!r} is authoritative; only auto-derived rows can be merged away")
     impact = merge_impact(table=table, wrong_key=wrong_key)
-    for fact, attr in fact_relations(model):
-        fact.objects.filter(**{attr: wrong_key}).update(**{attr: right_key})
-    for _, child, attr in _child_relations(model):
-        child.objects.filter(**{attr: wrong_key}).update(**{attr: right_key})
-    moved = KeyAlias.objects.filter(table=table, canonical=wrong_key).update(canonical=right_key)
-    KeyAlias.objects.update_or_create(
-        table=table, alias=wrong_key, defaults={"canonical": right_key, "created_by": getattr(user, "username", "")}
-    )
-    rows[wrong_key].delete()
+    with stewardship_context(user=user, action=Action.MERGE, table=table, wrong_key=wrong_key, right_key=right_key) as context_id:
+        fact_ids = {}
+        for fact, attr in fact_relations(model):
+            ids = list(fact.objects.filter(**{attr: wrong_key}).values_list("pk", flat=True))
+            fact.objects.filter(pk__in=ids).update(**{attr: right_key})
+            fact_ids[fact._meta.db_table] = ids
+        for _, child, attr in _child_relations(model):
+            child.objects.filter(**{attr: wrong_key}).update(**{attr: right_key})
+        moving = KeyAlias.objects.filter(table=table, canonical=wrong_key)
+        moved_aliases = list(moving.values_list("alias", flat=True))
+        moving.update(canonical=right_key)
+        previous = KeyAlias.objects.filter(table=table, alias=wrong_key).values_list("canonical", flat=True).first()
+        KeyAlias.objects.update_or_create(
+            table=table, alias=wrong_key, defaults={"canonical": right_key, "created_by": getattr(user, "username", "")}
+        )
+        rows[wrong_key].delete()
+        MergeRecord.objects.create(
+            context_id=context_id, table=table, wrong_key=wrong_key, right_key=right_key, fact_ids=fact_ids,
+            moved_aliases=moved_aliases, previous_alias=previous,
+        )  # fmt: skip
     refresh_usage(table=table, keys=[wrong_key, right_key])
-    return MergeResult(impact=impact, right_key=right_key, aliases_moved=moved)
+    return MergeResult(impact=impact, right_key=right_key, aliases_moved=len(moved_aliases), context_id=context_id)
+
+
+def undo_merges(*, context_id: uuid.UUID) -> int:
+    """Inside an undo of ``context_id`` (after its reference rows are back): re-point the facts to the wrong key and
+    put the aliases back as they were. Returns the fact rows re-pointed."""
+    repointed = 0
+    for record in MergeRecord.objects.select_for_update().filter(context_id=context_id, undone=False):
+        model = get_table(record.table).model
+        for fact, attr in fact_relations(model):
+            ids = record.fact_ids.get(fact._meta.db_table, [])
+            repointed += fact.objects.filter(pk__in=ids, **{attr: record.right_key}).update(**{attr: record.wrong_key})
+        KeyAlias.objects.filter(table=record.table, alias__in=record.moved_aliases).update(canonical=record.wrong_key)
+        if record.previous_alias is None:
+            KeyAlias.objects.filter(table=record.table, alias=record.wrong_key).delete()
+        else:
+            KeyAlias.objects.filter(table=record.table, alias=record.wrong_key).update(canonical=record.previous_alias)
+        record.undone = True
+        record.save(update_fields=["undone"])
+        refresh_usage(table=record.table, keys=[record.wrong_key, record.right_key])
+    return repointed

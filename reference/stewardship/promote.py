@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.db.models import Count, QuerySet
 
+from reference.history import Action, stewardship_context
 from reference.models import Source
 from reference.registry import for_model
 
@@ -21,6 +23,7 @@ class PromoteResult:
     refused: int = 0
     refused_by_field: dict[str, int] = field(default_factory=dict)
     refused_keys: list[str] = field(default_factory=list)
+    context_id: uuid.UUID | None = None
 
     def refusal(self) -> str:
         """One line naming what is missing, e.g. "3 rows lack 客户名称 (P1, P2, P3)"."""
@@ -47,7 +50,8 @@ def promote(*, queryset: QuerySet, user) -> PromoteResult:
         result.refused_by_field = counts
         result.refused_keys = [str(k) for k in refused.order_by("pk").values_list("pk", flat=True)[:REFUSED_SAMPLE]]
     promotable = candidates.exclude(missing_q(fields)) if fields else candidates
-    result.promoted = queryset.model.objects.filter(pk__in=promotable.values("pk")).update(
-        source=Source.AUTHORITATIVE, needs_review=False
-    )
+    with stewardship_context(user=user, action=Action.PROMOTE, table=table) as result.context_id:
+        result.promoted = queryset.model.objects.filter(pk__in=promotable.values("pk")).update(
+            source=Source.AUTHORITATIVE, needs_review=False
+        )
     return result
