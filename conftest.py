@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
 
 import pytest
@@ -35,6 +36,15 @@ def legacy() -> LegacyDB:
     db = make_legacy(uuid.uuid4().hex[:8])
     yield db
     db.drop()
+
+
+@pytest.fixture
+def config_copy(tmp_path, settings):
+    """A copy of the real config directory, installed as REFGOV_CONFIG_DIR (change it with tests.legacy.edit_config)."""
+    directory = tmp_path / "config"
+    shutil.copytree(settings.BASE_DIR / "config", directory)
+    settings.REFGOV_CONFIG_DIR = directory
+    return directory
 
 
 @pytest.fixture

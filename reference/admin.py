@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.db.models import Case, F, IntegerField, Value, When
+from django.db.models import F
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
@@ -12,6 +12,7 @@ from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
 from .admin_stewardship import (
+    DomainFilter,
     RequiredMissingFilter,
     StewardshipAdminMixin,
     complete_selected,
@@ -23,7 +24,7 @@ from .history_admin import HistoryAdminMixin
 from .models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
 from .registry import for_model
 from .resources import resource_for
-from .stewardship.required import blank_q, required_fields
+from .stewardship.required import missing_of, required_fields
 
 admin.site.site_header = _("refgov reference data stewardship")
 admin.site.site_title = _("refgov admin")
@@ -54,7 +55,7 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
         "source",
         "needs_review",
         RequiredMissingFilter,
-        "derived_from_domain",
+        DomainFilter,
         ("derived_at", admin.DateFieldListFilter),
     )
     readonly_fields = TRACKING_FIELDS
@@ -101,12 +102,9 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
         )
 
     def get_queryset(self, request):
-        fields = required_fields(for_model(self.model).name)
-        missing = sum(
-            (Case(When(blank_q(f), then=Value(1)), default=Value(0), output_field=IntegerField()) for f in fields),
-            Value(0, output_field=IntegerField()),
-        )
-        return super().get_queryset(request).select_related("usage").annotate(missing_required=missing)
+        # Django skips list_select_related when the queryset already selects related rows: name both here.
+        related = self.list_select_related if isinstance(self.list_select_related, (list, tuple)) else ()
+        return super().get_queryset(request).select_related("usage", *related)
 
     def get_ordering(self, request):
         """The review queue (pending rows) by business weight, then age; everything else by key."""
@@ -119,13 +117,15 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
             ]
         return super().get_ordering(request)
 
-    @admin.display(description=_("completeness"), ordering="missing_required")
+    @admin.display(description=_("completeness"))
     def completeness(self, obj):
-        if not obj.missing_required:
+        missing = missing_of(obj, required_fields(for_model(self.model).name))
+        if not missing:
             return mark_safe('<span style="color:#2e7d32">✔</span>')
         return format_html(
-            '<span style="color:#c62828" class="refgov-missing">{}</span>',
-            _("%(n)d required missing") % {"n": obj.missing_required},
+            '<span style="color:#c62828" class="refgov-missing" title="{}">{}</span>',
+            "、".join(str(f.verbose_name) for f in missing),
+            _("%(n)d required missing") % {"n": len(missing)},
         )
 
     @admin.display(description=_("fact rows / closing assets"), ordering="usage__closing_assets")

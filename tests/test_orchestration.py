@@ -5,11 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-import shutil
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
@@ -26,14 +24,6 @@ from tests.legacy import edit_config
 
 pytestmark = pytest.mark.django_db
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-@pytest.fixture
-def config_copy(tmp_path, settings):
-    directory = tmp_path / "config"
-    shutil.copytree(django_settings.BASE_DIR / "config", directory)
-    settings.REFGOV_CONFIG_DIR = directory
-    return directory
 
 
 def test_schedules_follow_the_config(config_copy):

@@ -7,10 +7,8 @@ import datetime as dt
 import io
 import json
 import re
-import shutil
 
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.utils import timezone
@@ -22,14 +20,6 @@ from pipeline.schedules import sync_schedules
 from reference.permissions import STEWARD_GROUP, VIEWER_GROUP
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def config_copy(tmp_path, settings):
-    directory = tmp_path / "config"
-    shutil.copytree(django_settings.BASE_DIR / "config", directory)
-    settings.REFGOV_CONFIG_DIR = directory
-    return directory
 
 
 def login(client, django_user_model, group=None):

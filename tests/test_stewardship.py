@@ -3,13 +3,11 @@ aliases that later fact loads resolve."""
 
 from __future__ import annotations
 
-import shutil
 from decimal import Decimal
 
 import pytest
-from django.conf import settings as django_settings
 
-from pipeline.demo.legacy import plan_code, portfolio_code
+from pipeline.demo.legacy import plan_code
 from pipeline.facts.service import process_fact_file
 from pipeline.models import IncomeFact, ScaleFact
 from reference.models import AnnuityPlan, KeyAlias, PortfolioPlan, Source
@@ -22,21 +20,13 @@ from tests.legacy import edit_config
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def config(tmp_path, settings):
-    directory = tmp_path / "config"
-    shutil.copytree(django_settings.BASE_DIR / "config", directory)
-    settings.REFGOV_CONFIG_DIR = directory
-    return directory
-
-
 def derived(code: str, **values) -> AnnuityPlan:
     return AnnuityPlan.objects.create(
         plan_code=code, source=Source.AUTO_DERIVED, needs_review=True, derived_from_domain="annuity_performance", **values
     )
 
 
-def test_promote_refuses_rows_missing_required_fields_and_says_which(config, django_user_model):
+def test_promote_refuses_rows_missing_required_fields_and_says_which(config_copy, django_user_model):
     steward = django_user_model.objects.create_user("s")
     derived("N1", short_name="计划一", plan_type="单一计划", customer_name="客户一")
     derived("N2", short_name="计划二", plan_type="单一计划", customer_name=" ")
@@ -55,15 +45,15 @@ def test_promote_refuses_rows_missing_required_fields_and_says_which(config, dja
     assert AnnuityPlan.objects.get(pk="N3").needs_review
 
 
-def test_required_fields_come_from_the_config(config, django_user_model):
-    edit_config(config, lambda d: d["stewardship"]["required_fields"].update({"年金计划": ["计划全称"]}))
+def test_required_fields_come_from_the_config(config_copy, django_user_model):
+    edit_config(config_copy, lambda d: d["stewardship"]["required_fields"].update({"年金计划": ["计划全称"]}))
     derived("N1", full_name="全称")
     derived("N2", short_name="只有简称")
     result = promote(queryset=AnnuityPlan.objects.all(), user=django_user_model.objects.create_user("s"))
     assert (result.promoted, result.refused_by_field) == (1, {"计划全称": 1})
 
 
-def test_promoting_ten_thousand_rows_is_one_statement(config, django_user_model, django_assert_max_num_queries):
+def test_promoting_ten_thousand_rows_is_one_statement(config_copy, django_user_model, django_assert_max_num_queries):
     AnnuityPlan.objects.bulk_create(
         AnnuityPlan(plan_code=f"N{i:05d}", source=Source.AUTO_DERIVED, needs_review=True, short_name="s",
                     plan_type="t", customer_name="c" if i % 10 else None)
@@ -76,7 +66,7 @@ def test_promoting_ten_thousand_rows_is_one_statement(config, django_user_model,
     assert AnnuityPlan.objects.filter(source=Source.AUTHORITATIVE).count() == 9_000
 
 
-def test_bulk_completion_only_where_empty_or_overwrite_and_clear(config, django_user_model):
+def test_bulk_completion_only_where_empty_or_overwrite_and_clear(config_copy, django_user_model):
     user = django_user_model.objects.create_user("s")
     derived("N1", customer_name="已有客户")
     derived("N2")
@@ -103,7 +93,7 @@ def load(tmp_path, name, rows, domain="annuity_performance"):
     return process_fact_file(domain=domain, path=write_xlsx(tmp_path / name, {sheet: rows}))
 
 
-def test_merge_repoints_facts_and_children_and_later_loads_resolve_the_typo(config, tmp_path, django_user_model):
+def test_merge_repoints_facts_and_children_and_later_loads_resolve_the_typo(config_copy, tmp_path, django_user_model):
     create_references()
     right, typo = plan_code(1), "P0O01"
     user = django_user_model.objects.create_user("s")
@@ -132,7 +122,7 @@ def test_merge_repoints_facts_and_children_and_later_loads_resolve_the_typo(conf
     assert IncomeFact.objects.filter(plan_id=right).count() == 1
 
 
-def test_merge_refusals_change_nothing(config, django_user_model):
+def test_merge_refusals_change_nothing(config_copy, django_user_model):
     user = django_user_model.objects.create_user("s")
     AnnuityPlan.objects.create(plan_code="P1")
     AnnuityPlan.objects.create(plan_code="P2")
@@ -146,7 +136,7 @@ def test_merge_refusals_change_nothing(config, django_user_model):
     assert AnnuityPlan.objects.count() == 3 and not KeyAlias.objects.exists()
 
 
-def test_a_chain_of_merges_keeps_aliases_pointing_at_the_surviving_key(config, django_user_model):
+def test_a_chain_of_merges_keeps_aliases_pointing_at_the_surviving_key(config_copy, django_user_model):
     user = django_user_model.objects.create_user("s")
     AnnuityPlan.objects.create(plan_code="P1")
     derived("N1")
@@ -157,7 +147,7 @@ def test_a_chain_of_merges_keeps_aliases_pointing_at_the_surviving_key(config, d
     assert dict(KeyAlias.objects.values_list("alias", "canonical")) == {"N1": "P1", "N2": "P1"}
 
 
-def test_review_weights_follow_loads_merges_and_the_periodic_refresh(config, tmp_path, django_user_model):
+def test_review_weights_follow_loads_merges_and_the_periodic_refresh(config_copy, tmp_path, django_user_model):
     from reference.stewardship.usage import refresh_pending_usage
 
     create_references()
@@ -201,7 +191,7 @@ def steward_user(django_user_model):
     return user
 
 
-def test_promote_is_recorded_per_row_and_undone_exactly(config, django_user_model):
+def test_promote_is_recorded_per_row_and_undone_exactly(config_copy, django_user_model):
     from reference.history_models import ReferenceEvent
     from reference.undo import undo
 
@@ -220,7 +210,7 @@ def test_promote_is_recorded_per_row_and_undone_exactly(config, django_user_mode
     assert snapshot() == before
 
 
-def test_bulk_completion_is_recorded(config, django_user_model):
+def test_bulk_completion_is_recorded(config_copy, django_user_model):
     from reference.history_models import ReferenceEvent
 
     user = steward_user(django_user_model)
@@ -232,7 +222,7 @@ def test_bulk_completion_is_recorded(config, django_user_model):
     assert event.context.metadata["action"] == "bulk_complete"
 
 
-def test_undo_of_a_merge_puts_facts_children_and_aliases_back_exactly(config, tmp_path, django_user_model):
+def test_undo_of_a_merge_puts_facts_children_and_aliases_back_exactly(config_copy, tmp_path, django_user_model):
     from reference.undo import undo
 
     create_references()

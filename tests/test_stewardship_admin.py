@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 from datetime import timedelta
 from decimal import Decimal
 
 import openpyxl
 import pytest
-from django.conf import settings as django_settings
 from django.contrib.admin import helpers
 from django.contrib.auth.models import Group
 from django.test import Client
@@ -25,15 +23,8 @@ from reference.models import AnnuityPlan, AnnuityPlanUsage, KeyAlias, Source
 from reference.permissions import STEWARD_GROUP, VIEWER_GROUP
 from tests.facts_support import create_references, scale_row, write_xlsx
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("config_copy")]
 CHANGELIST = reverse("admin:reference_annuityplan_changelist")
-
-
-@pytest.fixture(autouse=True)
-def config(tmp_path, settings):
-    directory = tmp_path / "config"
-    shutil.copytree(django_settings.BASE_DIR / "config", directory)
-    settings.REFGOV_CONFIG_DIR = directory
 
 
 def client_for(django_user_model, group: str) -> Client:
@@ -301,3 +292,28 @@ def test_feedback_export_has_the_promoted_rows_in_the_legacy_layout(steward, dja
 
     none = steward.post(CHANGELIST, {"action": "export_feedback", helpers.ACTION_CHECKBOX_NAME: ["P1"], "index": 0}, follow=True)
     assert "所选行中没有由数据管理员提升" in none.content.decode()
+
+
+def test_queue_queries_do_not_grow_with_the_page_size(steward, monkeypatch):
+    from django.contrib import admin
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from reference.models import PortfolioPlan, PortfolioPlanUsage
+
+    plan = AnnuityPlan.objects.create(plan_code="P1")
+    PortfolioPlan.objects.bulk_create(
+        PortfolioPlan(portfolio_code=f"Q{i:04d}", plan=plan, source=Source.AUTO_DERIVED, needs_review=True, derived_at=timezone.now())
+        for i in range(60)
+    )  # fmt: skip
+    PortfolioPlanUsage.objects.bulk_create(PortfolioPlanUsage(row_id=f"Q{i:04d}", fact_rows=i) for i in range(60))
+    model_admin = admin.site._registry[PortfolioPlan]
+    counts = []
+    for per_page in (10, 50):
+        monkeypatch.setattr(model_admin, "list_per_page", per_page)
+        with CaptureQueriesContext(connection) as captured:
+            response = steward.get(reverse("admin:reference_portfolioplan_changelist") + "?needs_review__exact=1")
+        assert len(response.context["cl"].result_list) == per_page
+        counts.append(len(captured.captured_queries))
+    assert counts[0] == counts[1]
+    assert response.context["cl"].result_list[0].pk == "Q0059"  # the heaviest first

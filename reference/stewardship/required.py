@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import operator
-from functools import reduce
+from functools import lru_cache, reduce
+from pathlib import Path
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from pipeline.config import load_config
+from pipeline.config.loader import MAIN_FILE
 from reference.registry import get_table
 
 
 def required_fields(table: str) -> list[models.Field]:
     """The model fields of the table's required database columns, in configured order."""
-    columns = load_config().config.stewardship.required_fields.get(table, [])
+    main = Path(settings.REFGOV_CONFIG_DIR) / MAIN_FILE
+    try:
+        stamp = main.stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = 0  # load_config names the missing file
+    columns = _required_columns(str(main), stamp).get(table, [])
     by_column = get_table(table).data_fields
     return [by_column[c] for c in columns]
+
+
+@lru_cache(maxsize=8)
+def _required_columns(main: str, stamp: int) -> dict[str, list[str]]:
+    """Per config file version: an admin page asks once per row, the YAML is read once per change of the file."""
+    return load_config(Path(main).parent).config.stewardship.required_fields
 
 
 def _blank(field: models.Field) -> Q:
