@@ -18,6 +18,12 @@ def use_bulk_memory(cur) -> None:
     )
 
 
+def skip_jit(cur) -> None:
+    """For the rest of this transaction: no JIT compilation. On one-pass statements over a whole file it costs more
+    (~0.7 s per statement at 1M rows) than it saves."""
+    cur.execute("SELECT set_config('jit', 'off', true)")
+
+
 def _quote_catalog_name(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

@@ -106,6 +106,7 @@ class FactRow(models.Model):
         FactBatch, on_delete=models.PROTECT, db_column="_batch_id", verbose_name=_("batch"), related_name="+",
         db_index=False,
     )
+    source_row = models.IntegerField(_("row in the file"), db_column="_source_row", null=True, blank=True, editable=False)
     plan = _reference(AnnuityPlan, "计划代码", _("plan code"))
     portfolio = _reference(PortfolioPlan, "组合代码", _("portfolio code"))
     branch = _reference(Organization, "机构代码", _("branch code"))
@@ -114,7 +115,9 @@ class FactRow(models.Model):
     class Meta:
         abstract = True
         indexes = [
-            models.Index(fields=["month", "business_type", "plan_type"], name="%(class)s_scope"),
+            # finds a replace scope (月度 + 业务类型 + 计划类型): a month is ~35k rows, and an index on dates alone
+            # builds 7× faster than one that also sorts the two texts
+            models.Index(fields=["month"], name="%(class)s_month"),
             models.Index(fields=["plan"], name="%(class)s_plan"),
             models.Index(fields=["portfolio"], name="%(class)s_portfolio"),
             models.Index(fields=["batch"], name="%(class)s_batch"),
