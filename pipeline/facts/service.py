@@ -175,7 +175,8 @@ def _run(
                 # A load that at least doubles the table checks its foreign keys and builds its indexes once,
                 # set-based; a monthly load into a large table keeps them (rebuilding would cost more than the
                 # deferred per-row checks).
-                with bulk_write_mode(cur, fact.name, enabled=staged.rows >= BULK_FACT_ROWS and staged.rows > existing):
+                bulk = staged.rows >= BULK_FACT_ROWS and staged.rows > existing
+                with bulk_write_mode(cur, fact.name, enabled=bulk, primary_key=True):
                     batch.rows_loaded = _insert(cur, fact, stager, batch)
                     batch.rows_replaced = _replace_scope(cur, fact, domain.replace_scope, batch) if existing else 0
                     progress("checking keys")
