@@ -1,7 +1,9 @@
 """Seed phases 2+3 for one staged batch: find unknown keys set-based, derive minimal reference rows, insert them.
 
-Works on the temporary table ``_fact`` (see ``staging``). Existing reference rows are never modified; a key two
-concurrent batches both discover is inserted once (``ON CONFLICT DO NOTHING``) and both batches succeed.
+Works on the temporary table ``_fact``: the batch's normalised rows, or (when facts are loaded) only those with a key
+the reference tables lacked, which are all the rows of every unknown key. Existing reference rows are never
+modified; a key two concurrent batches both discover is inserted once (``ON CONFLICT DO NOTHING``) and both batches
+succeed.
 """
 
 from __future__ import annotations

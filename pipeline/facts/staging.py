@@ -1,10 +1,10 @@
 """Stage a fact file in PostgreSQL: read rows, type them, normalise keys, fill derived columns (set-based).
 
-``stage`` copies the file into a temporary relation ``_fact_raw``; ``normalised_sql`` selects from it the fact
-table's columns plus ``_row`` (the row number a user sees in the file), ready to be inserted into the fact table in
-one pass, or to be kept as the temporary table ``_fact`` (``materialise``) when no facts are loaded. Numbers are typed by COPY itself; a file whose numbers COPY cannot read (thousands separators,
-percentages, full-width digits) is staged again with each number parsed in Python, so that a value that really is
-not a number is reported with its file, sheet, row and column.
+``stage`` copies the file into the temporary relation ``_fact_raw``; ``normalised_sql`` selects from it the fact
+table's columns plus ``_row`` (the row number a user sees in the file), to be inserted into the fact table in one
+pass, or kept as the temporary table ``_fact`` (``materialise``). Numbers are typed by COPY itself; a file whose
+numbers COPY cannot read (thousands separators, percentages, full-width digits) is staged again with each number
+parsed in Python, so that a value that really is not a number is reported with its file, sheet, row and column.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class FactStager:
         return Staged(rows=rows, months=self._months(cur))
 
     def materialise(self, cur) -> None:
-        """The temporary table ``_fact``: the normalised rows, for a run that derives references but loads no facts."""
+        """The temporary table ``_fact`` of all normalised rows (for a run that loads no facts)."""
         cur.execute(f"CREATE TEMP TABLE _fact ON COMMIT DROP AS {self.normalised_sql()}")
         cur.execute(f"ANALYZE _fact ({', '.join(q(c) for c in sorted(self.fact.reference_columns))})")
 
