@@ -232,13 +232,14 @@ def test_a_corrupt_file_is_rejected_and_recorded(refs, tmp_path):
 
 
 def test_a_failure_in_the_middle_leaves_no_facts_and_no_derived_rows(refs, tmp_path, monkeypatch):
-    original = service._load
+    original = service._ensure_references  # the last step: facts and derived rows are written by then
 
-    def load_then_fail(cur, fact, scope, batch):
-        original(cur, fact, scope, batch)
+    def derive_then_fail(*args):
+        original(*args)
+        assert ScaleFact.objects.count() == 1 and AnnuityPlan.objects.filter(plan_code="N0500").exists()
         raise psycopg.errors.DiskFull("could not extend file")
 
-    monkeypatch.setattr(service, "_load", load_then_fail)
+    monkeypatch.setattr(service, "_ensure_references", derive_then_fail)
     with pytest.raises(psycopg.errors.DiskFull):
         process(write_xlsx(tmp_path / "f.xlsx", {"规模明细": [scale_row(计划号="N0500", 组合代码="XNP0500")]}))
 
@@ -371,3 +372,16 @@ def test_backfill_mode_always_fills_empty_fields_of_pending_rows_only(refs, tmp_
     provenance = DerivedReference.objects.get(table="年金计划", key="N0200", batch=always.batch)
     assert provenance.row_numbers == [2] and provenance.fact_rows == 1
     assert "filled pending rows: 年金计划 1" in always.batch.message
+
+
+def test_a_value_too_long_for_its_column_names_row_and_column_and_loads_nothing(refs, tmp_path):
+    rows = [scale_row(), scale_row(), scale_row(计划号="N0950", 客户名称="客" * 300)]
+    with pytest.raises(FactFileError, match=r"long.csv, row 4, column 客户名称: longer than 255 characters"):
+        process(write_csv(tmp_path / "long.csv", rows))
+    assert ScaleFact.objects.count() == 0 and not AnnuityPlan.objects.filter(plan_code="N0950").exists()
+    assert FactBatch.objects.get().status == FactStatus.REJECTED
+
+
+def test_every_fact_row_keeps_its_row_number_in_the_file(refs, tmp_path):
+    process(write_csv(tmp_path / "rows.csv", [scale_row(客户名称=f"客户{i}") for i in range(5)]))
+    assert dict(ScaleFact.objects.values_list("customer_name", "source_row")) == {f"客户{i}": i + 2 for i in range(5)}

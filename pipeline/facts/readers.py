@@ -305,14 +305,16 @@ def _excel_records(calamine_sheet, numbers: frozenset[int] = frozenset()) -> Ite
         if head and first == head[0] and any(cell != "" for cell in first):
             offset = start[0]
         rows = chain([first], rows)
+    # Most cells are non-empty text, kept as they are without a call per cell.
     for number, row in enumerate(rows, start=offset + 1):
         if numbers:
             cells = [
-                v if i in numbers and (v.__class__ is float or v.__class__ is int) else _excel_text(v)
+                v if (v.__class__ is str and v) or (i in numbers and (v.__class__ is float or v.__class__ is int))
+                else _excel_text(v)
                 for i, v in enumerate(row)
             ]
         else:
-            cells = [_excel_text(value) for value in row]
+            cells = [v if v.__class__ is str and v else _excel_text(v) for v in row]
         if _used_length(cells):
             yield number, cells
 

@@ -1,9 +1,10 @@
 """Seed phases 2+3 for one staged batch: find unknown keys set-based, derive minimal reference rows, insert them.
 
-Works on the temporary table ``_fact`` (see ``staging``). Existing reference rows are never modified, except that
-``backfill.mode: always`` fills the still-empty columns of rows that are auto-derived and pending review
-(``fill_pending``); a key two concurrent batches both discover is inserted once (``ON CONFLICT DO NOTHING``) and both
-batches succeed.
+Works on the temporary table ``_fact``: the batch's normalised rows, or (when facts are loaded) only the rows whose
+key the reference tables lacked — all the rows of every unknown key — and, with ``backfill.mode: always``, the rows of
+keys that are auto-derived and pending review, whose still-empty columns ``fill_pending`` fills. Existing reference
+rows are never modified otherwise; a key two concurrent batches both discover is inserted once
+(``ON CONFLICT DO NOTHING``) and both batches succeed.
 """
 
 from __future__ import annotations

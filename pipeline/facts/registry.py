@@ -10,7 +10,7 @@ from django.db import models
 from pipeline.models import IncomeFact, ScaleFact
 from reference.registry import for_model
 
-INTERNAL_COLUMNS = {"id", "_batch_id"}
+INTERNAL_COLUMNS = {"id", "_batch_id", "_source_row"}
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class FactTable:
 
     @property
     def columns(self) -> dict[str, models.Field]:
-        """Business columns (db column → field), without the id and batch columns."""
+        """Business columns (db column → field), without the id, batch and source-row columns."""
         return {f.column: f for f in self.model._meta.concrete_fields if f.column not in INTERNAL_COLUMNS}
 
     @property

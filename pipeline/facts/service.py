@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, DataError, connection, transaction
 from django.utils import timezone
 
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
-from pipeline.bulk import bulk_write_mode, use_bulk_memory
+from pipeline.bulk import bulk_write_mode, skip_jit, use_bulk_memory
 from pipeline.config import load_config, load_domain
 from pipeline.dry_run import rolled_back_if
 from pipeline.config.loader import LoadedConfig, LoadedDomain
@@ -38,6 +38,8 @@ from pipeline.models import AlertKind, DerivedReference, FactBatch, FactStatus
 from pipeline.reports import report_batch
 from refgov.identifiers import quote_pg as q
 from reference.history import Action, change_context
+from reference.models import KeyAlias, Source
+from reference.registry import get_table
 from reference.stewardship.usage import refresh_usage
 
 logger = logging.getLogger("refgov.facts")
@@ -161,6 +163,7 @@ def _run(
     try:
         with transaction.atomic(), connection.cursor() as cur:
             use_bulk_memory(cur)
+            skip_jit(cur)
             file = open_fact_file(
                 path, sheet=sheet, aliases=domain.aliases, required=domain.required_columns,
                 encoding=encoding or domain.files.encoding,
@@ -168,16 +171,31 @@ def _run(
             stager = FactStager(domain=domain, fact=fact, file=file, progress=progress)
             progress("reading")
             staged = stager.stage(cur)
-            progress(f"{staged.rows:,} rows read; checking keys")
             batch.rows_read = staged.rows
             batch.periods = [m.isoformat() for m in staged.months]
             for month in staged.months:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"refgov.facts.{fact.name}.{month}"])
-            _check_lengths(cur, fact, file)
-            result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
-            if load_facts:
-                progress("loading facts")
-                batch.rows_replaced, batch.rows_loaded = _load(cur, fact, domain.replace_scope, batch)
+            if not load_facts:
+                progress(f"{staged.rows:,} rows read; checking keys")
+                stager.materialise(cur)
+                _check_lengths(cur, fact, file)
+                result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
+            else:
+                progress(f"{staged.rows:,} rows read; loading facts")
+                existing = _existing_rows(cur, fact, up_to=staged.rows + 1)
+                # A load that at least doubles the table checks its foreign keys and builds its indexes once,
+                # set-based; a monthly load into a large table keeps them (rebuilding would cost more than the
+                # deferred per-row checks).
+                bulk = staged.rows >= BULK_FACT_ROWS and staged.rows > existing
+                with bulk_write_mode(cur, fact.name, enabled=bulk, primary_key=True):
+                    batch.rows_loaded, aliased = _insert(
+                        cur, fact, stager, batch, with_pending=config.config.backfill.mode == "always"
+                    )
+                    batch.rows_replaced = _replace_scope(cur, fact, domain.replace_scope, batch) if existing else 0
+                    progress("checking keys")
+                    result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
+                    for column, rows in aliased.items():
+                        result.tables[fact.reference_columns[column]].aliased_rows += rows
             for table, derived in result.tables.items():
                 if derived.inserted or derived.filled:
                     refresh_usage(table=table, keys=derived.inserted + derived.filled)
@@ -297,20 +315,75 @@ def _ensure_references(
     return tables
 
 
-def _load(cur, fact, scope: list[str], batch: FactBatch) -> tuple[int, int]:
-    """Replace the batch's scope (e.g. 月度 + 业务类型 + 计划类型) and insert its rows; returns (replaced, loaded)."""
+def _existing_rows(cur, fact, *, up_to: int) -> int:
+    """Rows already in the fact table, counted up to ``up_to`` only."""
+    cur.execute(f"SELECT count(*) FROM (SELECT FROM {q(fact.name)} LIMIT %s) t", [up_to])
+    return cur.fetchone()[0]
+
+
+def _insert(cur, fact, stager: FactStager, batch: FactBatch, *, with_pending: bool) -> tuple[int, dict[str, int]]:
+    """Normalise the staged rows into the fact table in one pass, resolve keys stewards merged away, then keep the
+    rows with a key the reference tables lack (and, ``with_pending``, a key still pending review) as ``_fact``: all
+    that deriving references needs, a few percent of the batch. Returns (rows loaded, alias-resolved rows per column)."""
+    target = q(fact.name)
+    columns = ", ".join(q(c) for c in fact.columns)
+    wanted = []
+    for column, table in fact.reference_columns.items():
+        key, ref = q(get_table(table).key_column), q(table)
+        wanted.append(f"i.{q(column)} NOT IN (SELECT {key} FROM {ref})")
+        if with_pending:
+            wanted.append(
+                f"i.{q(column)} IN (SELECT {key} FROM {ref} WHERE _needs_review AND _source = '{Source.AUTO_DERIVED.value}')"
+            )
+    try:
+        with transaction.atomic():
+            cur.execute(
+                f"CREATE TEMP TABLE _fact ON COMMIT DROP AS SELECT _source_row AS _row, {columns} FROM {target} "
+                "WITH NO DATA"
+            )
+            cur.execute(
+                f"INSERT INTO {target} (_source_row, {columns}, _batch_id) "
+                f"SELECT _row, {columns}, {int(batch.pk)} FROM ({stager.normalised_sql()}) n"
+            )
+            loaded = cur.rowcount
+            aliased = _resolve_aliases(cur, fact, batch)
+            cur.execute(
+                f"INSERT INTO _fact SELECT _source_row, {columns} FROM {target} i "
+                f"WHERE _batch_id = {int(batch.pk)} AND ({' OR '.join(wanted)})"
+            )
+    except DataError:
+        stager.materialise(cur)  # to name the row and column of a value that does not fit
+        _check_lengths(cur, fact, stager.file)
+        raise
+    cur.execute(f"ANALYZE _fact ({', '.join(q(c) for c in sorted(fact.reference_columns))})")
+    return loaded, aliased
+
+
+def _resolve_aliases(cur, fact, batch: FactBatch) -> dict[str, int]:
+    """Point the batch's rows that use a key a steward merged away at the right key (only tables with aliases)."""
+    aliases = q(KeyAlias._meta.db_table)
+    cur.execute(f'SELECT DISTINCT "table" FROM {aliases}')
+    with_aliases = {t for (t,) in cur.fetchall()}
+    resolved = {}
+    for column, table in fact.reference_columns.items():
+        if table in with_aliases:
+            cur.execute(
+                f'UPDATE {q(fact.name)} t SET {q(column)} = a.canonical FROM {aliases} a '
+                f'WHERE a."table" = %s AND t._batch_id = %s AND t.{q(column)} = a.alias',
+                [table, batch.pk],
+            )
+            if cur.rowcount:
+                resolved[column] = cur.rowcount
+    return resolved
+
+
+def _replace_scope(cur, fact, scope: list[str], batch: FactBatch) -> int:
+    """Delete the earlier rows of the batch's scope (e.g. 月度 + 业务类型 + 计划类型); returns how many."""
     target = q(fact.name)
     match = " AND ".join(f"t.{q(c)} IS NOT DISTINCT FROM s.{q(c)}" if c != "月度" else f"t.{q(c)} = s.{q(c)}" for c in scope)
     cur.execute(
-        f"DELETE FROM {target} t USING (SELECT DISTINCT {', '.join(q(c) for c in scope)} FROM _fact) s WHERE {match}"
+        f"DELETE FROM {target} t USING (SELECT DISTINCT {', '.join(q(c) for c in scope)} FROM {target} "
+        f"WHERE _batch_id = %s) s WHERE {match} AND t._batch_id <> %s",
+        [batch.pk, batch.pk],
     )
-    replaced = cur.rowcount
-    columns = ", ".join(q(c) for c in fact.columns)
-    cur.execute(f"SELECT (SELECT count(*) FROM _fact), (SELECT count(*) FROM {target})")
-    incoming, existing = cur.fetchone()
-    # A load that at least doubles the table checks its foreign keys and builds its indexes once, set-based;
-    # a monthly load into a large table keeps them (rebuilding would cost more than per-row checks).
-    with bulk_write_mode(cur, fact.name, enabled=incoming >= BULK_FACT_ROWS and incoming > existing):
-        cur.execute(f"INSERT INTO {target} ({columns}, _batch_id) SELECT {columns}, %s FROM _fact", [batch.pk])
-        loaded = cur.rowcount
-    return replaced, loaded
+    return cur.rowcount

@@ -1,9 +1,10 @@
 """Stage a fact file in PostgreSQL: read rows, type them, normalise keys, fill derived columns (set-based).
 
-The result is the temporary table ``_fact`` with the fact table's columns plus ``_row`` (the row number a user sees
-in the file). Numbers are typed by COPY itself; a file whose numbers COPY cannot read (thousands separators,
-percentages, full-width digits) is staged again with each number parsed in Python, so that a value that really is
-not a number is reported with its file, sheet, row and column.
+``stage`` copies the file into the temporary relation ``_fact_raw``; ``normalised_sql`` selects from it the fact
+table's columns plus ``_row`` (the row number a user sees in the file), to be inserted into the fact table in one
+pass, or kept as the temporary table ``_fact`` (``materialise``). Numbers are typed by COPY itself; a file whose
+numbers COPY cannot read (thousands separators, percentages, full-width digits) is staged again with each number
+parsed in Python, so that a value that really is not a number is reported with its file, sheet, row and column.
 """
 
 from __future__ import annotations
@@ -67,16 +68,20 @@ class FactStager:
             except DataError:
                 cur.execute("TRUNCATE _fact_raw")
                 rows = self._copy(cur, parse_numbers=True)
-        months = self._months(cur)
-        self._normalise(cur)
-        return Staged(rows=rows, months=months)
+        return Staged(rows=rows, months=self._months(cur))
+
+    def materialise(self, cur) -> None:
+        """The temporary table ``_fact`` of all normalised rows (for a run that loads no facts)."""
+        cur.execute(f"CREATE TEMP TABLE _fact ON COMMIT DROP AS {self.normalised_sql()}")
+        cur.execute(f"ANALYZE _fact ({', '.join(q(c) for c in sorted(self.fact.reference_columns))})")
 
     def drop(self, cur) -> None:
         """Drop the staging relations now (they would only go at commit, and a caller may stage again first)."""
-        cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass('_fact_raw')")
-        kind = cur.fetchone()[0]
-        cur.execute(f"DROP {'VIEW' if kind == 'v' else 'TABLE'} _fact_raw")
-        cur.execute("DROP TABLE IF EXISTS _fact_csv, _months, _fact")
+        for name in ("_fact", "_fact_raw"):
+            cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", [name])
+            if found := cur.fetchone():
+                cur.execute(f"DROP {'VIEW' if found[0] == 'v' else 'TABLE'} {name}")
+        cur.execute("DROP TABLE IF EXISTS _fact_csv, _months")
 
     def _typed_columns(self, names: dict[str, str] | None = None) -> str:
         return ", ".join(
@@ -91,7 +96,10 @@ class FactStager:
         Any surprise (a blank line, a quoted empty number, thousands separators, a bad byte) raises, and the caller
         falls back to reading the file row by row, which also names the row and column of a real error."""
         names = {c: f"_c{i}" for i, c in enumerate(self.file.columns)}
-        cur.execute(f"CREATE TEMP TABLE _fact_csv (_seq integer GENERATED ALWAYS AS IDENTITY, {self._typed_columns(names)}) ON COMMIT DROP")
+        cur.execute(
+            "CREATE TEMP TABLE _fact_csv (_seq integer GENERATED ALWAYS AS IDENTITY (CACHE 100000), "
+            f"{self._typed_columns(names)}) ON COMMIT DROP"
+        )
         with self.file.path.open("rb") as fh:
             header = b""
             for _ in range(self.file.header_row):
@@ -102,15 +110,16 @@ class FactStager:
                 f"WITH (FORMAT csv, DELIMITER E'{delimiter}', ENCODING '{PG_ENCODINGS[self.file.encoding]}')"
             )
             total = max(self.file.path.stat().st_size, 1)
-            with cur.connection.cursor() as raw, raw.copy(sql) as copy:
-                while block := fh.read(1 << 20):
-                    copy.write(block)
-                    if fh.tell() % (32 << 20) < (1 << 20):
-                        self.progress(f"{fh.tell() * 100 // total}% of the file read")
+            with cur.connection.cursor() as raw:
+                with raw.copy(sql) as copy:
+                    while block := fh.read(1 << 20):
+                        copy.write(block)
+                        if fh.tell() % (32 << 20) < (1 << 20):
+                            self.progress(f"{fh.tell() * 100 // total}% of the file read")
+                rows = raw.rowcount
         columns = ", ".join(f"{q(names[c])} AS {q(c)}" for c in self.columns)
         cur.execute(f"CREATE TEMP VIEW _fact_raw AS SELECT _seq + {int(self.file.header_row)} AS _row, {columns} FROM _fact_csv")
-        cur.execute("SELECT count(*) FROM _fact_csv")
-        return cur.fetchone()[0]
+        return rows
 
     def _rows(self, parse_numbers: bool) -> Iterator[tuple]:
         pick = itemgetter(*self.positions) if len(self.positions) > 1 else (lambda v: (v[self.positions[0]],))
@@ -174,8 +183,8 @@ class FactStager:
         placeholders = ", ".join(f"'{_literal(p.upper())}'" for p in self.domain.keys.placeholders if p.strip())
         return f"CASE WHEN {value} IN ({placeholders}) THEN NULL ELSE {value} END" if placeholders else value
 
-    def _normalise(self, cur) -> None:
-        """``_fact``: typed month, normalised keys, derived columns filled from reference tables.
+    def normalised_sql(self) -> str:
+        """``_row`` and the fact table's columns: typed month, normalised keys, derived columns from reference tables.
 
         The inner query computes each normalised value once (OFFSET 0 keeps PostgreSQL from inlining it into every
         use); the outer one applies prefixes, placeholders and lookups."""
@@ -209,17 +218,13 @@ class FactStager:
                 default = f"'{_literal(lookup.default)}'" if lookup.default is not None else "NULL"
                 value = f"COALESCE({value}, {alias}.key, {default})"
             outer.append(f"{value} AS {q(column)}")
-        cur.execute(
-            f"""
-            CREATE TEMP TABLE _fact ON COMMIT DROP AS
+        return f"""
             SELECT {', '.join(outer)}
             FROM (
                 SELECT {', '.join(inner)} FROM _fact_raw r JOIN _months m ON m.raw = coalesce(r."月度", '')
                 OFFSET 0
             ) v {' '.join(joins)}
             """
-        )
-        cur.execute(f"ANALYZE _fact ({', '.join(q(c) for c in sorted(keys))})")
 
 
 def _literal(text: str) -> str:

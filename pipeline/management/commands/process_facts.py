@@ -13,6 +13,9 @@ from pipeline.management.base import Failed, RefgovCommand
 class Command(RefgovCommand):
     help = "Phases 2+3: load fact files of a domain, auto-deriving the reference rows their unknown keys need."
     load_facts = True
+    # Django's system checks (models, admin, URLs) cost ~0.1 s per run and say nothing about fact files; the
+    # configuration this command depends on is validated by load_config / load_domain on every run.
+    requires_system_checks = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
