@@ -9,7 +9,7 @@ DB_NAME ?= refgov
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 export LEGACY_MYSQL_URL ?= mysql://root@127.0.0.1:3306
 
-.PHONY: demo qcluster test system-deps services venv db bench-preload bench-facts
+.PHONY: demo qcluster test system-deps services venv db bench-preload bench-facts bench-admin
 
 ## demo: install, create the databases, migrate, load the demo legacy data, preload, start the admin on :8000
 demo: venv services db
@@ -66,3 +66,7 @@ bench-preload: venv services
 ## bench-facts: the fact-processing benchmark (1M-row CSV, 40k-row workbook)
 bench-facts: venv services
 	$(PY) bench/facts.py
+
+## bench-admin: the steward workbench benchmark (1M portfolios, 100k pending review)
+bench-admin: venv services
+	$(PY) bench/admin.py
