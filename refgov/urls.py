@@ -4,6 +4,8 @@ from django.views.generic import RedirectView
 
 from pipeline.views import run_history_view
 
+admin.autodiscover()
+
 urlpatterns = [
     path("admin/history/", admin.site.admin_view(run_history_view), name="refgov_history"),
     path("admin/", admin.site.urls),

@@ -25,13 +25,6 @@ class PromoteResult:
     refused_keys: list[str] = field(default_factory=list)
     context_id: uuid.UUID | None = None
 
-    def refusal(self) -> str:
-        """One line naming what is missing, e.g. "3 rows lack 客户名称 (P1, P2, P3)"."""
-        fields = ", ".join(f"{name} ×{n}" for name, n in self.refused_by_field.items() if n)
-        keys = ", ".join(self.refused_keys)
-        more = " …" if self.refused > len(self.refused_keys) else ""
-        return f"{self.refused} rows not promoted, required fields missing: {fields} (e.g. {keys}{more})"
-
 
 @transaction.atomic
 def promote(*, queryset: QuerySet, user) -> PromoteResult:

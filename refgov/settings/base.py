@@ -28,7 +28,7 @@ DEBUG = False
 ALLOWED_HOSTS = [h for h in env("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1").split(",") if h]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "django.contrib.admin.apps.SimpleAdminConfig",  # admin modules load with the URLs (requests), not in every command
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
