@@ -250,6 +250,11 @@ def test_spreadsheet_round_trip_export_fill_import_with_preview(steward, tmp_pat
     assert after["N1"] == ("新计划一", before["N1"][1])  # the suggestion the steward kept
     assert {k: v for k, v in after.items() if k not in {"N1", "N2"}} == {k: v for k, v in before.items() if k not in {"N1", "N2"}}
     assert AnnuityPlan.objects.get(pk="N2").source == Source.AUTO_DERIVED  # importing never promotes
+    from reference.history_models import ReferenceEvent
+
+    [event] = ReferenceEvent.objects.filter(key="N2")
+    assert event.context.metadata["action"] == "import" and event.context.metadata["username"] == STEWARD_GROUP
+    assert (event.before["客户名称"], event.after["客户名称"]) == ("客户二", "客户二（已核实）")
 
 
 def test_import_of_an_unknown_key_is_refused_and_changes_nothing(steward, tmp_path):
