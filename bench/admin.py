@@ -92,6 +92,8 @@ def main() -> None:
     client.force_login(user)
     queue = "/admin/reference/portfolioplan/?needs_review__exact=1"
 
+    import refgov.urls  # noqa: F401 — registers the admin classes (SimpleAdminConfig)
+
     model_admin = admin.site._registry[PortfolioPlan]
     queries = {}
     for per_page in (50, 100, 200):

@@ -312,6 +312,8 @@ def test_queue_queries_do_not_grow_with_the_page_size(steward, monkeypatch):
         for i in range(60)
     )  # fmt: skip
     PortfolioPlanUsage.objects.bulk_create(PortfolioPlanUsage(row_id=f"Q{i:04d}", fact_rows=i) for i in range(60))
+    import refgov.urls  # noqa: F401 — registers the admin classes (SimpleAdminConfig)
+
     model_admin = admin.site._registry[PortfolioPlan]
     counts = []
     for per_page in (10, 50):
