@@ -40,7 +40,7 @@ from refgov.identifiers import quote_pg as q
 from reference.history import Action, change_context
 from reference.models import KeyAlias, Source
 from reference.registry import get_table
-from reference.stewardship.usage import refresh_usage
+from reference.stewardship.usage import CLOSING_ASSETS, record_batch_usage, refresh_usage
 
 logger = logging.getLogger("refgov.facts")
 UNKNOWN_LIST_LIMIT = 200
@@ -196,9 +196,8 @@ def _run(
                     result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
                     for column, rows in aliased.items():
                         result.tables[fact.reference_columns[column]].aliased_rows += rows
-            for table, derived in result.tables.items():
-                if derived.inserted or derived.filled:
-                    refresh_usage(table=table, keys=derived.inserted + derived.filled)
+            if load_facts:
+                _record_usage(loaded, fact, result.tables)
             stager.drop(cur)
             batch.status = FactStatus.LOADED
             batch.finished_at = timezone.now()
@@ -313,6 +312,19 @@ def _ensure_references(
     batch.new_references = {t: len(d.inserted) for t, d in tables.items()}
     batch.filled_references = {t: len(d.filled) for t, d in tables.items() if d.filled}
     return tables
+
+
+def _record_usage(loaded: LoadedDomain, fact, tables: dict[str, DerivedTable]) -> None:
+    """The review queue's weights: new keys from this batch's rows in ``_fact``; filled pending keys (which earlier
+    batches may use too) from the fact tables."""
+    for fk in loaded.fk_order:
+        derived = tables[fk.target_table]
+        record_batch_usage(
+            table=fk.target_table, column=fk.source_column, keys=derived.inserted,
+            assets=CLOSING_ASSETS in fact.columns,
+        )  # fmt: skip
+        if derived.filled:
+            refresh_usage(table=fk.target_table, keys=derived.filled)
 
 
 def _existing_rows(cur, fact, *, up_to: int) -> int:
