@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,13 +67,20 @@ def main() -> None:
     import django
 
     django.setup()
+    work = Path(tempfile.mkdtemp(prefix="refgov-bench-facts-"))
+    try:
+        measure(work, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # a 250 MB CSV per run
+
+
+def measure(work: Path, args) -> None:
     import pandas as pd
 
     from pipeline.demo.facts import FactWorkbook
     from pipeline.demo.legacy import LegacyDataset, create_legacy_databases
     from pipeline.sources.legacy_mysql import MySQLServer
 
-    work = Path(tempfile.mkdtemp(prefix="refgov-bench-facts-"))
     dataset = LegacyDataset()
     create_legacy_databases(MySQLServer.from_settings(), dataset, hub_db=HUB, enterprise_db=ENT)
     sh(["bash", "-c", f"dropdb -h 127.0.0.1 -U postgres --if-exists {BENCH_DB} && createdb -h 127.0.0.1 -U postgres {BENCH_DB}"])

@@ -12,6 +12,7 @@ from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
 from .admin_stewardship import (
+    DerivedAtFilter,
     DomainFilter,
     RequiredMissingFilter,
     StewardshipAdminMixin,
@@ -56,7 +57,7 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
         "needs_review",
         RequiredMissingFilter,
         DomainFilter,
-        ("derived_at", admin.DateFieldListFilter),
+        ("derived_at", DerivedAtFilter),
     )
     readonly_fields = TRACKING_FIELDS
     show_full_result_count = False

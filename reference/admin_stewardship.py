@@ -5,6 +5,7 @@ Thin callers of ``reference.stewardship``; every changing view requires the mode
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from urllib.parse import quote
 
@@ -282,3 +283,40 @@ class DomainFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         return queryset.filter(derived_from_domain=self.value()) if self.value() else queryset
+
+
+class DerivedAtFilter(admin.DateFieldListFilter):
+    """The preset ranges plus a from / to date form (``derived_at__gte`` / ``derived_at__lt``, local days)."""
+
+    template = "admin/reference/date_range_filter.html"
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        since, until = f"{field_path}__gte", f"{field_path}__lt"
+        for name in (since, until):
+            values = params.get(name)
+            if values and _is_day(values[-1]):
+                day = dt.date.fromisoformat(values[-1])
+                params[name] = [timezone.make_aware(dt.datetime.combine(day, dt.time())).isoformat()]
+        super().__init__(field, request, params, model, model_admin, field_path)
+        self.since_day = _day_of(self.used_parameters.get(since))
+        self.until_day = _day_of(self.used_parameters.get(until))
+        self.since_name, self.until_name = since, until
+        self.kept_params = [(k, v) for k, v in request.GET.items() if k not in {since, until, "p"}]
+
+
+def _is_day(value: str) -> bool:
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
+
+
+def _day_of(value) -> str:
+    value = value[-1] if isinstance(value, list) else value
+    if not value:
+        return ""
+    try:
+        return timezone.localtime(dt.datetime.fromisoformat(str(value))).date().isoformat()
+    except ValueError:
+        return ""

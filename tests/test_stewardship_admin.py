@@ -324,3 +324,17 @@ def test_queue_queries_do_not_grow_with_the_page_size(steward, monkeypatch):
         counts.append(len(captured.captured_queries))
     assert counts[0] == counts[1]
     assert response.context["cl"].result_list[0].pk == "Q0059"  # the heaviest first
+
+
+def test_derivation_date_range_filter(steward):
+    for code, days in [("N1", 1), ("N2", 10), ("N3", 40)]:
+        pending(code, days)
+    today = timezone.localdate()
+    since, until = (today - timedelta(days=15)).isoformat(), (today - timedelta(days=5)).isoformat()
+
+    response = steward.get(CHANGELIST + f"?needs_review__exact=1&derived_at__gte={since}&derived_at__lt={until}")
+
+    assert keys(response) == ["N2"]
+    form = response.content.decode().split('class="refgov-date-range"')[1].split("</form>")[0]
+    assert f'value="{since}"' in form and f'value="{until}"' in form
+    assert 'name="needs_review__exact" value="1"' in form  # the other filters are kept
