@@ -32,6 +32,17 @@ def steward(django_user_model):
     return user
 
 
+def steward_page(browser, url: str):
+    """A Chinese-locale page logged in as the steward, on the admin index."""
+    page = browser.new_page(locale="zh-CN")
+    page.goto(f"{url}/admin/login/")
+    page.fill("#id_username", "steward")
+    page.fill("#id_password", "pw-steward-1")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{url}/admin/")
+    return page
+
+
 def test_steward_sees_preloaded_data_and_completes_an_auto_derived_plan(live_server, legacy, config_dir, steward):
     from playwright.sync_api import sync_playwright
 
@@ -48,12 +59,7 @@ def test_steward_sees_preloaded_data_and_completes_an_auto_derived_plan(live_ser
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
         )
-        page = browser.new_page(locale="zh-CN")
-        page.goto(f"{live_server.url}/admin/login/")
-        page.fill("#id_username", "steward")
-        page.fill("#id_password", "pw-steward-1")
-        page.click("input[type=submit]")
-        page.wait_for_url(f"{live_server.url}/admin/")
+        page = steward_page(browser, live_server.url)
         assert "年金计划" in page.content()
         dashboard = page.locator("#refgov-dashboard")
         assert "参考数据健康度" in dashboard.inner_text() and "3.2%" in dashboard.inner_text()  # 1 of 31 plans
@@ -100,12 +106,7 @@ def test_steward_clears_the_review_queue_in_the_browser(live_server, steward, tm
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(locale="zh-CN")
-        page.goto(f"{live_server.url}/admin/login/")
-        page.fill("#id_username", "steward")
-        page.fill("#id_password", "pw-steward-1")
-        page.click("input[type=submit]")
-        page.wait_for_url(f"{live_server.url}/admin/")
+        page = steward_page(browser, live_server.url)
 
         page.goto(f"{live_server.url}/admin/reference/annuityplan/?needs_review__exact=1")
         assert page.locator("#result_list tbody tr").count() == 3
