@@ -43,8 +43,8 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
     """Base admin for a TrackedReference model.
 
     Subclasses set ``key_field`` and ``name_fields`` (and optionally ``extra_list_fields`` /
-    ``extra_search_fields``); ``list_display`` and ``search_fields`` are derived from them unless the subclass
-    declares its own.
+    ``extra_search_fields``); ``list_display`` (the key, the first two name fields, the extra ones, then the
+    stewardship columns) and ``search_fields`` (all of them) are derived from them unless the subclass declares its own.
     """
 
     key_field: str = ""
@@ -78,15 +78,15 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
         if not cls.key_field:
             return
         if "list_display" not in cls.__dict__:
+            # Review state is in the source badge, the filter and the completeness column: no column of its own.
             cls.list_display = (
                 cls.key_field,
-                *cls.name_fields,
+                *cls.name_fields[:2],
                 *cls.extra_list_fields,
                 "source_badge",
-                "completeness",
                 "weight",
+                "completeness",
                 "age",
-                "needs_review",
                 "derived_from_domain",
             )
         if "search_fields" not in cls.__dict__:
@@ -114,7 +114,6 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
                 F("usage__closing_assets").desc(nulls_last=True),
                 F("usage__fact_rows").desc(nulls_last=True),
                 "derived_at",
-                "pk",
             ]
         return super().get_ordering(request)
 
@@ -162,7 +161,7 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
 @admin.register(AnnuityPlan)
 class AnnuityPlanAdmin(TrackedReferenceAdmin):
     key_field = "plan_code"
-    name_fields = ("short_name", "full_name", "customer_name")
+    name_fields = ("short_name", "customer_name", "full_name")
     extra_list_fields = ("plan_type", "status")
 
 
