@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext as _
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -68,7 +69,7 @@ def resolve_alerts(*, channel: str, resolution: str, key: str | None = None, kin
         for alert in closing:
             alert.resolved_at, alert.resolution = now, resolution
             alert.save(update_fields=["resolved_at", "resolution"])
-            subject = f"resolved: {alert.subject}"
+            subject = _("resolved: %(subject)s") % {"subject": alert.subject}
             transaction.on_commit(
                 lambda s=subject, k=alert.key: notify(channel=channel, subject=s, text=resolution, data={"alert": k})
             )
@@ -120,10 +121,13 @@ def check_shares(*, threshold: float, channel: str) -> dict[str, dict]:
     for table, s in shares.items():
         hold(
             s["share"] > threshold, kind=AlertKind.SHARE_HIGH, key=f"share_high:{table}",
-            subject=f"{table}: auto-derived share {s['share']:.1%} above {threshold:.0%}",
-            text=f"{table}: {s['auto_derived']} of {s['total']} rows auto-derived, {s['pending']} pending review",
+            subject=_("%(table)s: auto-derived share %(share)s above %(threshold)s")
+            % {"table": table, "share": f"{s['share']:.1%}", "threshold": f"{threshold:.0%}"},
+            text=_("%(table)s: %(auto)d of %(total)d rows auto-derived, %(pending)d pending review")
+            % {"table": table, "auto": s["auto_derived"], "total": s["total"], "pending": s["pending"]},
             data={"table": table, **s, "threshold": threshold}, channel=channel,
-            resolution=f"{table}: auto-derived share {s['share']:.1%}, at or below {threshold:.0%}",
+            resolution=_("%(table)s: auto-derived share %(share)s, at or below %(threshold)s")
+            % {"table": table, "share": f"{s['share']:.1%}", "threshold": f"{threshold:.0%}"},
         )  # fmt: skip
     return shares
 
@@ -140,9 +144,11 @@ def check_alerts(*, config: LoadedConfig, now: dt.datetime | None = None) -> Ale
         stale = ref.model.objects.filter(needs_review=True, derived_at__lt=cutoff).count()
         hold(
             stale > 0, kind=AlertKind.STALE_REVIEWS, key=f"stale_reviews:{ref.name}",
-            subject=f"{ref.name}: {stale} rows pending review for more than {settings.stale_review_days} days",
+            subject=_("%(table)s: %(rows)d rows pending review for more than %(days)d days")
+            % {"table": ref.name, "rows": stale, "days": settings.stale_review_days},
             data={"table": ref.name, "rows": stale, "days": settings.stale_review_days}, channel=channel,
-            resolution=f"{ref.name}: no row pending review for more than {settings.stale_review_days} days",
+            resolution=_("%(table)s: no row pending review for more than %(days)d days")
+            % {"table": ref.name, "days": settings.stale_review_days},
         )  # fmt: skip
     late = {s.name: s for s in late_schedules(grace_minutes=settings.missed_schedule_minutes, now=now)}
     prefix = f"{AlertKind.MISSED_SCHEDULE.value}:"
@@ -155,9 +161,10 @@ def check_alerts(*, config: LoadedConfig, now: dt.datetime | None = None) -> Ale
         due = f"{timezone.localtime(s.next_run):%Y-%m-%d %H:%M}" if s else ""
         hold(
             s is not None, kind=AlertKind.MISSED_SCHEDULE, key=f"{prefix}{name}",
-            subject=f"schedule {name} did not run (due {due}, {s.minutes_late} min late); is qcluster running?" if s else "",
+            subject=_("schedule %(name)s did not run (due %(due)s, %(late)d min late); is qcluster running?")
+            % {"name": name, "due": due, "late": s.minutes_late} if s else "",
             data={"schedule": name, "minutes_late": s.minutes_late} if s else None, channel=channel,
-            resolution=f"schedule {name} is on time again",
+            resolution=_("schedule %(name)s is on time again") % {"name": name},
         )  # fmt: skip
     result = AlertCheck()
     result.open = list(Alert.objects.filter(resolved_at__isnull=True).order_by("first_seen").values_list("subject", flat=True))

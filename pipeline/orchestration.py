@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from croniter import croniter
+from django.utils.translation import gettext as _
 from django.utils import timezone
 
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
@@ -44,13 +45,15 @@ class PreloadState:
 
     def describe(self) -> str:
         if not self.expected:
-            return "no preload configured"
+            return _("no preload configured")
         start = f"{timezone.localtime(self.window_start):%Y-%m-%d %H:%M}"
         if self.succeeded:
-            return f"preload run #{self.succeeded.pk} of the window from {start} synced every table"
+            return _("preload run #%(run)d of the window from %(start)s synced every table") % {"run": self.succeeded.pk, "start": start}
         if self.last_run:
-            return f"preload run #{self.last_run.pk} of the window from {start} {self.last_run.status}"
-        return f"no preload run since {start}"
+            return _("preload run #%(run)d of the window from %(start)s: %(status)s") % {
+                "run": self.last_run.pk, "start": start, "status": self.last_run.get_status_display(),
+            }  # fmt: skip
+        return _("no preload run since %(start)s") % {"start": start}
 
 
 def covered_every_table(runs):
@@ -128,7 +131,7 @@ def run_fact_window(
         result.outcome = "waiting: facts are not loaded without a current preload under this strategy"
         raise_alert(
             kind=AlertKind.FACTS_WAITING, key=AlertKind.FACTS_WAITING.value, channel=channel,
-            subject=f"{len(result.waiting)} fact files wait for the preload ({state.describe()})",
+            subject=_("%(n)d fact files wait for the preload (%(state)s)") % {"n": len(result.waiting), "state": state.describe()},
             text="\n".join(result.waiting), data={"files": result.waiting},
         )  # fmt: skip
         return result
@@ -140,11 +143,11 @@ def run_fact_window(
     result.outcome = "degraded" if result.degraded else "processed"
     loaded = [b for p in result.inbox.processed for b in p["batches"]]
     if loaded or result.inbox.rejected:
-        resolve_alerts(key=AlertKind.FACTS_WAITING.value, channel=channel, resolution="the waiting files were processed")
+        resolve_alerts(key=AlertKind.FACTS_WAITING.value, channel=channel, resolution=_("the waiting files were processed"))
     if result.degraded and loaded:
         raise_alert(
             kind=AlertKind.DEGRADED, key=AlertKind.DEGRADED.value, channel=channel,
-            subject=f"fact files loaded in degraded mode: {state.describe()}",
+            subject=_("fact files loaded in degraded mode: %(state)s") % {"state": state.describe()},
             text="\n".join(f"{b['domain']}: {b['file']} batch #{b['batch_id']}" for b in loaded),
             data={"batches": [b["batch_id"] for b in loaded]},
         )  # fmt: skip

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from pipeline.alerts import check_shares
 from pipeline.share_history import record_share_snapshot
@@ -220,7 +221,7 @@ def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
     lines.append(f"report: {path}")
     notify(
         channel=channel,
-        subject=f"{n} new auto-derived reference rows from {batch.file_name}",
+        subject=_("%(n)d new auto-derived reference rows from %(file)s") % {"n": n, "file": batch.file_name},
         text="\n".join(lines),
         data={
             "batch_id": batch_id,

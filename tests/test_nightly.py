@@ -111,8 +111,8 @@ def test_outage_loads_degraded_alerts_once_and_the_next_preload_heals(night, set
     assert (night.inbox / "processed" / first).exists()
 
     messages = sent()
-    assert sum(m.startswith("[data-quality-alerts] preload run") for m in messages) == 1  # two failed runs, one alert
-    assert sum("degraded mode" in m for m in messages) == 1
+    assert sum(m.startswith("[data-quality-alerts] 预加载运行") for m in messages) == 1  # two failed runs, one alert
+    assert sum("降级模式" in m for m in messages) == 1
     assert Alert.objects.get(kind=AlertKind.DEGRADED).times_seen == 2
 
     settings.LEGACY_MYSQL_URL = night.legacy_url
@@ -122,8 +122,8 @@ def test_outage_loads_degraded_alerts_once_and_the_next_preload_heals(night, set
     assert healed.source == Source.AUTHORITATIVE and not healed.needs_review
     assert SyncUpgrade.objects.filter(table="年金计划", key=known).exists()
     assert not Alert.objects.filter(resolved_at__isnull=True, kind__in=[AlertKind.PRELOAD_FAILED, AlertKind.DEGRADED])
-    resolved = [m for m in sent() if m.startswith("[") and "resolved:" in m]
-    assert len(resolved) == 2 and any("auto-derived rows upgraded" in m for m in resolved)
+    resolved = [m for m in sent() if m.startswith("[") and "已解除：" in m]
+    assert len(resolved) == 2 and any("已升级为权威记录" in m for m in resolved)
     assert preload_state(config=load_config()).current
 
 
@@ -137,7 +137,7 @@ def test_preload_only_facts_wait_for_the_preload(night, settings, sent):
         assert window.outcome.startswith("waiting") and window.inbox is None
     assert not FactBatch.objects.exists() and (night.inbox / name).exists()
     assert SyncRun.objects.filter(trigger=CATCH_UP_TRIGGER).count() == 1
-    assert sum("fact files wait for the preload" in m for m in sent()) == 1
+    assert sum("个事实文件在等待预加载" in m for m in sent()) == 1
 
     settings.LEGACY_MYSQL_URL = night.legacy_url
     preload_task()  # succeeds and hands the waiting files on
@@ -191,7 +191,7 @@ def test_alerts_are_sent_once_per_condition(night, sent):
     assert resolve_alerts(key="batch_rejected:x:a.xlsx", channel="ops", resolution="loaded") == 1
     assert resolve_alerts(key="batch_rejected:x:a.xlsx", channel="ops", resolution="loaded") == 0
     raise_alert(kind=AlertKind.BATCH_REJECTED, key="batch_rejected:x:a.xlsx", subject="a.xlsx rejected", channel="ops")
-    assert sent() == ["[ops] a.xlsx rejected: ", "[ops] resolved: a.xlsx rejected: loaded", "[ops] a.xlsx rejected: "]
+    assert sent() == ["[ops] a.xlsx rejected: ", "[ops] 已解除：a.xlsx rejected: loaded", "[ops] a.xlsx rejected: "]
 
 
 def test_stale_reviews_and_missed_schedules_alert_once_and_clear(night, sent):
@@ -206,18 +206,18 @@ def test_stale_reviews_and_missed_schedules_alert_once_and_clear(night, sent):
     second = check_alerts(config=config)
 
     assert first.open == second.open
-    stale = [m for m in sent() if "pending review for more than 14 days" in m]
-    missed = [m for m in sent() if "refgov.preload did not run" in m]
-    assert len(stale) == 1 and "年金计划: 1 rows" in stale[0]
-    assert len(missed) == 1 and "is qcluster running?" in missed[0]
+    stale = [m for m in sent() if "待审核已超过 14 天" in m]
+    missed = [m for m in sent() if "定时任务 refgov.preload 未运行" in m]
+    assert len(stale) == 1 and "年金计划：1 行" in stale[0]
+    assert len(missed) == 1 and "qcluster 是否在运行？" in missed[0]
     assert Alert.objects.get(kind=AlertKind.MISSED_SCHEDULE).times_seen == 2
 
     AnnuityPlan.objects.filter(plan_code="OLD1").update(needs_review=False, source=Source.AUTHORITATIVE)
     Schedule.objects.filter(name="refgov.preload").update(next_run=timezone.now() + dt.timedelta(hours=20))
     assert check_alerts(config=config).open == []
-    resolved = [m for m in sent() if "resolved:" in m]
-    assert sum("pending review for more than" in m for m in resolved) == 1
-    assert sum("refgov.preload did not run" in m for m in resolved) == 1
+    resolved = [m for m in sent() if "已解除：" in m]
+    assert sum("待审核已超过" in m for m in resolved) == 1
+    assert sum("定时任务 refgov.preload 未运行" in m for m in resolved) == 1
 
 
 def test_a_rejected_inbox_file_alerts_once(night, sent):
@@ -228,7 +228,7 @@ def test_a_rejected_inbox_file_alerts_once(night, sent):
         window = run_fact_window(trigger="poll")
         assert window.rejected
     assert FactBatch.objects.filter(status=FactStatus.REJECTED).count() == 2
-    assert sum("202409_规模明细.xlsx" in m and "nothing loaded" in m for m in sent()) == 1
+    assert sum("202409_规模明细.xlsx" in m and "未加载任何数据" in m for m in sent()) == 1
 
 
 def test_a_failure_after_a_success_in_the_same_window_counts(night, settings):
@@ -236,4 +236,4 @@ def test_a_failure_after_a_success_in_the_same_window_counts(night, settings):
     settings.LEGACY_MYSQL_URL = DOWN
     run_preload()
     state = preload_state(config=load_config())
-    assert not state.current and state.describe().endswith("partial")
+    assert not state.current and state.describe().endswith("部分成功")

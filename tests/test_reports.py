@@ -234,15 +234,15 @@ def test_report_batch_writes_file_and_notifies_with_share_alert(
     html = path.read_text(encoding="utf-8")
     assert "N001" in html and "N002" in html and "XN001" in html and "N003" not in html
     messages = [r.getMessage() for r in logs.records if r.name == "refgov.notify"]
-    batch_msg = next(m for m in messages if "new auto-derived reference rows" in m)
-    assert "3 new auto-derived reference rows from 202411.xlsx" in batch_msg
+    batch_msg = next(m for m in messages if "行自动派生参考数据" in m)
+    assert "202411.xlsx 新增 3 行自动派生参考数据" in batch_msg
     assert "年金计划: 2 (N002, N001)" in batch_msg and str(path) in batch_msg
-    alerts = [m for m in messages if "auto-derived share" in m]
-    assert len(alerts) == 1 and "组合计划: auto-derived share 100.0% above 60%" in alerts[0]  # 年金计划 is 50%
+    alerts = [m for m in messages if "自动派生占比" in m]
+    assert len(alerts) == 1 and "组合计划：自动派生占比 100.0%，超过阈值 60%" in alerts[0]  # 年金计划 is 50%
 
     with django_capture_on_commit_callbacks(execute=True):
         report_batch(data["new"].pk, channel="dq", alert_share=0.6)
-    again = [r.getMessage() for r in logs.records if r.name == "refgov.notify" and "auto-derived share" in r.getMessage()]
+    again = [r.getMessage() for r in logs.records if r.name == "refgov.notify" and "自动派生占比" in r.getMessage()]
     assert len(again) == 1  # the share alert is still open: not sent a second time
     assert Alert.objects.get(resolved_at__isnull=True).times_seen == 2
 
@@ -275,7 +275,7 @@ def test_fact_batch_with_new_plan_reports_and_notifies(config, reports, logs, tm
     report = reports / f"batch_{result.batch.pk}.html"
     assert report.is_file() and "N0042" in report.read_text(encoding="utf-8")
     messages = [r.getMessage() for r in logs.records if r.name == "refgov.notify"]
-    assert any(f"[{backfill['notification_channel']}]" in m and "from 202411_新.xlsx" in m for m in messages)
+    assert any(f"[{backfill['notification_channel']}] 202411_新.xlsx 新增" in m for m in messages)
 
 
 def test_dry_run_does_not_report(config, reports, tmp_path, django_capture_on_commit_callbacks):

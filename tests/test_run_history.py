@@ -123,7 +123,7 @@ def test_check_alerts_command(config_copy):
     Schedule.objects.filter(name="refgov.alerts").update(next_run=timezone.now() - dt.timedelta(hours=1))
     out = io.StringIO()
     call_command("check_alerts", "--json", stdout=out)
-    assert any("refgov.alerts did not run" in s for s in json.loads(out.getvalue())["open"])
+    assert any("定时任务 refgov.alerts 未运行" in s for s in json.loads(out.getvalue())["open"])
     err = io.StringIO()
     with pytest.raises(SystemExit) as exit_info:
         call_command("check_alerts", "--strict", stdout=io.StringIO(), stderr=err)

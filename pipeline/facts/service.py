@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from django.utils.translation import gettext as _
 from django.db import DatabaseError, DataError, connection, transaction
 from django.utils import timezone
 
@@ -212,7 +213,7 @@ def _run(
     logger.info("fact batch %s %s: %s", batch.pk, path.name, batch.message)
     if load_facts:
         resolve_alerts(
-            key=_rejected_key(batch), channel=alert_channel(config), resolution=f"batch #{batch.pk} loaded {batch.file_name}"
+            key=_rejected_key(batch), channel=alert_channel(config), resolution=_("batch #%(batch)d loaded %(file)s") % {"batch": batch.pk, "file": batch.file_name}
         )
     return result
 
@@ -228,7 +229,8 @@ def _record_failure(batch: FactBatch, config: LoadedConfig, status: str, message
     logger.error("fact batch %s %s %s: %s", batch.pk, batch.file_name, status, message)
     raise_alert(
         kind=AlertKind.BATCH_REJECTED, key=_rejected_key(batch), channel=alert_channel(config),
-        subject=f"{batch.domain}: {batch.file_name} {batch.get_status_display()} (batch #{batch.pk}), nothing loaded",
+        subject=_("%(domain)s: %(file)s %(status)s (batch #%(batch)d), nothing loaded")
+        % {"domain": batch.domain, "file": batch.file_name, "status": batch.get_status_display(), "batch": batch.pk},
         text=message, data={"batch_id": batch.pk, "domain": batch.domain, "file": batch.file_path},
     )  # fmt: skip
 

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import psycopg
+from django.utils.translation import gettext as _
 from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
@@ -202,16 +203,18 @@ def _alert(config: LoadedConfig, run: SyncRun, results: list[SyncTableResult], u
     """A failed or partial run opens the preload alert; a successful one closes it and any degraded-mode alert."""
     channel = alert_channel(config)
     if run.status == RunStatus.SUCCESS:
-        resolve_alerts(kind=AlertKind.PRELOAD_FAILED, channel=channel, resolution=f"preload run #{run.pk} succeeded")
+        resolve_alerts(kind=AlertKind.PRELOAD_FAILED, channel=channel, resolution=_("preload run #%(run)d succeeded") % {"run": run.pk})
         resolve_alerts(
             kind=AlertKind.DEGRADED, channel=channel,
-            resolution=f"preload run #{run.pk} succeeded; {len(upgrades)} auto-derived rows upgraded to authoritative",
+            resolution=_("preload run #%(run)d succeeded; %(n)d auto-derived rows upgraded to authoritative")
+            % {"run": run.pk, "n": len(upgrades)},
         )  # fmt: skip
         return
     failed = [r.table for r in results if r.status != TableStatus.SUCCESS]
     raise_alert(
         kind=AlertKind.PRELOAD_FAILED, key=AlertKind.PRELOAD_FAILED.value, channel=channel,
-        subject=f"preload run #{run.pk} {run.status}" + (f": {', '.join(failed)} not synced" if failed else ""),
+        subject=_("preload run #%(run)d %(status)s") % {"run": run.pk, "status": run.get_status_display()}
+        + (_(": %(tables)s not synced") % {"tables": "、".join(failed)} if failed else ""),
         text=run.message, data={"run_id": run.pk, "status": run.status, "tables_failed": failed},
     )  # fmt: skip
 
