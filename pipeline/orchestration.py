@@ -23,7 +23,7 @@ from pipeline.config.loader import LoadedConfig
 from pipeline.config.schema import PreloadMissing, Strategy
 from pipeline.facts.inbox import InboxResult, process_inbox, waiting_files
 from pipeline.facts.service import blocks_unknown_keys
-from pipeline.models import AlertKind, RunStatus, SyncRun, TableStatus
+from pipeline.models import AlertKind, FactStatus, RunStatus, SyncRun, TableStatus
 from pipeline.preload import PreloadBusy, preload_running, run_preload
 
 logger = logging.getLogger("refgov.orchestration")
@@ -141,7 +141,7 @@ def run_fact_window(
         result.outcome = "waiting: another fact run holds the inbox"
         return result
     result.outcome = "degraded" if result.degraded else "processed"
-    loaded = [b for p in result.inbox.processed for b in p["batches"]]
+    loaded = [b for p in result.inbox.processed for b in p["batches"] if b["status"] == FactStatus.LOADED]
     if loaded or result.inbox.rejected:
         resolve_alerts(key=AlertKind.FACTS_WAITING.value, channel=channel, resolution=_("the waiting files were processed"))
     if result.degraded and loaded:
