@@ -120,6 +120,13 @@ def test_merge_repoints_facts_and_children_and_later_loads_resolve_the_typo(conf
     assert ScaleFact.objects.filter(plan_id=right, month__year=2024, month__month=12).count() == 1
     assert IncomeFact.objects.filter(plan_id=right).count() == 1
 
+    backfill_only = process_fact_file(
+        domain="annuity_performance", path=write_xlsx(tmp_path / "d.xlsx", {"规模明细": [scale_row(计划号=typo)]}),
+        load_facts=False,
+    )  # fmt: skip
+    assert backfill_only.batch.new_references["年金计划"] == 0
+    assert "merged keys resolved: 年金计划 1 rows" in backfill_only.batch.message
+
 
 def test_merge_refusals_change_nothing(config_copy, django_user_model):
     user = django_user_model.objects.create_user("s")

@@ -42,16 +42,20 @@ class DerivedTable:
     aliased_rows: int = 0
 
 
-def resolve_aliases(cur, fk: ForeignKey) -> int:
-    """Replace keys a steward merged away (``KeyAlias``) by the right key in the batch; returns the rows changed."""
-    aliases = q(KeyAlias._meta.db_table)
-    cur.execute(f'SELECT EXISTS (SELECT 1 FROM {aliases} WHERE "table" = %s)', [fk.target_table])
-    if not cur.fetchone()[0]:
-        return 0
-    column = q(fk.source_column)
+def tables_with_aliases(cur) -> set[str]:
+    """Reference tables that have keys a steward merged away (``KeyAlias``)."""
+    cur.execute(f'SELECT DISTINCT "table" FROM {q(KeyAlias._meta.db_table)}')
+    return {t for (t,) in cur.fetchall()}
+
+
+def resolve_aliases(cur, *, relation: str, column: str, table: str, batch_id: int | None = None) -> int:
+    """In ``relation`` (the staged ``_fact``, or a fact table's rows of ``batch_id``), replace keys of ``table`` a
+    steward merged away by the right key; returns the rows changed."""
+    batch = "AND t._batch_id = %s" if batch_id is not None else ""
     cur.execute(
-        f'UPDATE _fact f SET {column} = a.canonical FROM {aliases} a WHERE a."table" = %s AND f.{column} = a.alias',
-        [fk.target_table],
+        f'UPDATE {q(relation)} t SET {q(column)} = a.canonical FROM {q(KeyAlias._meta.db_table)} a '
+        f'WHERE a."table" = %s {batch} AND t.{q(column)} = a.alias',
+        [table] + ([batch_id] if batch_id is not None else []),
     )
     return cur.rowcount
 

@@ -30,6 +30,7 @@ from pipeline.facts.references import (
     insert_derived,
     pending_keys,
     resolve_aliases,
+    tables_with_aliases,
     template_values,
     unknown_keys,
 )
@@ -39,7 +40,7 @@ from pipeline.models import AlertKind, DerivedReference, FactBatch, FactStatus
 from pipeline.reports import report_batch
 from refgov.identifiers import quote_pg as q
 from reference.history import Action, change_context
-from reference.models import KeyAlias, Source
+from reference.models import Source
 from reference.registry import get_table
 from reference.stewardship.usage import CLOSING_ASSETS, record_batch_usage, refresh_usage
 
@@ -180,6 +181,7 @@ def _run(
                 progress(f"{staged.rows:,} rows read; checking keys")
                 stager.materialise(cur)
                 _check_lengths(cur, fact, file)
+                aliased = _resolve_aliases(cur, fact, relation="_fact")
                 result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
             else:
                 progress(f"{staged.rows:,} rows read; loading facts")
@@ -195,8 +197,8 @@ def _run(
                     batch.rows_replaced = _replace_scope(cur, fact, domain.replace_scope, batch) if existing else 0
                     progress("checking keys")
                     result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
-                    for column, rows in aliased.items():
-                        result.tables[fact.reference_columns[column]].aliased_rows += rows
+            for column, rows in aliased.items():
+                result.tables[fact.reference_columns[column]].aliased_rows = rows
             if load_facts:
                 _record_usage(loaded, fact, result.tables)
             stager.drop(cur)
@@ -272,11 +274,9 @@ def _ensure_references(
     values = template_values(months, domain.domain, file.path.name) if months else {}
     refresh = config.config.backfill.mode == "always"
     for fk in loaded.fk_order:
-        aliased = resolve_aliases(cur, fk)
         pending = pending_keys(cur, fk) if refresh and not blocking else []
         found = unknown_keys(cur, fk)
         derived = tables[fk.target_table] = DerivedTable(table=fk.target_table, unknown=found, pending=pending)
-        derived.aliased_rows = aliased
         if blocking or not (found or pending):
             continue
         keys = [u.key for u in found + pending]
@@ -360,7 +360,7 @@ def _insert(cur, fact, stager: FactStager, batch: FactBatch, *, with_pending: bo
                 f"SELECT _row, {columns}, {int(batch.pk)} FROM ({stager.normalised_sql()}) n"
             )
             loaded = cur.rowcount
-            aliased = _resolve_aliases(cur, fact, batch)
+            aliased = _resolve_aliases(cur, fact, relation=fact.name, batch_id=batch.pk)
             cur.execute(
                 f"INSERT INTO _fact SELECT _source_row, {columns} FROM {target} i "
                 f"WHERE _batch_id = {int(batch.pk)} AND ({' OR '.join(wanted)})"
@@ -373,21 +373,15 @@ def _insert(cur, fact, stager: FactStager, batch: FactBatch, *, with_pending: bo
     return loaded, aliased
 
 
-def _resolve_aliases(cur, fact, batch: FactBatch) -> dict[str, int]:
-    """Point the batch's rows that use a key a steward merged away at the right key (only tables with aliases)."""
-    aliases = q(KeyAlias._meta.db_table)
-    cur.execute(f'SELECT DISTINCT "table" FROM {aliases}')
-    with_aliases = {t for (t,) in cur.fetchall()}
+def _resolve_aliases(cur, fact, *, relation: str, batch_id: int | None = None) -> dict[str, int]:
+    """Point the rows that use a key a steward merged away at the right key; rows changed per fact column."""
+    with_aliases = tables_with_aliases(cur)
     resolved = {}
     for column, table in fact.reference_columns.items():
         if table in with_aliases:
-            cur.execute(
-                f'UPDATE {q(fact.name)} t SET {q(column)} = a.canonical FROM {aliases} a '
-                f'WHERE a."table" = %s AND t._batch_id = %s AND t.{q(column)} = a.alias',
-                [table, batch.pk],
-            )
-            if cur.rowcount:
-                resolved[column] = cur.rowcount
+            rows = resolve_aliases(cur, relation=relation, column=column, table=table, batch_id=batch_id)
+            if rows:
+                resolved[column] = rows
     return resolved
 
 
