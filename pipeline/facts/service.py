@@ -22,6 +22,7 @@ from pipeline.config import load_config, load_domain
 from pipeline.dry_run import rolled_back_if
 from pipeline.config.loader import LoadedConfig, LoadedDomain
 from pipeline.config.schema import Strategy
+from pipeline.facts.csv_parts import drop_after_load
 from pipeline.facts.readers import FactFileError, open_fact_file
 from pipeline.facts.references import (
     DerivedTable,
@@ -131,14 +132,22 @@ def process_fact_file(
         if previous is not None:
             return FactResult(batch=previous, skipped_as=previous)
 
+    part_tables: list[str] = []
+
     def work() -> FactResult:
         batch = FactBatch.objects.create(
             domain=domain, file_name=path.name, file_path=str(path.resolve()), sheet=sheet or "",
             checksum=checksum, size_bytes=size, degraded=degraded,
         )  # fmt: skip
-        return _run(batch, loaded, config, path, sheet, encoding, load_facts=load_facts, progress=progress or _quiet)
+        return _run(
+            batch, loaded, config, path, sheet, encoding, load_facts=load_facts, progress=progress or _quiet,
+            part_tables=part_tables,
+        )  # fmt: skip
 
-    result = rolled_back_if(dry_run, work)
+    try:
+        result = rolled_back_if(dry_run, work)
+    finally:
+        drop_after_load(part_tables)
     result.dry_run = dry_run
     backfill = config.config.backfill
     if not dry_run and backfill.notify_on_new_records and any(d.inserted for d in result.tables.values()):
@@ -156,7 +165,7 @@ def _quiet(message: str) -> None:
 
 def _run(
     batch: FactBatch, loaded: LoadedDomain, config: LoadedConfig, path: Path, sheet, encoding, *, load_facts: bool,
-    progress: Progress,
+    progress: Progress, part_tables: list[str],
 ) -> FactResult:
     domain = loaded.config
     fact = fact_table(domain.fact_table)
@@ -170,7 +179,7 @@ def _run(
                 path, sheet=sheet, aliases=domain.aliases, required=domain.required_columns,
                 encoding=encoding or domain.files.encoding,
             )  # fmt: skip
-            stager = FactStager(domain=domain, fact=fact, file=file, progress=progress)
+            stager = FactStager(domain=domain, fact=fact, file=file, progress=progress, part_tables=part_tables)
             progress("reading")
             staged = stager.stage(cur)
             batch.rows_read = staged.rows

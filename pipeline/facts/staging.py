@@ -10,17 +10,20 @@ parsed in Python, so that a value that really is not a number is reported with i
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from operator import itemgetter
 
 import psycopg
+from django.conf import settings
 from django.db import connection, models, transaction
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.errors import DataError
 
 from pipeline.config.domain_schema import DomainConfig
+from pipeline.facts import csv_parts
 from pipeline.facts.readers import FactFile, FactFileError, parse_month, parse_number
 from pipeline.facts.registry import FactTable
 from refgov.identifiers import quote_pg as q
@@ -43,7 +46,9 @@ def _numeric(field: models.Field) -> bool:
 
 
 class FactStager:
-    def __init__(self, *, domain: DomainConfig, fact: FactTable, file: FactFile, progress: Progress):
+    def __init__(
+        self, *, domain: DomainConfig, fact: FactTable, file: FactFile, progress: Progress, part_tables: list[str]
+    ):
         self.domain = domain
         self.fact = fact
         self.file = file
@@ -51,6 +56,7 @@ class FactStager:
         # The fact columns this file provides, in file order.
         self.columns = [c for c in file.columns if c in fact.columns]
         self.positions = [file.columns.index(c) for c in self.columns]
+        self.part_tables = part_tables  # filled with the committed tables of a CSV copied in parts (``csv_parts``)
 
     def stage(self, cur) -> Staged:
         rows = None
@@ -82,6 +88,8 @@ class FactStager:
             if found := cur.fetchone():
                 cur.execute(f"DROP {'VIEW' if found[0] == 'v' else 'TABLE'} {name}")
         cur.execute("DROP TABLE IF EXISTS _fact_csv, _months")
+        if self.part_tables:
+            cur.execute(f"DROP TABLE IF EXISTS {', '.join(self.part_tables)}")
 
     def _typed_columns(self, names: dict[str, str] | None = None) -> str:
         return ", ".join(
@@ -91,35 +99,72 @@ class FactStager:
         )
 
     def _copy_csv(self, cur) -> int:
-        """Fast path for a plain CSV: PostgreSQL parses and transcodes the file itself (COPY ... FORMAT csv).
+        """Fast path for a plain CSV: PostgreSQL parses and transcodes the file itself (COPY ... FORMAT csv), a large
+        file in parts on several connections at once (``csv_parts``).
 
         Any surprise (a blank line, a quoted empty number, thousands separators, a bad byte) raises, and the caller
         falls back to reading the file row by row, which also names the row and column of a real error."""
         names = {c: f"_c{i}" for i, c in enumerate(self.file.columns)}
+        columns_sql = self._typed_columns(names)
         cur.execute(
             "CREATE TEMP TABLE _fact_csv (_seq integer GENERATED ALWAYS AS IDENTITY (CACHE 100000), "
-            f"{self._typed_columns(names)}) ON COMMIT DROP"
+            f"{columns_sql}) ON COMMIT DROP"
         )
-        with self.file.path.open("rb") as fh:
+        path = self.file.path
+        with path.open("rb") as fh:
             header = b""
             for _ in range(self.file.header_row):
                 header = fh.readline()
-            delimiter = "\t" if b"\t" in header and b"," not in header else ","
-            sql = (
-                f"COPY _fact_csv ({', '.join(q(n) for n in names.values())}) FROM STDIN "
-                f"WITH (FORMAT csv, DELIMITER E'{delimiter}', ENCODING '{PG_ENCODINGS[self.file.encoding]}')"
-            )
-            total = max(self.file.path.stat().st_size, 1)
-            with cur.connection.cursor() as raw:
-                with raw.copy(sql) as copy:
-                    while block := fh.read(1 << 20):
-                        copy.write(block)
-                        if fh.tell() % (32 << 20) < (1 << 20):
-                            self.progress(f"{fh.tell() * 100 // total}% of the file read")
-                rows = raw.rowcount
+            body = fh.tell()
+        delimiter = "\t" if b"\t" in header and b"," not in header else ","
+        copy_sql = (
+            f"COPY {{table}} ({', '.join(q(n) for n in names.values())}) FROM STDIN "
+            f"WITH (FORMAT csv, DELIMITER E'{delimiter}', ENCODING '{PG_ENCODINGS[self.file.encoding]}')"
+        )
+        size = max(path.stat().st_size, 1)
+        parts = settings.REFGOV_FACT_COPY_PARTS if size >= settings.REFGOV_FACT_PARALLEL_MIN_BYTES else 1
+        ranges = csv_parts.record_ranges(path, body, parts) if parts > 1 else [(body, size)]
+        step, first_part, done = 32 << 20, max(ranges[0][1] - ranges[0][0], 1), [0]
+
+        def report(length: int) -> None:  # the first part's progress stands for all (the parts advance together)
+            before, done[0] = done[0], done[0] + length
+            if before // step != done[0] // step:
+                self.progress(f"{min(done[0] * 100 // first_part, 100)}% of the file read")
+
+        with cur.connection.cursor() as raw:
+            if len(ranges) == 1:
+                counts = [csv_parts.copy_range(raw, copy_sql.format(table="_fact_csv"), path, *ranges[0], report)]
+            else:
+                counts = self._copy_parts(raw, copy_sql, columns_sql, ranges, report)
         columns = ", ".join(f"{q(names[c])} AS {q(c)}" for c in self.columns)
-        cur.execute(f"CREATE TEMP VIEW _fact_raw AS SELECT _seq + {int(self.file.header_row)} AS _row, {columns} FROM _fact_csv")
-        return rows
+        selects, offset = [], int(self.file.header_row)
+        for table, count in zip(["_fact_csv", *self.part_tables], counts):
+            selects.append(f"SELECT _seq + {offset} AS _row, {columns} FROM {table}")
+            offset += count
+        cur.execute(f"CREATE TEMP VIEW _fact_raw AS {' UNION ALL '.join(selects)}")
+        return sum(counts)
+
+    def _copy_parts(self, raw, copy_sql: str, columns_sql: str, ranges, report) -> list[int]:
+        """The first range into ``_fact_csv`` here, the others on worker connections at the same time."""
+        csv_parts.sweep_stale()
+        token = csv_parts.new_token()
+        with ThreadPoolExecutor(max_workers=len(ranges) - 1) as pool:
+            futures = [
+                pool.submit(csv_parts.copy_part, token, i, columns_sql, copy_sql, self.file.path, *ranges[i])
+                for i in range(1, len(ranges))
+            ]
+            try:
+                first = csv_parts.copy_range(raw, copy_sql.format(table="_fact_csv"), self.file.path, *ranges[0], report)
+            except BaseException:
+                wait(futures)
+                csv_parts.drop_parts([csv_parts.part_table(token, i) for i, f in enumerate(futures, 1) if not f.exception()])
+                raise
+        tables = [csv_parts.part_table(token, i) for i, f in enumerate(futures, 1) if not f.exception()]
+        if len(tables) < len(futures):
+            csv_parts.drop_parts(tables)
+            raise next(f.exception() for f in futures if f.exception())  # the caller falls back to row by row
+        self.part_tables.extend(tables)
+        return [first, *(f.result() for f in futures)]
 
     def _rows(self, parse_numbers: bool) -> Iterator[tuple]:
         pick = itemgetter(*self.positions) if len(self.positions) > 1 else (lambda v: (v[self.positions[0]],))

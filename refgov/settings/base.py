@@ -93,6 +93,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LEGACY_MYSQL_URL = env("LEGACY_MYSQL_URL", "mysql://root@127.0.0.1:3306")
 # PostgreSQL work_mem / maintenance_work_mem inside a table sync's transaction (hash joins of whole tables).
 REFGOV_SYNC_WORK_MEM = env("REFGOV_SYNC_WORK_MEM", "256MB")
+# A plain CSV fact file at least this large is copied into PostgreSQL in this many parts, on as many connections
+# (PostgreSQL parses each part on its own core).
+REFGOV_FACT_COPY_PARTS = int(env("REFGOV_FACT_COPY_PARTS", "2"))
+REFGOV_FACT_PARALLEL_MIN_BYTES = int(env("REFGOV_FACT_PARALLEL_MIN_BYTES", str(32 << 20)))
 REFGOV_CONFIG_DIR = Path(env("REFGOV_CONFIG_DIR", str(BASE_DIR / "config"))).resolve()
 # Notifications (pipeline.notify): notifier names, e-mail recipients, webhook URL.
 REFGOV_NOTIFIERS = [n.strip() for n in env("REFGOV_NOTIFIERS", "log").split(",") if n.strip()]

@@ -1,0 +1,136 @@
+"""A large plain CSV is copied into PostgreSQL in parts, one connection per part, so that PostgreSQL parses them in
+parallel (COPY itself is single-threaded).
+
+The file is cut after a line break outside quotes (PostgreSQL's own rule: every ``"`` toggles quoting), so every part
+starts at a record. The first part goes into the load's own temporary table; every other part is copied by a worker
+connection into an UNLOGGED table in the ``refgov_staging`` schema, committed so that the load's transaction can read
+it. The load drops those tables in its transaction; a table left behind by a crash is swept by the next parallel load
+once it is older than ``STALE_AFTER``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from django.db import connection
+
+from refgov.identifiers import quote_pg as q
+
+STAGING_SCHEMA = "refgov_staging"
+STALE_AFTER_SECONDS = 6 * 3600
+BLOCK = 1 << 20
+
+
+def record_ranges(path: Path, start: int, parts: int) -> list[tuple[int, int]]:
+    """Byte ranges ``[start, end)`` covering the file from ``start``, each beginning at a record, at most ``parts``."""
+    size = path.stat().st_size
+    bounds = [start]
+    with path.open("rb") as fh:
+        fh.seek(start)
+        position, quotes = start, 0
+        for index in range(1, parts):
+            target = start + (size - start) * index // parts
+            while position < target:
+                block = fh.read(min(BLOCK, target - position))
+                quotes += block.count(b'"')
+                position += len(block)
+            boundary, position, quotes = _next_record(fh, position, quotes)
+            if boundary is None or boundary >= size:
+                break
+            bounds.append(boundary)
+    bounds.append(size)
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _next_record(fh, position: int, quotes: int) -> tuple[int | None, int, int]:
+    """The offset just after the next line break outside quotes, and the scan state (position, quotes) there."""
+    while block := fh.read(1 << 16):
+        offset = 0
+        while (newline := block.find(b"\n", offset)) >= 0:
+            quotes += block.count(b'"', offset, newline)
+            offset = newline + 1
+            if quotes % 2 == 0:
+                fh.seek(position + offset)
+                return position + offset, position + offset, quotes
+        quotes += block.count(b'"', offset)
+        position += len(block)
+    return None, position, quotes
+
+
+def copy_range(cur, sql: str, path: Path, start: int, end: int, on_block: Callable[[int], None] | None = None) -> int:
+    """COPY the bytes ``[start, end)`` of ``path`` through ``sql``; returns the rows copied."""
+    with path.open("rb") as fh:
+        fh.seek(start)
+        with cur.copy(sql) as copy:
+            remaining = end - start
+            while remaining and (block := fh.read(min(BLOCK, remaining))):
+                copy.write(block)
+                remaining -= len(block)
+                if on_block is not None:
+                    on_block(len(block))
+        return cur.rowcount
+
+
+def part_table(token: str, index: int) -> str:
+    return f"{q(STAGING_SCHEMA)}.{q(f'fact_{token}_{index}')}"
+
+
+def new_token() -> str:
+    """Names this load's part tables: creation time (for the sweep) and a random suffix."""
+    return f"{int(time.time())}_{secrets.token_hex(4)}"
+
+
+def worker_connection() -> psycopg.Connection:
+    """A connection of its own to the load's database, in autocommit (each part commits when copied)."""
+    params = {k: v for k, v in connection.get_connection_params().items() if k not in {"cursor_factory", "context"}}
+    return psycopg.connect(**params, autocommit=True)
+
+
+def copy_part(token: str, index: int, columns_sql: str, copy_sql: str, path: Path, start: int, end: int) -> int:
+    """Create the part's table and COPY its range into it, on a worker connection; a failed part leaves no table."""
+    table = part_table(token, index)
+    with worker_connection() as conn, conn.cursor() as cur:
+        cur.execute("SET jit = off")
+        cur.execute(
+            f"CREATE UNLOGGED TABLE {table} (_seq integer GENERATED ALWAYS AS IDENTITY (CACHE 100000), {columns_sql})"
+        )
+        try:
+            return copy_range(cur, copy_sql.format(table=table), path, start, end)
+        except BaseException:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            raise
+
+
+def drop_parts(tables: list[str]) -> None:
+    """Drop part tables the load's transaction never read (else only that transaction may drop them)."""
+    if tables:
+        with worker_connection() as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
+
+
+def drop_after_load(tables: list[str]) -> None:
+    """Once the load's transaction is over (committed or rolled back), make sure its part tables are gone. Inside an
+    enclosing transaction (a dry run's is rolled back) that transaction still holds them: they wait for the sweep."""
+    if tables and not connection.in_atomic_block:
+        with connection.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
+
+
+def sweep_stale() -> None:
+    """Drop part tables older than ``STALE_AFTER_SECONDS`` (a load that crashed); skip any a live load still holds."""
+    with worker_connection() as conn:
+        conn.execute("SET lock_timeout = '200ms'")
+        names = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename ~ '^fact_[0-9]+_'", [STAGING_SCHEMA]
+        ).fetchall()
+        cutoff = time.time() - STALE_AFTER_SECONDS
+        for (name,) in names:
+            if int(name.split("_")[1]) < cutoff:
+                try:
+                    conn.execute(f"DROP TABLE IF EXISTS {q(STAGING_SCHEMA)}.{q(name)}")
+                except psycopg.errors.LockNotAvailable:
+                    pass

@@ -1,0 +1,148 @@
+"""A large plain CSV copied in parts on several connections: record boundaries, row numbers, fallback, clean-up."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import psycopg
+import pytest
+from django.db import connection
+
+from pipeline.facts import csv_parts
+from pipeline.facts.service import FactLoadError, process_fact_file
+from pipeline.models import DerivedReference, FactStatus, ScaleFact
+from tests.facts_support import create_references, scale_row, write_csv
+from tests.legacy import edit_config
+
+ROWS = 12_000
+
+
+def staging_tables() -> list[str]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", [csv_parts.STAGING_SCHEMA])
+        return [t for (t,) in cur.fetchall()]
+
+
+def records(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_ranges_start_at_records_even_inside_quoted_line_breaks(tmp_path, parts):
+    lines = [["月度", "计划名称"]] + [["202411", f"名称{i}" + ('\n"第二行"\n' if i % 7 == 3 else "")] for i in range(400)]
+    path = tmp_path / "quoted.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(lines)
+    data = path.read_bytes()
+    body = data.index(b"\n") + 1
+
+    ranges = csv_parts.record_ranges(path, body, parts)
+
+    assert len(ranges) == parts
+    assert ranges[0][0] == body and ranges[-1][1] == len(data)
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # contiguous, nothing lost or read twice
+    pieces = [records(data[a:b]) for a, b in ranges]
+    assert all(pieces) and sum(pieces, []) == lines[1:]  # every part parses into whole records
+
+
+def test_a_file_without_a_later_line_break_stays_one_range(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_bytes(b"a,b\n" + b"x" * 1000)
+    assert csv_parts.record_ranges(path, 4, 2) == [(4, 1004)]
+
+
+@pytest.fixture
+def parallel(config_copy, settings):
+    """Every CSV is copied in three parts, however small; references committed (transactional tests)."""
+    settings.REFGOV_FACT_PARALLEL_MIN_BYTES = 0
+    settings.REFGOV_FACT_COPY_PARTS = 3
+    create_references()
+    return config_copy
+
+
+def big_csv(tmp_path, *, changes: dict[int, dict] | None = None, multiline: bool = True) -> tuple:
+    """ROWS rows; every 1,000th row has a new plan (row number = index + 2); some names span lines."""
+    rows = []
+    for i in range(ROWS):
+        row = scale_row(计划名称=f"计划\n第{i}行" if multiline and i % 500 == 0 else f"计划{i}")
+        if i % 1000 == 999:
+            row.update(计划号=f"N7{i // 1000:03d}")
+        row.update((changes or {}).get(i, {}))
+        rows.append(row)
+    return write_csv(tmp_path / "parts.csv", rows), rows
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_csv_copied_in_parts_loads_every_row_with_its_own_row_number(parallel, tmp_path):
+    path, rows = big_csv(tmp_path)
+    dry = process_fact_file(domain="annuity_performance", path=path, dry_run=True)
+    assert dry.batch.rows_read == ROWS and ScaleFact.objects.count() == 0 and staging_tables() == []
+
+    result = process_fact_file(domain="annuity_performance", path=path)
+
+    assert result.batch.rows_read == ROWS and ScaleFact.objects.count() == ROWS
+    assert sorted(ScaleFact.objects.values_list("source_row", flat=True)) == list(range(2, ROWS + 2))
+    assert ScaleFact.objects.get(source_row=2 + 500).plan_name == "计划\n第500行"  # a record spanning lines
+    assert ScaleFact.objects.get(source_row=2 + 11_998).plan_name == "计划11998"  # the last part
+    for i in range(999, ROWS, 1000):
+        provenance = DerivedReference.objects.get(table="年金计划", key=f"N7{i // 1000:03d}")
+        assert provenance.row_numbers == [i + 2] and provenance.fact_rows == 1
+    assert staging_tables() == []  # dropped with the load's transaction
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_part_postgresql_cannot_parse_falls_back_to_reading_row_by_row(parallel, tmp_path):
+    # only in the last part; no line breaks in values (read row by row, a row is numbered by its first line)
+    path, _ = big_csv(tmp_path, changes={ROWS - 5: {"期末资产规模": "1,234,567.50"}}, multiline=False)
+
+    result = process_fact_file(domain="annuity_performance", path=path)
+
+    assert result.batch.rows_loaded == ROWS
+    assert ScaleFact.objects.get(source_row=ROWS - 5 + 2).closing_assets == 1234567.50
+    assert staging_tables() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_load_leaves_no_part_tables_and_no_rows(parallel, tmp_path):
+    edit_config(parallel, lambda d: d.update(strategy="preload_only"))
+    path, _ = big_csv(tmp_path)
+
+    with pytest.raises(FactLoadError, match=r"12 unknown keys .*N7000 \(rows 1001\)"):
+        process_fact_file(domain="annuity_performance", path=path)
+
+    assert ScaleFact.objects.count() == 0
+    assert staging_tables() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_part_tables_left_by_a_crashed_load_are_swept_once_stale(parallel, tmp_path):
+    stale, recent = f"fact_{int(time.time()) - csv_parts.STALE_AFTER_SECONDS - 60}_dead_1", f"fact_{int(time.time())}_live_1"
+    with connection.cursor() as cur:
+        for name in (stale, recent):
+            cur.execute(f'CREATE UNLOGGED TABLE "{csv_parts.STAGING_SCHEMA}"."{name}" (x int)')
+    path, _ = big_csv(tmp_path)
+
+    assert process_fact_file(domain="annuity_performance", path=path).batch.status == FactStatus.LOADED
+
+    assert staging_tables() == [recent]  # a recent one may belong to a load still running
+
+
+@pytest.mark.django_db
+def test_small_files_are_copied_in_one_piece(config_copy, tmp_path, settings, monkeypatch):
+    settings.REFGOV_FACT_PARALLEL_MIN_BYTES = 32 << 20
+    create_references()
+
+    def no_parts(*args, **kwargs):
+        raise AssertionError("a small file needs no worker connection")
+
+    monkeypatch.setattr(csv_parts, "copy_part", no_parts)
+    result = process_fact_file(domain="annuity_performance", path=write_csv(tmp_path / "s.csv", [scale_row()] * 3))
+    assert result.batch.rows_loaded == 3 and ScaleFact.objects.count() == 3
+
+
+def test_a_worker_connection_reaches_the_same_database():
+    with csv_parts.worker_connection() as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] == connection.settings_dict["NAME"]
+        assert isinstance(conn, psycopg.Connection) and conn.autocommit
