@@ -57,6 +57,10 @@ def reset_facts() -> None:
              "DELETE FROM business.\"年金计划\" WHERE _source = 'auto_derived'"])  # fmt: skip
 
 
+def checkpoint() -> None:
+    sh(PG + ["-d", BENCH_DB, "-c", "CHECKPOINT"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -99,15 +103,16 @@ def measure(work: Path, args) -> None:
     csv_path = big.write_csv(work / "202411_规模明细.csv")
     print(f"  {csv_path.stat().st_size / 2**20:,.0f} MB")
 
-    raws = []
+    # Raw copies and loads alternate, each after a CHECKPOINT: neither inherits the other's dirty buffers and WAL.
+    raws, runs = [], []
     for _ in range(args.repeat):
         sh(PG + ["-d", BENCH_DB, "-c", "TRUNCATE raw_scale"])
+        checkpoint()
         raws.append(timed(lambda: sh(PG + ["-d", BENCH_DB, "-c", f"\\copy raw_scale FROM '{csv_path}' WITH (FORMAT csv, HEADER true)"])))
-    raw = statistics.median(raws)
-    runs = []
-    for _ in range(args.repeat):
         reset_facts()
+        checkpoint()
         runs.append(run_manage(env, "process_facts", "--domain", "annuity_performance", str(csv_path), "--json"))
+    raw = statistics.median(raws)
     seconds = statistics.median(r[0] for r in runs)
     summary = runs[-1][2]["files"][0]
     print(f"raw \\copy        {raw:7.2f} s  median of {', '.join(f'{r:.2f}' for r in raws)}")
@@ -123,6 +128,7 @@ def measure(work: Path, args) -> None:
     xruns = []
     for _ in range(args.repeat):
         reset_facts()
+        checkpoint()
         xruns.append(run_manage(env, "process_facts", "--domain", "annuity_performance", str(xlsx_path), "--json"))
     xseconds = statistics.median(r[0] for r in xruns)
     print(f"pandas+calamine  {read:7.2f} s  median of {', '.join(f'{r:.2f}' for r in reads)}")
