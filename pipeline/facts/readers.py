@@ -27,6 +27,8 @@ from typing import Any
 
 from python_calamine import CalamineError, CalamineWorkbook
 
+from pipeline.facts import prefetch
+
 __all__ = ["FactFile", "FactFileError", "open_fact_file", "parse_month", "parse_number"]
 
 EXCEL_SUFFIXES = frozenset({".xlsx", ".xlsm"})
@@ -276,7 +278,7 @@ def _open_excel(path: Path, sheet: str | None) -> tuple[str, RecordSource, int]:
             raise FactFileError(path, f"several sheets are named {wanted!r}: {_names(matches)}")
         name = matches[0]
         try:
-            calamine_sheet = workbook.get_sheet_by_name(name)
+            calamine_sheet = prefetch.take(path, name) or workbook.get_sheet_by_name(name)
         except (CalamineError, OSError, ValueError) as exc:
             reason = f"not a readable Excel workbook: {exc or type(exc).__name__}"
             raise FactFileError(path, reason, sheet=name) from exc

@@ -1,0 +1,83 @@
+"""Parse the first workbook of a ``manage.py process_facts`` command line while Django starts.
+
+Parsing the sheet (calamine, in Rust, without holding the GIL) is the longest step of a workbook load and needs
+nothing from Django, so ``manage.py`` calls :func:`start_from_argv` before Django initialises, and the parse overlaps
+the start-up. The reader asks :func:`take` for the parsed sheet; when anything does not match (another sheet, a file
+changed since, a parse error), it simply parses the file itself. This module imports nothing from Django.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+from python_calamine import CalamineWorkbook
+
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+VALUE_OPTIONS = {"--domain", "--sheet", "--encoding", "--settings", "--pythonpath", "--verbosity", "-v"}
+
+_pending: dict[str, Future] = {}  # resolved path -> (sheet name, stat, parsed sheet) or None
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def start_from_argv(argv: list[str], default_config_dir: Path) -> None:
+    """For ``process_facts`` with a workbook argument, start parsing the first workbook's sheet in the background."""
+    if len(argv) < 3 or argv[1] != "process_facts":
+        return
+    options, files, words = {}, [], iter(argv[2:])
+    for word in words:
+        name, _, value = word.partition("=")
+        if name in VALUE_OPTIONS:
+            options[name] = value or next(words, "")
+        elif word.lower().endswith(EXCEL_SUFFIXES):
+            files.append(Path(word))
+    if not files or not files[0].is_file():
+        return
+    path = files[0].resolve()
+    future: Future = Future()
+    threading.Thread(
+        target=_parse, args=(future, path, options, default_config_dir), name="refgov-prefetch", daemon=True
+    ).start()
+    _pending[str(path)] = future
+
+
+def _parse(future: Future, path: Path, options: dict[str, str], default_config_dir: Path) -> None:
+    try:
+        sheet = options.get("--sheet") or _domain_sheet(options.get("--domain", ""), default_config_dir)
+        stat = _stat(path)
+        workbook = CalamineWorkbook.from_path(str(path))
+        try:
+            matches = [name for name in workbook.sheet_names if name.strip() == sheet.strip()]
+            parsed = (matches[0], stat, workbook.get_sheet_by_name(matches[0])) if len(matches) == 1 else None
+        finally:
+            workbook.close()
+        future.set_result(parsed)
+    except BaseException as exc:  # the reader parses the file itself and reports any error properly
+        future.set_exception(exc)
+
+
+def _domain_sheet(domain: str, default_config_dir: Path) -> str:
+    import yaml
+
+    config_dir = Path(os.environ.get("REFGOV_CONFIG_DIR") or default_config_dir)
+    data = yaml.safe_load((config_dir / "domains" / f"{domain}.yml").read_text(encoding="utf-8"))
+    return data["files"]["sheet"]
+
+
+def take(path: Path, sheet: str):
+    """The sheet of ``path`` parsed in the background, if it is the one wanted and the file is unchanged; else None."""
+    future = _pending.pop(str(path.resolve()), None)
+    if future is None or future.exception() is not None or future.result() is None:
+        return None
+    name, stat, parsed = future.result()
+    try:
+        unchanged = _stat(path) == stat
+    except OSError:
+        return None
+    return parsed if name == sheet and unchanged else None
