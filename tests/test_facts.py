@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import threading
+from collections import Counter
 
 import psycopg
 import pytest
@@ -220,6 +221,29 @@ def test_a_bad_month_and_a_missing_column_are_rejected(refs, tmp_path):
     with pytest.raises(FactFileError, match="计划代码"):
         process(write_xlsx(tmp_path / "c.xlsx", {"规模明细": [scale_row()]}, columns={"规模明细": header}))
     assert FactBatch.objects.filter(status=FactStatus.REJECTED).count() == 2
+
+
+@pytest.mark.parametrize("days", [3, 40])
+def test_every_spelling_of_a_month_maps_to_its_month(refs, tmp_path, days):
+    """A few spellings map through a CASE expression, many through a join: the same months either way."""
+    from pipeline.facts.staging import CASE_MONTHS
+
+    assert (days > CASE_MONTHS) == (days == 40)
+    spellings = [f"2024-{11 + d // 30:02d}-{1 + d % 30:02d}" for d in range(days)] + ["2024年11月", " 202411 "]
+    rows = [scale_row(月度=m, 计划类型=f"类型{i}") for i, m in enumerate(spellings)]
+    process(write_xlsx(tmp_path / "months.xlsx", {"规模明细": rows}))
+    months = Counter(str(m) for m in ScaleFact.objects.values_list("month", flat=True))
+    assert months == Counter(f"2024-{11 + d // 30:02d}-01" for d in range(days)) + Counter({"2024-11-01": 2})
+
+
+def test_a_month_with_a_quote_is_reported_not_injected(refs, tmp_path):
+    with pytest.raises(FactFileError, match=r"row 3, column 月度: \"2024'11\" is not a month"):
+        process(write_xlsx(tmp_path / "q.xlsx", {"规模明细": [scale_row(), scale_row(月度="2024'11")]}))
+
+
+def test_a_file_with_a_header_only_loads_nothing(refs, tmp_path):
+    result = process(write_csv(tmp_path / "empty.csv", []))
+    assert (result.batch.status, result.batch.rows_read, result.batch.rows_loaded) == (FactStatus.LOADED, 0, 0)
 
 
 def test_a_corrupt_file_is_rejected_and_recorded(refs, tmp_path):

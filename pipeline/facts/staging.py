@@ -38,6 +38,7 @@ class Staged:
 
 PG_ENCODINGS = {"utf-8": "UTF8", "gb18030": "GB18030", "gbk": "GBK"}
 PROGRESS_ROWS = 50_000
+CASE_MONTHS = 24  # up to this many distinct 月度 spellings map through a CASE expression, more through a join
 Progress = Callable[[str], None]
 
 
@@ -56,6 +57,7 @@ class FactStager:
         # The fact columns this file provides, in file order.
         self.columns = [c for c in file.columns if c in fact.columns]
         self.positions = [file.columns.index(c) for c in self.columns]
+        self.month_map: list[tuple[str, date]] = []  # each distinct 月度 spelling of the file and its month
         self.part_tables = part_tables  # filled with the committed tables of a CSV copied in parts (``csv_parts``)
 
     def stage(self, cur) -> Staged:
@@ -204,7 +206,7 @@ class FactStager:
 
     def _months(self, cur) -> list[date]:
         """Parse the few distinct 月度 spellings in Python (one implementation of every format), then map them."""
-        cur.execute('SELECT "月度", min(_row) FROM _fact_raw GROUP BY 1')
+        cur.execute('SELECT "月度", min(_row) FROM _fact_raw GROUP BY 1 ORDER BY 2')
         mapping = []
         for raw, first_row in cur.fetchall():
             try:
@@ -213,10 +215,13 @@ class FactStager:
                 raise FactFileError(
                     file=self.file.path, sheet=self.file.sheet, row=first_row, column="月度", reason=str(exc)
                 ) from None
-        cur.execute("CREATE TEMP TABLE _months (raw text NOT NULL, month date NOT NULL) ON COMMIT DROP")
-        with cur.connection.cursor() as raw, raw.copy("COPY _months (raw, month) FROM STDIN") as copy:
-            for row in mapping:
-                copy.write_row(row)
+        self.month_map = mapping
+        if len(mapping) > CASE_MONTHS:
+            cur.execute("CREATE TEMP TABLE _months (raw text NOT NULL, month date NOT NULL) ON COMMIT DROP")
+            with cur.connection.cursor() as raw, raw.copy("COPY _months (raw, month) FROM STDIN") as copy:
+                for row in mapping:
+                    copy.write_row(row)
+            cur.execute("ANALYZE _months")
         return sorted({m for _, m in mapping})
 
     def _key_expression(self, column: str) -> str:
@@ -234,7 +239,13 @@ class FactStager:
         The inner query computes each normalised value once (OFFSET 0 keeps PostgreSQL from inlining it into every
         use); the outer one applies prefixes, placeholders and lookups."""
         keys = set(self.fact.reference_columns)
-        inner = ["r._row", 'm.month AS "月度"']
+        if len(self.month_map) <= CASE_MONTHS:
+            whens = " ".join(f"WHEN '{_literal(raw)}' THEN DATE '{month.isoformat()}'" for raw, month in self.month_map)
+            month = f"""CASE coalesce(r."月度", '') {whens} END""" if whens else "NULL::date"
+            staged = "_fact_raw r"
+        else:
+            month, staged = "m.month", """_fact_raw r JOIN _months m ON m.raw = coalesce(r."月度", '')"""
+        inner = ["r._row", f'{month} AS "月度"']
         for column in self.columns:
             if column == "月度":
                 continue
@@ -266,7 +277,7 @@ class FactStager:
         return f"""
             SELECT {', '.join(outer)}
             FROM (
-                SELECT {', '.join(inner)} FROM _fact_raw r JOIN _months m ON m.raw = coalesce(r."月度", '')
+                SELECT {', '.join(inner)} FROM {staged}
                 OFFSET 0
             ) v {' '.join(joins)}
             """
