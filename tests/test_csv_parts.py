@@ -53,16 +53,27 @@ def test_a_file_without_a_later_line_break_stays_one_range(tmp_path):
     assert csv_parts.record_ranges(path, 4, 2) == [(4, 1004)]
 
 
+copied_parts: list[int] = []
+
+
 @pytest.fixture
-def parallel(config_copy, settings):
+def parallel(config_copy, settings, monkeypatch):
     """Every CSV is copied in three parts, however small; references committed (transactional tests)."""
     settings.REFGOV_FACT_PARALLEL_MIN_BYTES = 0
     settings.REFGOV_FACT_COPY_PARTS = 3
+    copy_part = csv_parts.copy_part
+
+    def counted(token, index, *args):
+        copied_parts.append(index)
+        return copy_part(token, index, *args)
+
+    copied_parts.clear()
+    monkeypatch.setattr(csv_parts, "copy_part", counted)
     create_references()
     return config_copy
 
 
-def big_csv(tmp_path, *, changes: dict[int, dict] | None = None, multiline: bool = True) -> tuple:
+def big_csv(tmp_path, *, changes: dict[int, dict] | None = None, multiline: bool = True, encoding: str = "utf-8") -> tuple:
     """ROWS rows; every 1,000th row has a new plan (row number = index + 2); some names span lines."""
     rows = []
     for i in range(ROWS):
@@ -71,17 +82,19 @@ def big_csv(tmp_path, *, changes: dict[int, dict] | None = None, multiline: bool
             row.update(计划号=f"N7{i // 1000:03d}")
         row.update((changes or {}).get(i, {}))
         rows.append(row)
-    return write_csv(tmp_path / "parts.csv", rows), rows
+    return write_csv(tmp_path / "parts.csv", rows, encoding=encoding), rows
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "gb18030"])  # neither has '"' or a line break inside a character
 @pytest.mark.django_db(transaction=True)
-def test_a_csv_copied_in_parts_loads_every_row_with_its_own_row_number(parallel, tmp_path):
-    path, rows = big_csv(tmp_path)
+def test_a_csv_copied_in_parts_loads_every_row_with_its_own_row_number(parallel, tmp_path, encoding):
+    path, rows = big_csv(tmp_path, encoding=encoding)
     dry = process_fact_file(domain="annuity_performance", path=path, dry_run=True)
     assert dry.batch.rows_read == ROWS and ScaleFact.objects.count() == 0 and staging_tables() == []
 
     result = process_fact_file(domain="annuity_performance", path=path)
 
+    assert sorted(copied_parts) == [1, 1, 2, 2]  # the dry run and the load, two worker parts each
     assert result.batch.rows_read == ROWS and ScaleFact.objects.count() == ROWS
     assert sorted(ScaleFact.objects.values_list("source_row", flat=True)) == list(range(2, ROWS + 2))
     assert ScaleFact.objects.get(source_row=2 + 500).plan_name == "计划\n第500行"  # a record spanning lines

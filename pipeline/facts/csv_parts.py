@@ -87,7 +87,7 @@ def new_token() -> str:
 def worker_connection() -> psycopg.Connection:
     """A connection of its own to the load's database, in autocommit (each part commits when copied)."""
     params = {k: v for k, v in connection.get_connection_params().items() if k not in {"cursor_factory", "context"}}
-    return psycopg.connect(**params, autocommit=True)
+    return psycopg.connect(**params, autocommit=True, application_name="refgov fact copy part")
 
 
 def copy_part(token: str, index: int, columns_sql: str, copy_sql: str, path: Path, start: int, end: int) -> int:
