@@ -246,6 +246,16 @@ def test_a_file_with_a_header_only_loads_nothing(refs, tmp_path):
     assert (result.batch.status, result.batch.rows_read, result.batch.rows_loaded) == (FactStatus.LOADED, 0, 0)
 
 
+def test_text_with_backslashes_tabs_and_line_breaks_arrives_unchanged(refs, tmp_path):
+    """Text read in Python reaches PostgreSQL through COPY: escapes round-trip, ``\\N`` text is not NULL."""
+    names = ["a\\b", "制表\t符", "换\n行", "回\r车", "\\N", "尾\\", "普通"]
+    rows = [scale_row(计划名称=name, 客户名称=None if i % 2 else "客户", 计划类型=f"类型{i}") for i, name in enumerate(names)]
+    process(write_xlsx(tmp_path / "escapes.xlsx", {"规模明细": rows}))
+    loaded = dict(ScaleFact.objects.values_list("plan_type", "plan_name"))
+    assert loaded == {f"类型{i}": name for i, name in enumerate(names)}
+    assert ScaleFact.objects.filter(customer_name__isnull=True).count() == 3
+
+
 def test_a_corrupt_file_is_rejected_and_recorded(refs, tmp_path):
     path = tmp_path / "broken.xlsx"
     path.write_bytes(b"PK\x03\x04 this is not really a workbook")
