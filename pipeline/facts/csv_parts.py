@@ -5,7 +5,7 @@ The file is cut after a line break outside quotes (PostgreSQL's own rule: every 
 starts at a record. The first part goes into the load's own temporary table; every other part is copied by a worker
 connection into an UNLOGGED table in the ``refgov_staging`` schema, committed so that the load's transaction can read
 it. The load drops those tables in its transaction; a table left behind by a crash is swept by the next parallel load
-once it is older than ``STALE_AFTER``.
+once it is older than ``STALE_AFTER_SECONDS``.
 """
 
 from __future__ import annotations
