@@ -10,16 +10,18 @@ once it is older than ``STALE_AFTER_SECONDS``.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from refgov.identifiers import quote_pg as q
 
+logger = logging.getLogger("refgov.facts")
 STAGING_SCHEMA = "refgov_staging"
 STALE_AFTER_SECONDS = 6 * 3600
 BLOCK = 1 << 20
@@ -116,8 +118,11 @@ def drop_after_load(tables: list[str]) -> None:
     """Once the load's transaction is over (committed or rolled back), make sure its part tables are gone. Inside an
     enclosing transaction (a dry run's is rolled back) that transaction still holds them: they wait for the sweep."""
     if tables and not connection.in_atomic_block:
-        with connection.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
+        try:
+            with connection.cursor() as cur:
+                cur.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
+        except DatabaseError as exc:  # e.g. the connection is gone: keep the load's own error, leave them to the sweep
+            logger.warning("part tables %s left for the sweep: %s", ", ".join(tables), exc)
 
 
 def sweep_stale() -> None:
