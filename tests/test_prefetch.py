@@ -45,6 +45,14 @@ def test_the_reader_takes_the_sheet_parsed_in_the_background(tmp_path):
     assert len(rows) == 300 and rows[-1][0] == 301 and rows[-1][1][file.columns.index("计划名称")] == "计划299"
 
 
+def test_the_parsed_sheet_is_found_by_its_trimmed_name_as_the_reader_matches_it(tmp_path):
+    path = write_xlsx(tmp_path / "padded.xlsx", {" 规模明细\u3000": [scale_row()]})
+    prefetch.start_from_argv(argv(str(path)), CONFIG)
+
+    assert prefetch.take(path, " 规模明细\u3000").name == " 规模明细\u3000"
+    assert prefetch.take(path, " 规模明细\u3000") is None  # taken once
+
+
 def test_a_file_changed_since_is_parsed_again(tmp_path):
     path = workbook(tmp_path, 300)
     prefetch.start_from_argv(argv(str(path)), CONFIG)

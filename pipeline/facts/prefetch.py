@@ -15,7 +15,6 @@ from pathlib import Path
 
 from python_calamine import CalamineWorkbook
 
-EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 VALUE_OPTIONS = {"--domain", "--sheet", "--encoding", "--settings", "--pythonpath", "--verbosity", "-v"}
 
 _pending: dict[str, Future] = {}  # resolved path -> (sheet name, stat, parsed sheet) or None
@@ -30,12 +29,14 @@ def start_from_argv(argv: list[str], default_config_dir: Path) -> None:
     """For ``process_facts`` with a workbook argument, start parsing the first workbook's sheet in the background."""
     if len(argv) < 3 or argv[1] != "process_facts":
         return
+    from pipeline.facts.readers import EXCEL_SUFFIXES  # not at the top: the reader imports this module
+
     options, files, words = {}, [], iter(argv[2:])
     for word in words:
         name, _, value = word.partition("=")
         if name in VALUE_OPTIONS:
             options[name] = value or next(words, "")
-        elif word.lower().endswith(EXCEL_SUFFIXES):
+        elif word.lower().endswith(tuple(EXCEL_SUFFIXES)):
             files.append(Path(word))
     if not files or not files[0].is_file():
         return
@@ -48,12 +49,14 @@ def start_from_argv(argv: list[str], default_config_dir: Path) -> None:
 
 
 def _parse(future: Future, path: Path, options: dict[str, str], default_config_dir: Path) -> None:
+    from pipeline.facts.readers import sheets_named
+
     try:
         sheet = options.get("--sheet") or _domain_sheet(options.get("--domain", ""), default_config_dir)
         stat = _stat(path)
         workbook = CalamineWorkbook.from_path(str(path))
         try:
-            matches = [name for name in workbook.sheet_names if name.strip() == sheet.strip()]
+            matches = sheets_named(workbook.sheet_names, sheet)
             parsed = (matches[0], stat, workbook.get_sheet_by_name(matches[0])) if len(matches) == 1 else None
         finally:
             workbook.close()

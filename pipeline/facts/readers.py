@@ -271,7 +271,7 @@ def _open_excel(path: Path, sheet: str | None) -> tuple[str, RecordSource, int]:
         if sheet is None:
             raise FactFileError(path, f"a sheet name is required for Excel workbooks; sheets: {_names(available)}")
         wanted = _trim(sheet)
-        matches = [name for name in available if _trim(name) == wanted]
+        matches = sheets_named(available, sheet)
         if not matches:
             raise FactFileError(path, f"no sheet named {wanted!r}; sheets: {_names(available)}")
         if len(matches) > 1:
@@ -285,6 +285,12 @@ def _open_excel(path: Path, sheet: str | None) -> tuple[str, RecordSource, int]:
     finally:
         workbook.close()
     return name, partial(_excel_records, calamine_sheet), (calamine_sheet.start or (0, 0))[1]
+
+
+def sheets_named(available: Sequence[str], sheet: str) -> list[str]:
+    """The sheets whose name is ``sheet``, both trimmed."""
+    wanted = _trim(sheet)
+    return [name for name in available if _trim(name) == wanted]
 
 
 def _names(names: Sequence[str]) -> str:
