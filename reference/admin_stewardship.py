@@ -12,6 +12,8 @@ from urllib.parse import quote
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote as admin_quote
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.http import HttpResponse, HttpResponseRedirect
@@ -157,14 +159,18 @@ class StewardshipAdminMixin:
         ]
 
     def _changeable(self, request, object_id):
-        obj = get_object_or_404(self.model, pk=object_id)
+        """The row of an admin URL's (quoted) object id, if the user may change it."""
+        obj = get_object_or_404(self.model, pk=unquote(object_id))
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
         return obj
 
-    def _change_url(self, obj) -> str:
+    def _url(self, view: str, obj) -> str:
         opts = self.model._meta
-        return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[admin_quote(obj.pk)])
+
+    def _change_url(self, obj) -> str:
+        return self._url("change", obj)
 
     def promote_view(self, request, object_id):
         obj = self._changeable(request, object_id)
@@ -208,7 +214,7 @@ class StewardshipAdminMixin:
         return TemplateResponse(request, "admin/reference/merge.html", context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, object_id)
+        obj = self.get_object(request, unquote(object_id))
         extra = dict(extra_context or {})
         if obj is not None:
             extra.update(self.stewardship_context(request, obj))
@@ -244,7 +250,7 @@ class StewardshipAdminMixin:
             if rows:
                 protected.append(
                     _("%(key)s: %(n)d fact rows use it — merge it into the right key instead (%(url)s)")
-                    % {"key": obj.pk, "n": rows, "url": reverse(f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_merge", args=[obj.pk])}
+                    % {"key": obj.pk, "n": rows, "url": self._url("merge", obj)}
                 )  # fmt: skip
         if protected:
             return [], {}, set(), protected
