@@ -29,7 +29,7 @@ from reference.stewardship.complete import complete, complete_preview
 from reference.stewardship.feedback import write_feedback
 from reference.stewardship.merge import MergeRefused, fact_relations, merge, merge_impact
 from reference.stewardship.promote import promote
-from reference.stewardship.required import missing_of, missing_q, required_fields
+from reference.stewardship.required import is_blank, missing_of, missing_q, required_fields
 
 PROVENANCE_SHOWN = 20
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -140,6 +140,40 @@ def complete_selected(modeladmin, request, queryset):
     return TemplateResponse(request, "admin/reference/complete_fields.html", context)
 
 
+class RequiredFieldsFormMixin:
+    """For the admin's add and change forms: a row added by hand is authoritative and reviewed at once, so it must
+    have the required fields a promote asks for; an authoritative row cannot have one of them emptied."""
+
+    required_for_authority: list = []
+
+    def clean(self):
+        data = super().clean()
+        instance = self.instance
+        adding = instance._state.adding
+        if not adding and (instance.source != "authoritative" or instance.needs_review):
+            return data
+        missing = [
+            field
+            for field in self.required_for_authority
+            if field.name in self.fields
+            and is_blank(data.get(field.name))
+            and (adding or not is_blank(getattr(instance, field.attname)))
+        ]
+        if not missing:
+            return data
+        names = "、".join(str(f.verbose_name) for f in missing)
+        for field in missing:
+            self.add_error(field.name, _("Required for an authoritative row."))
+        if adding:
+            raise forms.ValidationError(
+                _("A row added here is authoritative at once: an authoritative row must have %(fields)s filled in.")
+                % {"fields": names}
+            )
+        raise forms.ValidationError(
+            _("An authoritative row must keep %(fields)s filled in: they cannot be emptied.") % {"fields": names}
+        )
+
+
 class MergeForm(forms.Form):
     right_key = forms.CharField(label=gettext_lazy("merge into key"), max_length=100)
 
@@ -148,6 +182,13 @@ class StewardshipAdminMixin:
     """Per-row promote and merge views, the provenance panel and the delete protection of a TrackedReferenceAdmin."""
 
     change_form_template = "admin/reference/change_form.html"
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        fields = required_fields(for_model(self.model).name)
+        if not fields:
+            return form
+        return type(form.__name__, (RequiredFieldsFormMixin, form), {"required_for_authority": fields})
 
     def get_urls(self):
         opts = self.model._meta
