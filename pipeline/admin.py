@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from . import task_admin  # noqa: F401  (django-q2's task lists under refgov's permissions)
 from .models import (
     Alert,
     DerivedReference,

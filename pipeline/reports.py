@@ -19,6 +19,7 @@ from pipeline.models import DerivedReference, FactBatch
 from pipeline.notify import notify
 from reference.models import Source
 from reference.registry import all_tables, get_table
+from refgov.formulae import XLSXWRITER_OPTIONS, escape_row
 
 HEADERS = ["表", "键", "名称", "来源", "派生业务域", "派生时间", "来源文件", "行号", "引用事实行数"]
 FIRST_KEYS = 10
@@ -138,13 +139,13 @@ def write_xlsx(rows: list[dict], path: Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    workbook = xlsxwriter.Workbook(str(path))
+    workbook = xlsxwriter.Workbook(str(path), XLSXWRITER_OPTIONS)
     try:
         sheet = workbook.add_worksheet("待审核")
         bold = workbook.add_format({"bold": True})
         sheet.write_row(0, 0, HEADERS, bold)
         for r, row in enumerate(rows, start=1):
-            sheet.write_row(r, 0, _cells(row))
+            sheet.write_row(r, 0, escape_row(_cells(row)))
         sheet.freeze_panes(1, 0)
         sheet.set_column(0, len(HEADERS) - 1, 16)
     finally:
@@ -158,7 +159,7 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(HEADERS)
-        writer.writerows(_cells(r) for r in rows)
+        writer.writerows(escape_row(_cells(r)) for r in rows)
     return path
 
 

@@ -12,6 +12,8 @@ from urllib.parse import quote
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote as admin_quote
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.http import HttpResponse, HttpResponseRedirect
@@ -27,7 +29,7 @@ from reference.stewardship.complete import complete, complete_preview
 from reference.stewardship.feedback import write_feedback
 from reference.stewardship.merge import MergeRefused, fact_relations, merge, merge_impact
 from reference.stewardship.promote import promote
-from reference.stewardship.required import missing_of, missing_q, required_fields
+from reference.stewardship.required import is_blank, missing_of, missing_q, required_fields
 
 PROVENANCE_SHOWN = 20
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -138,6 +140,40 @@ def complete_selected(modeladmin, request, queryset):
     return TemplateResponse(request, "admin/reference/complete_fields.html", context)
 
 
+class RequiredFieldsFormMixin:
+    """For the admin's add and change forms: a row added by hand is authoritative and reviewed at once, so it must
+    have the required fields a promote asks for; an authoritative row cannot have one of them emptied."""
+
+    required_for_authority: list = []
+
+    def clean(self):
+        data = super().clean()
+        instance = self.instance
+        adding = instance._state.adding
+        if not adding and (instance.source != "authoritative" or instance.needs_review):
+            return data
+        missing = [
+            field
+            for field in self.required_for_authority
+            if field.name in self.fields
+            and is_blank(data.get(field.name))
+            and (adding or not is_blank(getattr(instance, field.attname)))
+        ]
+        if not missing:
+            return data
+        names = "、".join(str(f.verbose_name) for f in missing)
+        for field in missing:
+            self.add_error(field.name, _("Required for an authoritative row."))
+        if adding:
+            raise forms.ValidationError(
+                _("A row added here is authoritative at once: an authoritative row must have %(fields)s filled in.")
+                % {"fields": names}
+            )
+        raise forms.ValidationError(
+            _("An authoritative row must keep %(fields)s filled in: they cannot be emptied.") % {"fields": names}
+        )
+
+
 class MergeForm(forms.Form):
     right_key = forms.CharField(label=gettext_lazy("merge into key"), max_length=100)
 
@@ -146,6 +182,13 @@ class StewardshipAdminMixin:
     """Per-row promote and merge views, the provenance panel and the delete protection of a TrackedReferenceAdmin."""
 
     change_form_template = "admin/reference/change_form.html"
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        fields = required_fields(for_model(self.model).name)
+        if not fields:
+            return form
+        return type(form.__name__, (RequiredFieldsFormMixin, form), {"required_for_authority": fields})
 
     def get_urls(self):
         opts = self.model._meta
@@ -157,14 +200,18 @@ class StewardshipAdminMixin:
         ]
 
     def _changeable(self, request, object_id):
-        obj = get_object_or_404(self.model, pk=object_id)
+        """The row of an admin URL's (quoted) object id, if the user may change it."""
+        obj = get_object_or_404(self.model, pk=unquote(object_id))
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
         return obj
 
-    def _change_url(self, obj) -> str:
+    def _url(self, view: str, obj) -> str:
         opts = self.model._meta
-        return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[admin_quote(obj.pk)])
+
+    def _change_url(self, obj) -> str:
+        return self._url("change", obj)
 
     def promote_view(self, request, object_id):
         obj = self._changeable(request, object_id)
@@ -208,7 +255,7 @@ class StewardshipAdminMixin:
         return TemplateResponse(request, "admin/reference/merge.html", context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, object_id)
+        obj = self.get_object(request, unquote(object_id))
         extra = dict(extra_context or {})
         if obj is not None:
             extra.update(self.stewardship_context(request, obj))
@@ -244,7 +291,7 @@ class StewardshipAdminMixin:
             if rows:
                 protected.append(
                     _("%(key)s: %(n)d fact rows use it — merge it into the right key instead (%(url)s)")
-                    % {"key": obj.pk, "n": rows, "url": reverse(f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_merge", args=[obj.pk])}
+                    % {"key": obj.pk, "n": rows, "url": self._url("merge", obj)}
                 )  # fmt: skip
         if protected:
             return [], {}, set(), protected

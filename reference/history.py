@@ -191,5 +191,10 @@ def context_events(*, context_id: uuid.UUID, limit: int | None = None) -> list[R
     return _row_events(events, _metadata([context_id]))
 
 
+def context_touches_row(*, context_id: uuid.UUID, table: str, key: str) -> bool:
+    """Whether the context changed this row (an undo offered on a row's history must be one of the row's changes)."""
+    return ReferenceEvent.objects.filter(context_id=context_id, table=table, key=key).exists()
+
+
 def context_size(*, context_id: uuid.UUID) -> int:
     return ReferenceEvent.objects.filter(context_id=context_id).count()

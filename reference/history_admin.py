@@ -14,9 +14,18 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext as _
 
-from .history import Action, FieldChange, RowEvent, context_events, context_size, row_history, stewardship_context
+from .history import (
+    Action,
+    FieldChange,
+    RowEvent,
+    context_events,
+    context_size,
+    context_touches_row,
+    row_history,
+    stewardship_context,
+)
 from .registry import for_model, get_table
-from .undo import UndoRefused, undo
+from .undo import UndoRefused, check_undo_permission, undo
 
 HISTORY_LIMIT = 500
 CONFIRM_LIMIT = 200
@@ -47,8 +56,17 @@ def _rows(table: str, changes: list[FieldChange]) -> list[dict]:
     ]
 
 
-def _event_rows(events: list[RowEvent]) -> list[dict]:
-    return [{"event": e, "changes": _rows(e.table, e.changes)} for e in events]
+def _event_rows(events: list[RowEvent], user=None) -> list[dict]:
+    """Events with their field changes; ``undoable`` when ``user`` may be offered the undo (own changes, or all for
+    a superuser; the confirm page checks the permissions the undo needs)."""
+    return [
+        {
+            "event": e,
+            "changes": _rows(e.table, e.changes),
+            "undoable": user is not None and e.context_id is not None and (user.is_superuser or e.user_id == user.pk),
+        }
+        for e in events
+    ]
 
 
 class HistoryAdminMixin:
@@ -78,15 +96,9 @@ class HistoryAdminMixin:
             *super().get_urls(),
         ]
 
-    def _history_url(self, object_id: str) -> str:
+    def _history_url(self, key: str) -> str:
         opts = self.model._meta
-        return reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[quote(object_id)])
-
-    def _object(self, request, object_id: str):
-        obj = self.get_object(request, unquote(object_id))
-        if obj is None:
-            raise Http404(_("This row does not exist (any more)."))
-        return obj
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[quote(key)])
 
     def history_view(self, request, object_id, extra_context=None):
         """The row's changes from the trigger-written history (replaces the admin's LogEntry history)."""
@@ -106,7 +118,7 @@ class HistoryAdminMixin:
             "object": obj,
             "object_id": object_id,
             "module_name": opts.verbose_name_plural,
-            "entries": _event_rows(events),
+            "entries": _event_rows(events, request.user),
             "can_undo": self.has_change_permission(request),
             "limit": HISTORY_LIMIT,
             **(extra_context or {}),
@@ -115,9 +127,29 @@ class HistoryAdminMixin:
         return TemplateResponse(request, "admin/refgov/row_history.html", context)
 
     def undo_view(self, request, object_id: str, context_id: uuid.UUID):
+        """Undo a change of this row (the URL's row: a context that did not touch it is not found here)."""
         if not self.has_change_permission(request):
             raise PermissionDenied
-        history_url = self._history_url(object_id)
+        key = unquote(object_id)
+        if not context_touches_row(context_id=context_id, table=for_model(self.model).name, key=key):
+            raise Http404(_("No change of this row belongs to this context."))
+        history_url = self._history_url(key)
+        opts = self.model._meta
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Undo this change?"),
+            "subtitle": None,
+            "opts": opts,
+            "object_id": object_id,
+            "module_name": opts.verbose_name_plural,
+            "history_url": history_url,
+        }
+        request.current_app = self.admin_site.name
+        try:
+            check_undo_permission(context_id=context_id, user=request.user)
+        except PermissionDenied as exc:
+            context.update(title=_("This change cannot be undone by you"), refused=str(exc))
+            return TemplateResponse(request, "admin/refgov/undo_confirm.html", context, status=403)
         if request.method == "POST":
             try:
                 result = undo(context_id=context_id, user=request.user)
@@ -132,20 +164,9 @@ class HistoryAdminMixin:
                 )
             return HttpResponseRedirect(history_url)
         events = context_events(context_id=context_id, limit=CONFIRM_LIMIT + 1)
-        if not events:
-            raise Http404(_("No change belongs to this context."))
-        opts = self.model._meta
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Undo this change?"),
-            "subtitle": None,
-            "opts": opts,
-            "object_id": object_id,
-            "module_name": opts.verbose_name_plural,
-            "first": events[0],
-            "entries": _event_rows(events[:CONFIRM_LIMIT]),
-            "total": context_size(context_id=context_id) if len(events) > CONFIRM_LIMIT else len(events),
-            "history_url": history_url,
-        }
-        request.current_app = self.admin_site.name
+        context.update(
+            first=events[0],
+            entries=_event_rows(events[:CONFIRM_LIMIT]),
+            total=context_size(context_id=context_id) if len(events) > CONFIRM_LIMIT else len(events),
+        )
         return TemplateResponse(request, "admin/refgov/undo_confirm.html", context)

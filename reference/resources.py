@@ -1,5 +1,8 @@
 """The spreadsheet round trip of a review queue (django-import-export): export with Chinese column names and values
-suggested from the facts where a field is empty; import only updates existing rows, previewed before it is applied."""
+suggested from the facts where a field is empty; import only updates existing rows, previewed before it is applied.
+
+Exported text that a spreadsheet could run as a formula carries a leading ``'`` (``refgov.formulae``); an import
+strips it again, so a value goes out and comes back unchanged."""
 
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from django.db import connection, models
 from django.utils.translation import gettext as _
 from import_export import fields, resources, widgets
 
-from refgov.identifiers import quote_pg as q
 from reference.registry import ReferenceTable, for_model, get_table
+from refgov.formulae import escape_formula, unescape_formula
+from refgov.identifiers import quote_pg as q
 
 from .stewardship.required import blank_q
 
@@ -40,8 +44,13 @@ class ReferenceResource(resources.ModelResource):
     def export_field(self, field, instance, **kwargs):
         value = super().export_field(field, instance, **kwargs)
         if value in (None, "") and field.attribute in self.suggested:
-            return self.suggested[field.attribute].get(str(instance.pk), value)
-        return value
+            value = self.suggested[field.attribute].get(str(instance.pk), value)
+        return escape_formula(value)
+
+    def before_import_row(self, row, **kwargs):
+        for column, value in row.items():
+            row[column] = unescape_formula(value)
+        super().before_import_row(row, **kwargs)
 
 
 def suggestions(table: ReferenceTable, queryset) -> dict[str, dict[str, str]]:

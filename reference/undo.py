@@ -3,6 +3,11 @@
 Per row, the state before the context's first event is restored: updated rows get their old values back, deleted
 rows are inserted again, inserted rows are deleted. A row changed again after the context (by anyone else) blocks the
 undo, as does a row whose current state is not the one the context left.
+
+Who may undo (``check_undo_permission``): an undo needs the permissions of what it does — restoring updated rows is a
+change, re-inserting deleted rows an add, removing inserted rows a delete (and removing authoritative rows is a
+superuser's, as in the admin). A user undoes only their own changes; other users' changes and the system's (preload,
+backfill: no user) are undone by superusers only.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, connection, transaction
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from pghistory.models import Context
 
 from refgov.identifiers import quote_pg as q
@@ -25,6 +31,19 @@ from .registry import ReferenceTable, dependency_order, get_table
 from .stewardship.merge import undo_merges
 
 SAMPLES = 5
+
+#: permission an undo needs → why it is refused without it
+PERMISSION_REFUSALS = {
+    "change": gettext_lazy(
+        "Undoing this change restores changed rows of %(table)s: that needs the permission to change them."
+    ),
+    "add": gettext_lazy(
+        "Undoing this change re-inserts deleted rows of %(table)s: that needs the permission to add them."
+    ),
+    "delete": gettext_lazy(
+        "Undoing this change deletes rows added to %(table)s: that needs the permission to delete them."
+    ),
+}
 
 
 class UndoRefused(Exception):
@@ -53,7 +72,7 @@ def undo(*, context_id: uuid.UUID, user) -> UndoResult:
     )
     if not tables:
         raise UndoRefused(_("Nothing to undo: no reference change belongs to this context."))
-    _check_permission(user=user, tables=tables)
+    check_undo_permission(context_id=context_id, user=user)
     with transaction.atomic():
         undone_by = Context.objects.filter(metadata__undone_context=str(context_id)).values_list("id", flat=True)
         if undone_by:
@@ -86,11 +105,62 @@ def undo(*, context_id: uuid.UUID, user) -> UndoResult:
     )
 
 
-def _check_permission(*, user, tables: list[str]) -> None:
-    for name in tables:
-        opts = get_table(name).model._meta
-        if not user.has_perm(f"{opts.app_label}.change_{opts.model_name}"):
-            raise PermissionDenied(_("You may not change %(table)s.") % {"table": opts.verbose_name_plural})
+@dataclass(frozen=True)
+class UndoEffect:
+    """What undoing a context does to one table: rows restored, re-inserted, removed (of those, authoritative)."""
+
+    table: str
+    restore: int
+    reinsert: int
+    remove: int
+    remove_authoritative: int
+
+
+def undo_effects(*, context_id: uuid.UUID) -> list[UndoEffect]:
+    """Per table of the context, what its undo would do (from the recorded events, one query)."""
+    with connection.cursor() as cur:
+        cur.execute(
+            """
+            SELECT r."table",
+                   count(*) FILTER (WHERE f.before IS NOT NULL AND l.after IS NOT NULL),
+                   count(*) FILTER (WHERE f.before IS NOT NULL AND l.after IS NULL),
+                   count(*) FILTER (WHERE f.before IS NULL AND l.after IS NOT NULL),
+                   count(*) FILTER (WHERE f.before IS NULL AND l.after ->> '_source' = 'authoritative')
+            FROM (SELECT "table", key, min(id) AS first_id, max(id) AS last_id FROM reference_referenceevent
+                  WHERE context_id = %s GROUP BY "table", key) r
+            JOIN reference_referenceevent f ON f.id = r.first_id
+            JOIN reference_referenceevent l ON l.id = r.last_id
+            GROUP BY r."table" ORDER BY r."table"
+            """,
+            [context_id],
+        )
+        return [UndoEffect(*row) for row in cur.fetchall()]
+
+
+def check_undo_permission(*, context_id: uuid.UUID, user) -> None:
+    """Raise ``PermissionDenied`` (saying why) unless ``user`` may undo the context; see the module's rule."""
+    context_id = uuid.UUID(str(context_id))
+    metadata = Context.objects.filter(id=context_id).values_list("metadata", flat=True).first() or {}
+    if not user.is_superuser and metadata.get("user") != user.pk:
+        action = action_label(metadata.get("action"))
+        who = metadata.get("username") or _("the system (%(action)s)") % {"action": action}
+        raise PermissionDenied(
+            _("Only a superuser may undo this change: it was made by %(who)s, and you may undo only your own changes.")
+            % {"who": who}
+        )
+    for effect in undo_effects(context_id=context_id):
+        opts = get_table(effect.table).model._meta
+        for action, count in (("change", effect.restore), ("add", effect.reinsert), ("delete", effect.remove)):
+            if count and not user.has_perm(f"{opts.app_label}.{action}_{opts.model_name}"):
+                raise PermissionDenied(PERMISSION_REFUSALS[action] % {"table": opts.verbose_name_plural})
+        if effect.remove_authoritative and not user.is_superuser:
+            raise PermissionDenied(
+                _(
+                    "Undoing this change would delete %(n)d authoritative rows of %(table)s; only superusers delete "
+                    "authoritative rows."
+                )
+                % {"n": effect.remove_authoritative, "table": opts.verbose_name_plural}
+            )
 
 
 def _collect(cur, context_id: uuid.UUID) -> None:

@@ -43,6 +43,12 @@ def viewer(django_user_model):
 
 
 @pytest.fixture
+def superuser(django_user_model):
+    """Undoing inserts of authoritative rows, the system's and other users' changes is a superuser's."""
+    return django_user_model.objects.create_superuser("root", password="pw")
+
+
+@pytest.fixture
 def rows():
     derived_at = timezone.make_aware(dt.datetime(2026, 11, 3, 1, 2, 3, 456789), dt.timezone.utc)
     plan = AnnuityPlan.objects.create(
@@ -151,7 +157,7 @@ def test_context_does_not_leak_into_later_statements_of_the_transaction(steward)
     assert ReferenceEvent.objects.count() == 0
 
 
-def test_undo_restores_every_column_exactly(rows, steward):
+def test_undo_restores_every_column_exactly(rows, steward, superuser):
     before = snapshot()
     with stewardship_context(user=steward, action=Action.MERGE) as context_id:
         PortfolioPlan.objects.filter(plan_id="P0001").update(plan_id="P9001", remark="并入")
@@ -164,7 +170,7 @@ def test_undo_restores_every_column_exactly(rows, steward):
         PortfolioPlan.objects.filter(portfolio_code="QTAN001").update(start_date=dt.date(2021, 1, 1))
     assert snapshot() != before
 
-    result = undo(context_id=context_id, user=steward)
+    result = undo(context_id=context_id, user=superuser)
 
     assert snapshot() == before
     assert (result.restored, result.reinserted, result.removed) == (2, 1, 2)
@@ -172,7 +178,7 @@ def test_undo_restores_every_column_exactly(rows, steward):
     undo_events = ReferenceEvent.objects.filter(context_id=result.undo_context_id)
     assert undo_events.count() == 5
     [last] = row_history(table="年金计划", key="P0001", limit=1)
-    assert (last.action, last.username, last.label) == ("undo", "steward", "insert")
+    assert (last.action, last.username, last.label) == ("undo", "root", "insert")
     assert last.metadata["undone_context"] == str(context_id)
 
 
@@ -213,13 +219,13 @@ def test_undo_refused_for_a_viewer(rows, steward, viewer):
     assert Organization.objects.get(code="G01").region == "华东"
 
 
-def test_undo_of_a_preload_upgrade(rows, steward):
+def test_undo_of_a_preload_upgrade(rows, superuser):
     with change_context(action=Action.PRELOAD, run_id=42) as context_id:
         AnnuityPlan.objects.filter(plan_code="P9001").update(source=Source.AUTHORITATIVE, needs_review=False)
     [event] = row_history(table="年金计划", key="P9001")
     assert (event.action, event.metadata["run_id"], event.username) == ("preload", 42, None)
 
-    undo(context_id=context_id, user=steward)
+    undo(context_id=context_id, user=superuser)
     assert AnnuityPlan.objects.get(plan_code="P9001").source == Source.AUTO_DERIVED
 
 
@@ -256,7 +262,7 @@ def test_undo_refused_when_a_row_changed_outside_the_history(rows, steward):
     assert ProductLine.objects.get(code="PL201").name == "企年投资（新）"
 
 
-def test_undo_refused_when_facts_use_a_row_it_would_remove(rows, steward):
+def test_undo_refused_when_facts_use_a_row_it_would_remove(rows, steward, superuser):
     from pipeline.models import FactBatch, ScaleFact
 
     with stewardship_context(user=steward, action=Action.ADD) as context_id:
@@ -265,5 +271,5 @@ def test_undo_refused_when_facts_use_a_row_it_would_remove(rows, steward):
     ScaleFact.objects.create(month=dt.date(2024, 11, 1), batch=batch, plan_id="P7777", closing_assets=Decimal("1"))
 
     with pytest.raises(UndoRefused, match="break a reference|破坏引用"):
-        undo(context_id=context_id, user=steward)
+        undo(context_id=context_id, user=superuser)
     assert AnnuityPlan.objects.filter(plan_code="P7777").exists()

@@ -78,7 +78,9 @@ def test_admin_edit_is_recorded_with_user_and_action(plan, steward):
 def test_admin_add_is_recorded_as_insert(steward):
     user, client = steward
     url = reverse("admin:reference_portfolioplan_add")
-    response = csrf_post(client, url, {"portfolio_code": "QTAN777", "name": "新组合", "source": "authoritative"})
+    AnnuityPlan.objects.create(plan_code="P0001", short_name="甲公司")
+    data = {"portfolio_code": "QTAN777", "name": "新组合", "plan": "P0001", "portfolio_type": "固定收益型"}  # required fields
+    response = csrf_post(client, url, {**data, "source": "authoritative"})
 
     assert response.status_code == 302
     assert PortfolioPlan.objects.filter(portfolio_code="QTAN777").exists()

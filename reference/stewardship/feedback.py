@@ -13,6 +13,7 @@ from pipeline.config import load_config
 from pipeline.config.schema import LegacyMySQLSource
 from reference.models import Source
 from reference.registry import get_table
+from refgov.formulae import XLSXWRITER_OPTIONS, escape_row
 
 PROVENANCE_SHEET = "来源说明"
 
@@ -34,10 +35,11 @@ def legacy_columns(*, table: str) -> list[tuple[str, str]]:
 
 
 def write_feedback(*, table: str, queryset: QuerySet, stream: BinaryIO) -> int:
-    """Write the promoted rows of ``queryset`` as an xlsx workbook: the legacy layout, then their provenance."""
+    """Write the promoted rows of ``queryset`` as an xlsx workbook: the legacy layout, then their provenance (text that
+    a spreadsheet could run as a formula is escaped, ``refgov.formulae``)."""
     columns = legacy_columns(table=table)
     rows = promoted_rows(table=table).filter(pk__in=queryset.values("pk")).order_by("pk")
-    book = xlsxwriter.Workbook(stream, {"in_memory": True, "remove_timezone": True})
+    book = xlsxwriter.Workbook(stream, {"in_memory": True, "remove_timezone": True, **XLSXWRITER_OPTIONS})
     sheet = book.add_worksheet(table)
     sheet.write_row(0, 0, [legacy for _, legacy in columns])
     notes = book.add_worksheet(PROVENANCE_SHEET)
@@ -45,9 +47,9 @@ def write_feedback(*, table: str, queryset: QuerySet, stream: BinaryIO) -> int:
     exported = timezone.localtime().strftime("%Y-%m-%d %H:%M")
     count = 0
     for count, row in enumerate(rows.iterator(chunk_size=2000), start=1):
-        sheet.write_row(count, 0, [_cell(getattr(row, attr)) for attr, _ in columns])
+        sheet.write_row(count, 0, escape_row(_cell(getattr(row, attr)) for attr, _ in columns))
         derived = timezone.localtime(row.derived_at).strftime("%Y-%m-%d %H:%M") if row.derived_at else ""
-        notes.write_row(count, 0, [row.pk, row.derived_from_domain, derived, exported])
+        notes.write_row(count, 0, escape_row([row.pk, row.derived_from_domain, derived, exported]))
     book.close()
     return count
 

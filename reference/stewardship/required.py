@@ -51,11 +51,11 @@ def blank_q(field: models.Field) -> Q:
     return _blank(field)
 
 
+def is_blank(value) -> bool:
+    """No value, as the required-field rule sees it (None, or an empty or blank text)."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def missing_of(obj: models.Model, fields: list[models.Field]) -> list[models.Field]:
     """The fields ``obj`` leaves empty."""
-    missing = []
-    for field in fields:
-        value = getattr(obj, field.attname)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            missing.append(field)
-    return missing
+    return [field for field in fields if is_blank(getattr(obj, field.attname))]
