@@ -98,6 +98,11 @@ class FactWindowResult:
         seen = self.inbox or self.screened
         return seen.rejected if seen else []
 
+    @property
+    def refused(self) -> str:
+        seen = self.inbox or self.screened
+        return seen.refused if seen else ""
+
     def summary(self) -> dict:
         seen = self.inbox or self.screened
         return {

@@ -148,7 +148,8 @@ def _in_progress(name: str) -> bool:
 
 
 def _signature(st: os.stat_result) -> str:
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_dev}:{st.st_ino}"
+    """Size, times and inode (not the device number, which differs between hosts mounting the same share)."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
 
 
 def _line(text: object) -> str:
