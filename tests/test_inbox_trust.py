@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import connection
 
 from pipeline.demo.facts import FactWorkbook
@@ -23,6 +24,7 @@ from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import process_fact_file
 from pipeline.models import Alert, AlertKind, FactBatch, FactStatus, InboxFile, InboxState, ScaleFact
 from pipeline.orchestration import run_fact_window
+from reference.permissions import VIEWER_GROUP
 from tests.facts_support import create_references, scale_row, write_csv, write_xlsx
 from tests.legacy import edit_config
 
@@ -212,7 +214,8 @@ def test_a_link_planted_at_the_error_file_is_not_written_through(inbox, tmp_path
     assert victim.read_text(encoding="utf-8") == "precious\n"
     [rejected] = result.rejected
     assert rejected["moved_to"].endswith("rejected/202409_规模明细.1.xlsx")
-    assert "not a readable Excel workbook" in (inbox / "rejected" / "202409_规模明细.1.xlsx.error.txt").read_text(encoding="utf-8")
+    error_text = (inbox / "rejected" / "202409_规模明细.1.xlsx.error.txt").read_text(encoding="utf-8")
+    assert "not a readable Excel workbook" in error_text
 
 
 @pytest.mark.parametrize("folder", ["processed", "rejected"])
@@ -318,37 +321,56 @@ def test_a_complete_last_record_without_a_line_break_loads(inbox):
 # --- item 13: zip bombs, rows per sheet, attempts killed -------------------------------------------------------------
 
 
-def test_a_zip_bomb_is_refused_before_it_is_parsed(inbox, tmp_path):
+def zip_bomb(path: Path, tmp_path: Path) -> Path:
+    """A workbook whose sheet 规模明细 is 20 MB of XML in less than 200 kB."""
     small = write_xlsx(tmp_path / "small.xlsx", {"规模明细": [scale_row()]})
-    bomb = inbox / "202411_规模明细.xlsx"
     row = "".join(f'<c t="inlineStr"><is><t>{"x" * 40}</t></is></c>' for _ in range(20))
-    with zipfile.ZipFile(small) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as out:
+    with zipfile.ZipFile(small) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as out:
         for info in source.infolist():
             data = source.read(info.filename)
             if info.filename == "xl/worksheets/sheet1.xml":
                 head, _, _ = data.decode().partition("<sheetData>")
-                body = f"<row>{row}</row>" * 20_000  # 20 MB of XML in ~40 kB
-                data = f"{head}<sheetData>{body}</sheetData></worksheet>".encode()
+                data = f"{head}<sheetData>{f'<row>{row}</row>' * 20_000}</sheetData></worksheet>".encode()
             out.writestr(info.filename, data)
-    assert bomb.stat().st_size < 200_000
+    assert path.stat().st_size < 200_000
+    return path
+
+
+def test_a_zip_bomb_is_refused_before_it_is_parsed(inbox, tmp_path):
+    bomb = zip_bomb(inbox / "202411_规模明细.xlsx", tmp_path)
 
     with pytest.raises(FactFileError, match=r"sheet1.xml' expands [\d,]+ times .*\(REFGOV_XLSX_MAX_RATIO\)"):
         process_fact_file(domain="annuity_performance", path=bomb)
     assert "REFGOV_XLSX_MAX_RATIO" in process_inbox().rejected[0]["errors"][0]
 
 
+def test_the_command_line_prefetch_does_not_parse_a_zip_bomb_either(tmp_path, settings):
+    from pipeline.facts import prefetch
+    from pipeline.facts.archive import ArchiveTooLarge
+
+    bomb = zip_bomb(tmp_path / "202411_规模明细.xlsx", tmp_path)
+    argv = ["manage.py", "process_facts", "--domain", "annuity_performance", str(bomb)]
+    prefetch.start_from_argv(argv, settings.BASE_DIR / "config")
+    try:
+        assert isinstance(prefetch._pending[str(bomb.resolve())].exception(timeout=30), ArchiveTooLarge)
+    finally:
+        prefetch._pending.clear()
+
+
 def test_workbook_size_and_row_limits_are_configurable(inbox, settings):
     path = good_workbook(inbox / "202412_年金业务明细.xlsx")
     settings.REFGOV_XLSX_MAX_MEMBER_BYTES = 4096
-    with pytest.raises(FactFileError, match=r"part '[^']+' expands to [\d,]+ bytes, more than the limit of 4,096 bytes \(REFGOV_XLSX_MAX_MEMBER_BYTES\)"):
+    too_large = r"part '[^']+' expands to [\d,]+ bytes, more than the limit of 4,096 bytes \(REFGOV_XLSX_MAX_MEMBER_"
+    with pytest.raises(FactFileError, match=too_large):
         process_fact_file(domain="annuity_performance", path=path)
     settings.REFGOV_XLSX_MAX_MEMBER_BYTES = 256 << 20
     settings.REFGOV_XLSX_MAX_UNCOMPRESSED_BYTES = 10_000
-    with pytest.raises(FactFileError, match=r"the workbook expands to [\d,]+ bytes, more than the limit of 10,000 bytes"):
+    with pytest.raises(FactFileError, match=r"the workbook expands to [\d,]+ bytes, more than the limit of 10,000 "):
         process_fact_file(domain="annuity_performance", path=path)
     settings.REFGOV_XLSX_MAX_UNCOMPRESSED_BYTES = 512 << 20
     settings.REFGOV_FACT_MAX_ROWS_PER_SHEET = 20
-    with pytest.raises(FactFileError, match=r"^202412_年金业务明细.xlsx, sheet 规模明细: the sheet has 31 rows, more than the limit of 20 \(REFGOV_FACT_MAX_ROWS_PER_SHEET\)"):
+    too_long = r"^202412_年金业务明细.xlsx, sheet 规模明细: the sheet has 31 rows, more than the limit of 20 \(REFGOV_FACT_MAX_"
+    with pytest.raises(FactFileError, match=too_long):
         process_fact_file(domain="annuity_performance", path=path)
 
     [rejected] = process_inbox().rejected
@@ -375,11 +397,12 @@ def test_an_attempt_killed_mid_way_is_rejected_not_retried(config_copy, tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "REFGOV_"))}
     env.update(
         DJANGO_SETTINGS_MODULE="refgov.settings.dev", DJANGO_SECRET_KEY=settings.SECRET_KEY,
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}", REFGOV_CONFIG_DIR=str(config_copy),
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        REFGOV_CONFIG_DIR=str(config_copy),
         REFGOV_INBOX_DIR=str(inbox), REFGOV_INBOX_SETTLE_SECONDS="0", REFGOV_REPORTS_DIR=str(tmp_path / "reports"),
     )  # fmt: skip
     worker = subprocess.Popen(
-        [sys.executable, "-c", "import django; django.setup(); from pipeline.facts.inbox import process_inbox; process_inbox()"],
+        [sys.executable, "-c", "import django; django.setup(); import pipeline.facts.inbox as i; i.process_inbox()"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
@@ -410,7 +433,10 @@ def test_an_attempt_killed_mid_way_is_rejected_not_retried(config_copy, tmp_path
 # --- item 13a: files nobody recognises, real names, month folders with versions ------------------------------------
 
 
-def test_unmatched_files_alert_once_and_show_on_the_run_history(inbox, admin_client):
+def test_unmatched_files_alert_once_and_show_on_the_run_history(inbox, client, django_user_model):
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.groups.add(Group.objects.get(name=VIEWER_GROUP))
+    client.force_login(viewer)
     (inbox / "notes.txt").write_text("hello", encoding="utf-8")
     (inbox / "202411").mkdir()  # a month folder without version folders
     for _ in range(2):
@@ -420,14 +446,16 @@ def test_unmatched_files_alert_once_and_show_on_the_run_history(inbox, admin_cli
     alerts = Alert.objects.filter(kind=AlertKind.INBOX_UNMATCHED, resolved_at__isnull=True)
     assert sorted(a.data["file"] for a in alerts) == ["202411/", "notes.txt"]
     assert [a.times_seen for a in alerts] == [1, 1]  # raised once, not at every poll
-    page = admin_client.get("/admin/history/").content.decode()
+    page = client.get("/admin/history/").content.decode()
     attention = page.split('id="refgov-inbox-attention"')[1].split("</table>")[0]
     assert "notes.txt" in attention and "202411/" in attention and "V1, V2" in attention
+    assert "notes.txt" in client.get("/admin/pipeline/inboxfile/").content.decode()
 
     (inbox / "notes.txt").unlink()
     run_fact_window(trigger="poll")
-    assert [a.data["file"] for a in Alert.objects.filter(kind=AlertKind.INBOX_UNMATCHED, resolved_at__isnull=True)] == ["202411/"]
-    page = admin_client.get("/admin/history/").content.decode()
+    still_open = Alert.objects.filter(kind=AlertKind.INBOX_UNMATCHED, resolved_at__isnull=True)
+    assert [a.data["file"] for a in still_open] == ["202411/"]
+    page = client.get("/admin/history/").content.decode()
     attention = page.split('id="refgov-inbox-attention"')[1].split("</table>")[0]
     assert "notes.txt" not in attention and "202411/" in attention
     assert "status-resolved" in page.split("notes.txt")[1]  # the alert's end is on the history too
@@ -448,8 +476,10 @@ def test_the_real_monthly_workbook_name_is_loaded_by_both_domains(inbox):
 
 def test_a_month_folder_loads_its_latest_version(inbox):
     versions = inbox / "202411" / "收集数据" / "数据采集"
-    FactWorkbook(month="202411", scale_rows=50, income_rows=10, legacy=LEGACY).write(versions / "V1" / "24年11月规模收入数据.xlsx")
-    FactWorkbook(month="202411", scale_rows=40, income_rows=8, legacy=LEGACY, seed=7).write(versions / "V2" / "24年11月规模收入数据_更正.xlsx")
+    v1 = FactWorkbook(month="202411", scale_rows=50, income_rows=10, legacy=LEGACY)
+    v1.write(versions / "V1" / "24年11月规模收入数据.xlsx")
+    v2 = FactWorkbook(month="202411", scale_rows=40, income_rows=8, legacy=LEGACY, seed=7)
+    v2.write(versions / "V2" / "24年11月规模收入数据_更正.xlsx")
     (versions / "V2" / "说明.docx").write_bytes(b"notes")
     (inbox / "misc" / "V3").mkdir(parents=True)  # not a month folder: ignored as before
     good_workbook(inbox / "misc" / "V3" / "202411_规模明细.xlsx")

@@ -1,7 +1,7 @@
 """The fact inbox: files dropped into REFGOV_INBOX_DIR are processed by every domain whose patterns match them,
 in month order, then moved to ``processed/`` or, with the reasons in ``<name>.error.txt``, to ``rejected/``.
 
-What the inbox takes:
+What the inbox takes (``inbox_scan``):
 
 - regular files directly in the inbox (never through a link: links, pipes and devices are moved to ``rejected/``
   unread; a name with control characters or bytes that are not UTF-8 is rejected too);
@@ -12,20 +12,18 @@ What the inbox takes:
   Names starting with ``.`` or ending with ``.part``, ``.partial``, ``.tmp`` or ``.filepart`` are copies in progress
   and are not looked at: copy under such a name, then rename.
 
-Whatever goes wrong with one file (a killed attempt included) rejects that file alone, once; other files go on.
-What the inbox saw is kept in :class:`pipeline.models.InboxFile`."""
+Whatever goes wrong with one file (a killed attempt included) rejects that file alone, once; the other files go on.
+What the inbox saw is kept in :class:`pipeline.models.InboxFile`: the signature of each file at the previous scan,
+files being processed (marked before the work starts; one still marked when the next run holds the inbox lock was
+killed), files nothing matches, and files processed but not movable out of the inbox."""
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import logging
 import os
-import re
-import stat
 import time
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -37,35 +35,22 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
-from pipeline.config import domain_names, load_config, load_domain
+from pipeline.config import load_config
 from pipeline.config.loader import LoadedConfig
 from pipeline.facts.inbox_fs import (
-    PROCESSED,
-    REJECTED,
-    InboxFolders,
-    InboxRefused,
-    hostile_name,
-    kind_of,
-    lstat,
-    move,
-    open_inbox,
-    shown,
-    walk_folders,
-    write_error,
-)
-from pipeline.facts.readers import FactFileError, parse_month
+    PROCESSED, REJECTED, InboxFolders, InboxRefused, move, open_inbox, shown, write_error,
+)  # fmt: skip
+from pipeline.facts.inbox_scan import Candidate, Entry, domain_patterns, month_of, scan, signature
+from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import FactLoadError, process_fact_file
 from pipeline.models import AlertKind, FactBatch, FactStatus, InboxFile, InboxState
 
+__all__ = ["INBOX_LOCK", "UNFINISHED", "InboxResult", "month_of", "process_inbox", "waiting_files"]
+
 logger = logging.getLogger("refgov.facts")
-MONTH_IN_NAME = re.compile(r"(\d{4}年\d{1,2}月|\d{4}[-_.]?\d{2})")
-MONTH_FOLDER = re.compile(r"\d{6}")
-VERSION_FOLDER = re.compile(r"[Vv](\d{1,6})")
-IN_PROGRESS_SUFFIXES = (".part", ".partial", ".tmp", ".filepart")
-FOLDER_DEPTH, FOLDER_LIMIT = 6, 1000
 INBOX_LOCK = "refgov.facts.inbox"
 UNFINISHED = "the previous attempt did not finish (killed, out of memory?); not retried"
-MAX_KEY = 200  # Alert.key
+MAX_KEY, MAX_SUBJECT = 200, 300  # Alert.key, Alert.subject
 
 
 @dataclass
@@ -84,162 +69,8 @@ class InboxResult:
         }  # fmt: skip
 
 
-@dataclass
-class Candidate:
-    """A file some domain processes: its path in the inbox (``202411/…/V2/x.xlsx`` in a month folder)."""
-
-    rel: str
-    path: Path
-    stat: os.stat_result
-    domains: list[str]
-
-
-@dataclass
-class Entry:
-    """One thing at the top of the inbox: a fact file, a month folder, or something to reject or report."""
-
-    name: str
-    kind: str  # "file", "folder", "hostile" (rejected unread), "unmatched" (left, reported)
-    month: date | None = None
-    files: list[Candidate] = field(default_factory=list)
-    reason: str = ""
-    version: str = ""
-    older: list[str] = field(default_factory=list)
-    is_folder: bool = False
-
-    @property
-    def key(self) -> str:
-        """The entry's InboxFile path (a month folder's ends with ``/``; a file's is its name)."""
-        return self.name + "/" if self.is_folder else self.name
-
-    @property
-    def note(self) -> str:
-        """For a month folder's batches: which version was loaded."""
-        if not self.version:
-            return ""
-        older = f"; older versions not loaded: {', '.join(self.older)}" if self.older else ""
-        return f"month folder {self.name}, version {self.version}{older}: "
-
-
-def month_of(name: str) -> date | None:
-    """The month a file name carries (202411, 2024-11, 2024年11月), for processing files in period order."""
-    for candidate in MONTH_IN_NAME.findall(name):
-        try:
-            return parse_month(candidate.replace("_", "-").replace(".", "-"))
-        except ValueError:
-            continue
-    return None
-
-
 def inbox_dir(inbox: Path | None = None) -> Path:
     return Path(inbox or settings.REFGOV_INBOX_DIR)
-
-
-def _domain_patterns() -> dict[str, list[str]]:
-    return {name: load_domain(name).config.files.patterns for name in domain_names()}
-
-
-def _matching(name: str, domains: dict[str, list[str]]) -> list[str]:
-    return [d for d, patterns in domains.items() if any(fnmatch.fnmatch(name, pat) for pat in patterns)]
-
-
-def _in_progress(name: str) -> bool:
-    return name.startswith(".") or name.lower().endswith(IN_PROGRESS_SUFFIXES)
-
-
-def _signature(st: os.stat_result) -> str:
-    """Size, times and inode (not the device number, which differs between hosts mounting the same share)."""
-    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
-
-
-def _line(text: object) -> str:
-    """One line of text, safe in a message (see ``shown``)."""
-    return shown(" ".join(str(text).split()))
-
-
-def _refusal(name: str, st: os.stat_result) -> str:
-    """Why a non-folder entry is not read, or "" when it is a plain file."""
-    if hostile_name(name):
-        return "the file name contains control characters or bytes that are not UTF-8; not read"
-    if not stat.S_ISREG(st.st_mode):
-        return f"{kind_of(st.st_mode)}, not a regular file: only files directly in the inbox are read; not read"
-    if st.st_nlink > 1:
-        return f"a file with {st.st_nlink} hard links: copy it into the inbox instead of linking it; not read"
-    return ""
-
-
-# --- scanning ------------------------------------------------------------------------------------------------------
-
-
-def _scan(inbox: Path, fd: int, domains: dict[str, list[str]]) -> list[Entry]:
-    """Everything at the top of the inbox that the inbox acts on, in month order (then by name)."""
-    entries = []
-    with os.scandir(fd) as listing:
-        names = sorted(e.name for e in listing)
-    for name in names:
-        if _in_progress(name):
-            continue
-        try:
-            st = lstat(fd, name)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            if name not in (PROCESSED, REJECTED) and MONTH_FOLDER.fullmatch(name) and _month(name) is not None:
-                entries.append(_month_folder(inbox, fd, name, domains))
-            continue
-        if reason := _refusal(name, st):
-            entries.append(Entry(name, "hostile", reason=reason))
-        elif matching := _matching(name, domains):
-            entries.append(Entry(name, "file", month=month_of(name), files=[Candidate(name, inbox / name, st, matching)]))
-        else:
-            entries.append(Entry(name, "unmatched", month=month_of(name), reason="no domain's file patterns match the name"))
-    return sorted(entries, key=lambda e: (e.month or date.max, e.name))
-
-
-def _month(name: str) -> date | None:
-    try:
-        return parse_month(name)
-    except ValueError:
-        return None
-
-
-def _month_folder(inbox: Path, fd: int, name: str, domains: dict[str, list[str]]) -> Entry:
-    """A month folder: the files of its highest version folder that a domain matches."""
-    month = _month(name)
-    versions: dict[int, list[tuple[str, list[tuple[str, os.stat_result]]]]] = {}
-    is_version = lambda folder: VERSION_FOLDER.fullmatch(folder) is not None  # noqa: E731
-    for rel, folder_fd in walk_folders(fd, name, depth=FOLDER_DEPTH, limit=FOLDER_LIMIT, prune=is_version):
-        if rel != name and (found := VERSION_FOLDER.fullmatch(rel.rsplit("/", 1)[-1])):
-            with os.scandir(folder_fd) as listing:
-                files = [(e.name, lstat(folder_fd, e.name)) for e in sorted(listing, key=lambda e: e.name)]
-            versions.setdefault(int(found[1]), []).append((rel, files))
-    folder = Entry(name, "unmatched", month=month, is_folder=True)
-    if not versions:
-        folder.reason = "a month folder without version folders (V1, V2, …); nothing in it is loaded"
-        return folder
-    number = max(versions)
-    if len(versions[number]) > 1:
-        folder.reason = f"several folders of version V{number} ({', '.join(shown(r) for r, _ in versions[number])}); " \
-                        "nothing in it is loaded until only one is left"
-        return folder
-    [(version_rel, files)] = versions[number]
-    folder.version = version_rel.rsplit("/", 1)[-1]
-    folder.older = sorted((shown(r) for n, found in versions.items() if n != number for r, _ in found))
-    for file_name, st in files:
-        if _in_progress(file_name) or stat.S_ISDIR(st.st_mode):
-            continue
-        if reason := _refusal(file_name, st):
-            folder.kind, folder.reason, folder.files = "hostile", f"{shown(version_rel)}/{shown(file_name)}: {reason}", []
-            return folder
-        if matching := _matching(file_name, domains):
-            rel = f"{version_rel}/{file_name}"
-            folder.files.append(Candidate(rel, inbox / rel, st, matching))
-    if folder.files:
-        folder.kind = "folder"
-    else:
-        names = ", ".join(shown(n) for n, st in files if stat.S_ISREG(st.st_mode)) or "no files"
-        folder.reason = f"version {folder.version} holds no file a domain's patterns match ({names})"
-    return folder
 
 
 def waiting_files(*, inbox: Path | None = None) -> list[Path]:
@@ -250,12 +81,9 @@ def waiting_files(*, inbox: Path | None = None) -> list[Path]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     try:
-        return [c.path for e in _scan(inbox, fd, _domain_patterns()) if e.kind in ("file", "folder") for c in e.files]
+        return [c.path for e in scan(inbox, fd, domain_patterns()) if e.kind in ("file", "folder") for c in e.files]
     finally:
         os.close(fd)
-
-
-# --- processing ----------------------------------------------------------------------------------------------------
 
 
 def process_inbox(
@@ -280,6 +108,11 @@ def process_inbox(
     return result
 
 
+def _line(text: object) -> str:
+    """One line of text, safe in a message (see ``shown``)."""
+    return shown(" ".join(str(text).split()))
+
+
 def _alert_key(kind: AlertKind, name: str) -> str:
     key = f"{kind.value}:{name}"
     if len(key) <= MAX_KEY:
@@ -288,12 +121,11 @@ def _alert_key(kind: AlertKind, name: str) -> str:
 
 
 def _subject(text: str) -> str:
-    return text if len(text) <= 300 else text[:299] + "…"
+    return text if len(text) <= MAX_SUBJECT else text[: MAX_SUBJECT - 1] + "…"
 
 
 class InboxRun:
-    """One pass over the inbox, holding its lock (a later run that finds an attempt still marked as being processed
-    knows that its worker is gone)."""
+    """One pass over the inbox, holding its lock."""
 
     def __init__(self, inbox: Path, config: LoadedConfig, result: InboxResult, *, degraded: bool, load: bool):
         self.inbox, self.config, self.result, self.degraded, self.load = inbox, config, result, degraded, load
@@ -310,24 +142,27 @@ class InboxRun:
         except InboxRefused as exc:
             self.result.refused = str(exc)
             logger.error("inbox %s refused: %s", self.inbox, exc)
+            subject = _("inbox %(inbox)s is not processed: %(reason)s") % {"inbox": self.inbox, "reason": _line(exc)}
             raise_alert(
-                kind=AlertKind.INBOX_REFUSED, key=refused_key, channel=self.channel, text=_line(exc),
-                subject=_subject(_("inbox %(inbox)s is not processed: %(reason)s") % {"inbox": self.inbox, "reason": _line(exc)}),
+                kind=AlertKind.INBOX_REFUSED, key=refused_key, channel=self.channel, subject=_subject(subject),
+                text=_line(exc),
             )  # fmt: skip
             return
-        if self.folders is None:
+        if self.folders is None:  # no inbox (yet)
             return
         with self.folders:
-            resolve_alerts(key=refused_key, channel=self.channel, resolution=_("the inbox folders are real folders again"))
+            resolution = _("the inbox folders are real folders again")
+            resolve_alerts(key=refused_key, channel=self.channel, resolution=resolution)
             self.records = {r.path: r for r in InboxFile.objects.filter(inbox=str(self.inbox))}
-            entries = _scan(self.inbox, self.folders.inbox, _domain_patterns())
+            entries = scan(self.inbox, self.folders.inbox, domain_patterns())
             for entry in entries:
                 try:
                     self.handle(entry)
                 except Exception as exc:  # a fault of the inbox itself: this entry only
                     logger.exception("inbox: %s", shown(entry.name))
+                    error = f"{shown(entry.name)}: unexpected error {type(exc).__name__}: {_line(exc)}"
                     try:
-                        self.reject(entry, [f"{shown(entry.name)}: unexpected error {type(exc).__name__}: {_line(exc)}"])
+                        self.reject(entry, [error])
                     except Exception:
                         logger.exception("inbox: %s could not be rejected either", shown(entry.name))
             self.forget({e.name for e in entries})
@@ -343,7 +178,7 @@ class InboxRun:
         if known is not None and known.state == InboxState.UNMATCHED:
             self.resolve_unmatched(known)
         if known is not None and known.state == InboxState.STUCK:
-            if all(self.unchanged(c) for c in entry.files):
+            if all(self.unchanged(c) for c in entry.files):  # processed before: only move it
                 self.move_out(entry, known.outcome, known.message.splitlines(), alert=False)
                 return
             self.resolve_stuck(entry, _("%(file)s changed; it is processed again") % {"file": entry.name})
@@ -351,11 +186,10 @@ class InboxRun:
                 known.delete()
                 del self.records[entry.key]
         if any(self.unfinished(c) for c in entry.files):
-            self.close_running(entry, UNFINISHED)
+            self.close_running(entry)
             self.reject(entry, [f"{shown(c.rel)}: {UNFINISHED}" for c in entry.files])
             return
-        settled = [self.settled(c) for c in entry.files]
-        if not all(settled):
+        if not all([self.settled(c) for c in entry.files]):  # every file's record is updated
             self.result.settling.append(entry.name)
             return
         if self.load:
@@ -373,18 +207,17 @@ class InboxRun:
 
     def unchanged(self, c: Candidate) -> bool:
         found = self.records.get(c.rel)
-        return found is not None and found.signature == _signature(c.stat)
+        return found is not None and found.signature == signature(c.stat)
 
     def unfinished(self, c: Candidate) -> bool:
-        found = self.records.get(c.rel)
-        return found is not None and found.state == InboxState.PROCESSING and found.signature == _signature(c.stat)
+        return self.unchanged(c) and self.records[c.rel].state == InboxState.PROCESSING
 
     def settled(self, c: Candidate) -> bool:
-        """Unchanged since a scan at least ``settle`` seconds ago, and its ctime that old (0: at first sight)."""
+        """Unchanged since a scan at least ``settle`` seconds ago, and its ctime that old (settle 0: at first sight)."""
         found = self.record(c.rel)
-        signature = _signature(c.stat)
-        if found.signature != signature or found.state != InboxState.WAITING:
-            found.signature, found.size_bytes, found.stable_since = signature, c.stat.st_size, self.now
+        current = signature(c.stat)
+        if found.signature != current or found.state != InboxState.WAITING:
+            found.signature, found.size_bytes, found.stable_since = current, c.stat.st_size, self.now
             found.state, found.started_at, found.outcome, found.message = InboxState.WAITING, None, "", ""
             found.save()
             return self.settle <= 0
@@ -403,12 +236,12 @@ class InboxRun:
         errors, batches, alert = [], [], False
         for c in entry.files:
             try:
-                current = os.lstat(c.path)
+                current = signature(os.lstat(c.path))
             except OSError as exc:
                 current, problem = None, f"{shown(c.rel)}: gone while waiting ({_line(exc)})"
             else:
                 problem = f"{shown(c.rel)}: changed or replaced since the inbox looked at it; not read"
-            if current is None or _signature(current) != _signature(c.stat):
+            if current != signature(c.stat):
                 errors.append(problem)
                 alert = True
                 continue
@@ -419,7 +252,7 @@ class InboxRun:
         self.move_out(entry, REJECTED if errors else PROCESSED, errors, batches=batches, alert=alert)
 
     def load_file(self, c: Candidate, entry: Entry) -> tuple[list[str], list[dict], bool]:
-        """Every domain's batch of one file. Returns (errors, batches, whether an error is on no batch record)."""
+        """Every domain's batch of one file. Returns (errors, batches, whether an error is on no batch's record)."""
         mark = FactBatch.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         errors, batches, failed = [], [], []
         for domain in c.domains:
@@ -434,24 +267,24 @@ class InboxRun:
                 errors.append(f"{domain}: {shown(c.rel)}: unexpected error {type(exc).__name__}: {_line(exc)}")
                 failed.append((domain, True))
         attempt = FactBatch.objects.filter(pk__gt=mark, file_path=str(c.path.resolve()))
-        recorded = set(attempt.filter(status__in=[FactStatus.REJECTED, FactStatus.FAILED]).values_list("domain", flat=True))
+        refused = attempt.filter(status__in=[FactStatus.REJECTED, FactStatus.FAILED])
+        recorded = set(refused.values_list("domain", flat=True))
         unrecorded = any(unexpected or domain not in recorded for domain, unexpected in failed)
-        if failed:
+        if failed:  # an exception the service did not record leaves its batch running
             attempt.filter(status=FactStatus.RUNNING).update(
                 status=FactStatus.FAILED, finished_at=timezone.now(), message="; ".join(errors)[:10_000]
             )
         if entry.note:
             attempt.update(message=Concat(Value(entry.note), F("message")))
             for batch in batches:
-                batch["message"] = entry.note + (batch.get("message") or "")
-                batch["version"] = entry.version
+                batch["message"], batch["version"] = entry.note + (batch.get("message") or ""), entry.version
         return errors, batches, unrecorded
 
-    def close_running(self, entry: Entry, message: str) -> None:
-        """Batches an attempt that did not finish left ``running``."""
+    def close_running(self, entry: Entry) -> None:
+        """The batches an attempt that did not finish left ``running``."""
         for c in entry.files:
             FactBatch.objects.filter(file_path=str(c.path.resolve()), status=FactStatus.RUNNING).update(
-                status=FactStatus.FAILED, finished_at=timezone.now(), message=message
+                status=FactStatus.FAILED, finished_at=timezone.now(), message=UNFINISHED
             )
 
     # moving out
@@ -459,45 +292,45 @@ class InboxRun:
     def move_out(self, entry: Entry, outcome: str, errors: list[str], *, batches=(), alert: bool) -> None:
         """Move the entry to processed/ or rejected/ (with its .error.txt); if that fails, remember the outcome so
         that the entry is not processed again, and alert."""
-        folders = self.folders
-        destination = folders.processed if outcome == PROCESSED else folders.rejected
+        destination = self.folders.processed if outcome == PROCESSED else self.folders.rejected
         try:
-            target = move(folders.inbox, entry.name, destination)
-            error_file = write_error(destination, target, "\n".join(errors) + "\n") if errors else None
+            target = move(self.folders.inbox, entry.name, destination)
+            error_file = write_error(destination, target, "\n".join(errors) + "\n") if errors else ""
         except OSError as exc:
             self.stuck(entry, outcome, errors, exc)
             return
-        moved_to = str(self.inbox / outcome / shown(target))
+        name, moved_to = shown(entry.name), str(self.inbox / outcome / shown(target))
         if entry.key in self.records and self.records[entry.key].state == InboxState.STUCK:
-            self.resolve_stuck(entry, _("%(file)s was moved to %(folder)s/") % {"file": entry.name, "folder": outcome})
+            self.resolve_stuck(entry, _("%(file)s was moved to %(folder)s/") % {"file": name, "folder": outcome})
         for path in {c.rel for c in entry.files} | {entry.key}:
-            if (found := self.records.pop(path, None)) is not None and found.pk:
+            if (found := self.records.pop(path, None)) is not None:
                 found.delete()
         if outcome == PROCESSED:
-            self.result.processed.append({"file": entry.name, "moved_to": moved_to, "batches": list(batches), "version": entry.version})
+            self.result.processed.append(
+                {"file": name, "moved_to": moved_to, "batches": list(batches), "version": entry.version}
+            )
             resolve_alerts(
-                key=_alert_key(AlertKind.INBOX_REJECTED, entry.name), channel=self.channel,
-                resolution=_("%(file)s was processed") % {"file": entry.name},
+                key=_alert_key(AlertKind.INBOX_REJECTED, name), channel=self.channel,
+                resolution=_("%(file)s was processed") % {"file": name},
             )  # fmt: skip
             return
-        self.result.rejected.append({"file": shown(entry.name), "moved_to": moved_to, "errors": errors, "version": entry.version})
-        logger.error("inbox: %s rejected: %s", shown(entry.name), " | ".join(errors))
+        self.result.rejected.append({"file": name, "moved_to": moved_to, "errors": errors, "version": entry.version})
+        logger.error("inbox: %s rejected: %s", name, " | ".join(errors))
         if alert:
+            subject = _("inbox: %(file)s rejected, moved to rejected/ with %(error_file)s: %(reason)s") % {
+                "file": name, "error_file": shown(error_file), "reason": errors[0] if errors else "",
+            }  # fmt: skip
             raise_alert(
-                kind=AlertKind.INBOX_REJECTED, key=_alert_key(AlertKind.INBOX_REJECTED, shown(entry.name)),
-                channel=self.channel, text="\n".join(errors),
-                subject=_subject(_("inbox: %(file)s rejected, moved to rejected/ with %(error_file)s: %(reason)s") % {
-                    "file": shown(entry.name), "error_file": shown(error_file or ""), "reason": errors[0] if errors else "",
-                }),
-                data={"file": shown(entry.name), "moved_to": moved_to},
+                kind=AlertKind.INBOX_REJECTED, key=_alert_key(AlertKind.INBOX_REJECTED, name), channel=self.channel,
+                subject=_subject(subject), text="\n".join(errors), data={"file": name, "moved_to": moved_to},
             )  # fmt: skip
 
     def reject(self, entry: Entry, errors: list[str]) -> None:
         self.move_out(entry, REJECTED, errors, alert=True)
 
     def stuck(self, entry: Entry, outcome: str, errors: list[str], exc: OSError) -> None:
-        reason = _line(exc)
-        logger.error("inbox: %s could not be moved to %s/: %s", shown(entry.name), outcome, reason)
+        name, reason = shown(entry.name), _line(exc)
+        logger.error("inbox: %s could not be moved to %s/: %s", name, outcome, reason)
         if entry.kind in ("file", "folder"):  # remembered, so that the next runs only try to move it
             found = self.record(entry.key)
             found.state, found.outcome, found.message = InboxState.STUCK, outcome, "\n".join(errors)
@@ -506,44 +339,47 @@ class InboxRun:
                 if c.rel != found.path and (other := self.records.get(c.rel)) is not None:
                     other.state = InboxState.WAITING
                     other.save(update_fields=["state"])
+        subject = _("inbox: %(file)s cannot be moved to %(folder)s/ (%(reason)s); it is not processed again") % {
+            "file": name, "folder": outcome, "reason": reason,
+        }  # fmt: skip
         raise_alert(
-            kind=AlertKind.INBOX_REFUSED, key=_alert_key(AlertKind.INBOX_REFUSED, shown(entry.name)), channel=self.channel,
-            subject=_subject(_("inbox: %(file)s cannot be moved to %(folder)s/ (%(reason)s); it is not processed again") % {
-                "file": shown(entry.name), "folder": outcome, "reason": reason,
-            }),
-            text="\n".join(errors), data={"file": shown(entry.name), "outcome": outcome},
+            kind=AlertKind.INBOX_REFUSED, key=_alert_key(AlertKind.INBOX_REFUSED, name), channel=self.channel,
+            subject=_subject(subject), text="\n".join(errors), data={"file": name, "outcome": outcome},
         )  # fmt: skip
 
     def resolve_stuck(self, entry: Entry, resolution: str) -> None:
-        resolve_alerts(key=_alert_key(AlertKind.INBOX_REFUSED, shown(entry.name)), channel=self.channel, resolution=resolution)
+        key = _alert_key(AlertKind.INBOX_REFUSED, shown(entry.name))
+        resolve_alerts(key=key, channel=self.channel, resolution=resolution)
 
     # reporting
 
     def unmatched(self, entry: Entry) -> None:
-        key = entry.key
+        """Alert once per file (or month folder) nothing processes; it stays in the inbox, listed on the run history."""
         self.result.unmatched.append(entry.name)
-        found = self.records.get(key)
+        found = self.records.get(entry.key)
         if found is not None and found.state == InboxState.UNMATCHED and found.message == entry.reason:
             return
-        found = self.record(key)
+        found = self.record(entry.key)
         found.state, found.message, found.signature = InboxState.UNMATCHED, entry.reason, ""
         found.save()
+        subject = _("inbox: %(file)s waits, nothing processes it: %(reason)s") % {
+            "file": entry.key, "reason": entry.reason,
+        }  # fmt: skip
         raise_alert(
-            kind=AlertKind.INBOX_UNMATCHED, key=_alert_key(AlertKind.INBOX_UNMATCHED, key), channel=self.channel,
-            subject=_subject(_("inbox: %(file)s waits, nothing processes it: %(reason)s") % {"file": key, "reason": entry.reason}),
-            text=entry.reason, data={"file": key, "inbox": str(self.inbox)},
+            kind=AlertKind.INBOX_UNMATCHED, key=_alert_key(AlertKind.INBOX_UNMATCHED, entry.key), channel=self.channel,
+            subject=_subject(subject), text=entry.reason, data={"file": entry.key, "inbox": str(self.inbox)},
         )  # fmt: skip
 
-    def resolve_unmatched(self, found: InboxFile, resolution: str | None = None) -> None:
+    def resolve_unmatched(self, found: InboxFile) -> None:
         resolve_alerts(
             key=_alert_key(AlertKind.INBOX_UNMATCHED, found.path), channel=self.channel,
-            resolution=resolution or _("%(file)s is now processed") % {"file": found.path},
+            resolution=_("%(file)s is now processed") % {"file": found.path},
         )  # fmt: skip
         found.state, found.message = InboxState.WAITING, ""
         found.save(update_fields=["state", "message"])
 
     def forget(self, present: set[str]) -> None:
-        """Records of entries no longer in the inbox (taken away by an operator, or moved out)."""
+        """Records of entries no longer in the inbox (taken away by an operator)."""
         for path, found in list(self.records.items()):
             if path.split("/", 1)[0] in present:
                 continue
@@ -553,7 +389,8 @@ class InboxRun:
                     resolution=_("%(file)s is no longer in the inbox") % {"file": path},
                 )  # fmt: skip
             if found.state == InboxState.PROCESSING:
-                FactBatch.objects.filter(file_path=str((self.inbox / path).resolve()), status=FactStatus.RUNNING).update(
+                file_path = str((self.inbox / path).resolve())
+                FactBatch.objects.filter(file_path=file_path, status=FactStatus.RUNNING).update(
                     status=FactStatus.FAILED, finished_at=timezone.now(), message=UNFINISHED
                 )
             found.delete()

@@ -21,6 +21,7 @@ from pathlib import Path
 PROCESSED, REJECTED = "processed", "rejected"
 ERROR_SUFFIX = ".error.txt"
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 HOSTILE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})  # controls, bidi marks, line separators, not UTF-8
 MAX_NAME_TRIES = 1000
 
@@ -149,7 +150,7 @@ def write_error(dir_fd: int, name: str, text: str) -> str:
     for n in range(MAX_NAME_TRIES):
         target = name + (ERROR_SUFFIX if n == 0 else f".error.{n}.txt")
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640, dir_fd=dir_fd)
+            fd = os.open(target, NEW_FILE_FLAGS, 0o640, dir_fd=dir_fd)
         except FileExistsError:
             continue
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

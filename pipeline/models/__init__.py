@@ -5,5 +5,6 @@ from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermar
 
 __all__ = [
     "Alert", "AlertKind", "DerivedReference", "FactBatch", "FactStatus", "InboxFile", "InboxState", "IncomeFact",
-    "RunStatus", "ScaleFact", "ShareSnapshot", "SyncRun", "SyncTableResult", "SyncUpgrade", "SyncWatermark", "TableStatus",
+    "RunStatus", "ScaleFact", "ShareSnapshot", "SyncRun", "SyncTableResult", "SyncUpgrade", "SyncWatermark",
+    "TableStatus",
 ]  # fmt: skip
