@@ -24,6 +24,7 @@ from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import process_fact_file
 from pipeline.models import Alert, AlertKind, FactBatch, FactStatus, InboxFile, InboxState, ScaleFact
 from pipeline.orchestration import run_fact_window
+from pipeline.tasks import TaskFailed, process_inbox_task
 from reference.permissions import VIEWER_GROUP
 from tests.facts_support import create_references, scale_row, write_csv, write_xlsx
 from tests.legacy import edit_config
@@ -219,7 +220,7 @@ def test_a_link_planted_at_the_error_file_is_not_written_through(inbox, tmp_path
 
 
 @pytest.mark.parametrize("folder", ["processed", "rejected"])
-def test_a_linked_processed_or_rejected_folder_is_refused_loudly(inbox, tmp_path, folder):
+def test_a_linked_processed_or_rejected_folder_is_refused_loudly(inbox, tmp_path, config_copy, folder):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     os.symlink(elsewhere, inbox / folder)
@@ -234,6 +235,9 @@ def test_a_linked_processed_or_rejected_folder_is_refused_loudly(inbox, tmp_path
     assert {"202409_规模明细.xlsx", "202412_年金业务明细.xlsx"} <= set(listing(inbox))
     [alert] = Alert.objects.filter(kind=AlertKind.INBOX_REFUSED)
     assert alert.times_seen == 2 and "symbolic link" in alert.subject
+    edit_config(config_copy, lambda d: d.update(strategy="backfill_only"))  # no preload expected
+    with pytest.raises(TaskFailed, match=f"inbox not processed: .*{folder} is a symbolic link"):
+        process_inbox_task()  # the fact task fails: the run history shows it
 
     os.unlink(inbox / folder)
     assert [p["file"] for p in process_inbox().processed] == ["202412_年金业务明细.xlsx"]
