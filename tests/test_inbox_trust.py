@@ -501,3 +501,12 @@ def test_a_month_folder_loads_its_latest_version(inbox):
     moved = inbox / "processed" / "202411" / "收集数据" / "数据采集"
     assert listing(moved) == ["V1", "V2"] and listing(inbox) == ["misc", "processed", "rejected"]
     assert not Alert.objects.exists()
+
+
+def test_a_version_folder_under_a_hostile_folder_name_is_rejected_unread(inbox):
+    good_workbook(inbox / "202411" / "收集\n数据" / "V1" / "24年11月规模收入数据.xlsx", month="202411")
+
+    [rejected] = process_inbox().rejected
+
+    assert rejected["file"] == "202411" and "202411/收集\\n数据/V1: a folder name contains control" in rejected["errors"][0]
+    assert not FactBatch.objects.exists() and listing(inbox / "rejected") == ["202411", "202411.error.txt"]
