@@ -13,6 +13,7 @@ from .models import (
     DerivedReference,
     FactBatch,
     FactStatus,
+    InboxFile,
     RunStatus,
     SyncRun,
     SyncTableResult,
@@ -207,3 +208,15 @@ class AlertAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description=_("state"), ordering="resolved_at")
     def alert_state(self, obj):
         return badge("#2e7d32", _("resolved")) if obj.resolved_at else badge("#c62828", _("open"))
+
+
+@admin.register(InboxFile)
+class InboxFileAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("path", "state", "size_bytes", "first_seen", "stable_since", "started_at")
+    list_filter = ("state",)
+    search_fields = ("path",)
+    fields = (
+        "inbox", "path", "state", "size_bytes", "signature", "first_seen", "stable_since", "started_at", "outcome",
+        "message",
+    )  # fmt: skip
+    readonly_fields = fields

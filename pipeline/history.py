@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_q.models import Task
 
-from pipeline.models import Alert, FactBatch, FactStatus, RunStatus, SyncRun
+from pipeline.models import Alert, FactBatch, FactStatus, InboxFile, InboxState, RunStatus, SyncRun
 
 TASK_PREFIX = "pipeline.tasks."
 STATUS_LABELS = {
@@ -124,3 +124,8 @@ def night_range(day: dt.date | None = None, *, now: dt.datetime | None = None) -
         return until - dt.timedelta(hours=24), until
     start = timezone.make_aware(dt.datetime.combine(day, dt.time()))
     return start, start + dt.timedelta(days=1)
+
+
+def inbox_attention() -> list[InboxFile]:
+    """What waits in the inbox with nothing to process it (no domain matches it, or it cannot be moved out), now."""
+    return list(InboxFile.objects.filter(state__in=[InboxState.UNMATCHED, InboxState.STUCK]).order_by("first_seen"))

@@ -91,16 +91,23 @@ class FactWindowResult:
     catch_up_run: int | None = None
     degraded: bool = False
     inbox: InboxResult | None = None
+    screened: InboxResult | None = None  # no file loaded: only what is never read or matched was dealt with
 
     @property
     def rejected(self) -> list[dict]:
-        return self.inbox.rejected if self.inbox else []
+        seen = self.inbox or self.screened
+        return seen.rejected if seen else []
+
+    @property
+    def refused(self) -> str:
+        seen = self.inbox or self.screened
+        return seen.refused if seen else ""
 
     def summary(self) -> dict:
+        seen = self.inbox or self.screened
         return {
             "trigger": self.trigger, "outcome": self.outcome, "preload": self.preload, "waiting": self.waiting,
-            "catch_up_run": self.catch_up_run, "degraded": self.degraded,
-            **(self.inbox.summary() if self.inbox else {}),
+            "catch_up_run": self.catch_up_run, "degraded": self.degraded, **(seen.summary() if seen else {}),
         }  # fmt: skip
 
 
@@ -110,25 +117,29 @@ def run_fact_window(
     """Process the waiting inbox files if the preload of the window allows it (see the module docstring)."""
     config = config or load_config()
     result = FactWindowResult(trigger=trigger, waiting=[p.name for p in waiting_files(inbox=inbox)])
-    if not result.waiting:
-        result.outcome = "nothing waiting"
+
+    def screened(outcome: str) -> FactWindowResult:
+        # nothing is loaded now, but links, unmatched files and killed attempts are dealt with all the same
+        result.outcome, result.screened = outcome, process_inbox(inbox=inbox, config=config, load=False)
         return result
+
+    if not result.waiting:
+        return screened("nothing waiting")
     state = preload_state(config=config, now=now)
     if not state.current and state.running:
-        result.outcome, result.preload = "waiting: a preload is running; its success processes the files", state.describe()
-        return result
+        result.preload = state.describe()
+        return screened("waiting: a preload is running; its success processes the files")
     if not state.current and config.config.facts.preload_missing == PreloadMissing.SYNC_FIRST and not state.catch_up_tried:
         logger.warning("fact run (%s): %s; incremental sync first", trigger, state.describe())
         try:
             result.catch_up_run = run_preload(trigger=CATCH_UP_TRIGGER, config=config).run.pk
         except PreloadBusy:
-            result.outcome = "waiting: a preload is running; its success processes the files"
-            return result
+            return screened("waiting: a preload is running; its success processes the files")
         state = preload_state(config=config, now=now)
     result.preload = state.describe()
     channel = alert_channel(config)
     if not state.current and blocks_unknown_keys(config):
-        result.outcome = "waiting: facts are not loaded without a current preload under this strategy"
+        screened("waiting: facts are not loaded without a current preload under this strategy")
         raise_alert(
             kind=AlertKind.FACTS_WAITING, key=AlertKind.FACTS_WAITING.value, channel=channel,
             subject=_("%(n)d fact files wait for the preload (%(state)s)") % {"n": len(result.waiting), "state": state.describe()},

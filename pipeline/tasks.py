@@ -38,6 +38,8 @@ def preload_task(trigger: str = "schedule") -> dict:
 
 def process_inbox_task(trigger: str = "schedule") -> dict:
     result = run_fact_window(trigger=trigger)
+    if result.refused:
+        raise TaskFailed(f"inbox not processed: {result.refused}")
     if result.rejected:
         raise TaskFailed(f"{len(result.rejected)} inbox file(s) rejected: " + "; ".join(r["errors"][0] for r in result.rejected))
     return result.summary()

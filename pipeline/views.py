@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from pipeline.history import night_range, run_history
+from pipeline.history import inbox_attention, night_range, run_history
 
 
 @permission_required("pipeline.view_syncrun", raise_exception=True)
@@ -27,6 +27,7 @@ def run_history_view(request):
         **admin.site.each_context(request),
         "title": _("Run history"),
         "history": run_history(since=since, until=until),
+        "inbox_attention": inbox_attention(),
         "day": day,
         "previous_day": (shown - dt.timedelta(days=1)).isoformat(),
         "next_day": (shown + dt.timedelta(days=1)).isoformat() if shown < timezone.localdate() else None,

@@ -18,7 +18,7 @@ REFERENCE_MODELS: dict[str, tuple[str, ...]] = {
 PIPELINE_MODELS: dict[str, tuple[str, ...]] = {
     "pipeline": (
         "syncrun", "synctableresult", "syncupgrade", "syncwatermark", "factbatch", "derivedreference", "scalefact",
-        "incomefact", "alert",
+        "incomefact", "alert", "inboxfile",
     ),
     "django_q": ("success", "failure", "schedule"),  # the task results the run history links to
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -137,14 +138,16 @@ def test_tasks_run_through_django_q_in_sync_mode(config_copy, tmp_path, settings
 def test_a_file_still_being_copied_waits(config_copy, tmp_path, settings):
     create_references()
     settings.REFGOV_INBOX_DIR = tmp_path
-    settings.REFGOV_INBOX_SETTLE_SECONDS = 60
+    settings.REFGOV_INBOX_SETTLE_SECONDS = 1
     path = FactWorkbook(month="202411", scale_rows=20, income_rows=10, legacy=LegacyDataset(plans=30, portfolios=40)).write(
         tmp_path / "202411_年金业务明细.xlsx"
     )
     assert process_inbox().processed == [] and path.exists() and not FactBatch.objects.exists()
 
     old = path.stat().st_mtime - 120
-    os.utime(path, (old, old))
+    os.utime(path, (old, old))  # cp -p, rsync -t: an old mtime proves nothing, the file changed since the last scan
+    assert process_inbox().processed == [] and path.exists() and not FactBatch.objects.exists()
+    time.sleep(1.1)  # unchanged across two scans the settle time apart
     assert [p["file"] for p in process_inbox().processed] == [path.name]
 
 

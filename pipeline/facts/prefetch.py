@@ -49,11 +49,13 @@ def start_from_argv(argv: list[str], default_config_dir: Path) -> None:
 
 
 def _parse(future: Future, path: Path, options: dict[str, str], default_config_dir: Path) -> None:
+    from pipeline.facts.archive import WorkbookLimits, check_archive
     from pipeline.facts.readers import sheets_named
 
     try:
         sheet = options.get("--sheet") or _domain_sheet(options.get("--domain", ""), default_config_dir)
         stat = _stat(path)
+        check_archive(path, WorkbookLimits.from_env())  # a zip bomb is not parsed here either
         workbook = CalamineWorkbook.from_path(str(path))
         try:
             matches = sheets_named(workbook.sheet_names, sheet)

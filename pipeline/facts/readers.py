@@ -17,6 +17,7 @@ import csv
 import datetime as dt
 import re
 import unicodedata
+import zipfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -28,6 +29,8 @@ from typing import Any
 from python_calamine import CalamineError, CalamineWorkbook
 
 from pipeline.facts import prefetch
+from pipeline.facts.archive import ArchiveTooLarge, WorkbookLimits, check_archive
+from pipeline.facts.text_tail import cut_off_reason
 
 __all__ = ["FactFile", "FactFileError", "open_fact_file", "parse_month", "parse_number"]
 
@@ -210,6 +213,8 @@ def open_fact_file(
             f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
             f"columns found: {', '.join(columns)}"
         )
+    if encoding_name is not None:
+        _check_not_cut_off(path, encoding_name, header_row, len(column_refs))
     return FactFile(
         path=path,
         sheet=sheet_name,
@@ -262,6 +267,13 @@ def _excel_column(index: int) -> str:
 
 def _open_excel(path: Path, sheet: str | None) -> tuple[str, RecordSource, int]:
     """The sheet's real name, its records and the index of its first used column (calamine starts rows there)."""
+    limits = WorkbookLimits.current()
+    try:
+        check_archive(path, limits)
+    except ArchiveTooLarge as exc:
+        raise FactFileError(path, str(exc)) from None
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FactFileError(path, f"not a readable Excel workbook: {exc or type(exc).__name__}") from exc
     try:
         workbook = CalamineWorkbook.from_path(str(path))
     except (CalamineError, OSError, ValueError) as exc:
@@ -284,6 +296,11 @@ def _open_excel(path: Path, sheet: str | None) -> tuple[str, RecordSource, int]:
             raise FactFileError(path, reason, sheet=name) from exc
     finally:
         workbook.close()
+    if calamine_sheet.height > limits.max_rows_per_sheet:
+        raise FactFileError(
+            path, f"the sheet has {calamine_sheet.height:,} rows, more than the limit of {limits.max_rows_per_sheet:,} "
+            "(REFGOV_FACT_MAX_ROWS_PER_SHEET)", sheet=name,
+        )  # fmt: skip
     return name, partial(_excel_records, calamine_sheet), (calamine_sheet.start or (0, 0))[1]
 
 
@@ -404,7 +421,7 @@ def _text_records(
             skipped += 1
         else:
             return
-        delimiter = "\t" if "\t" in first and "," not in first else ","
+        delimiter = _delimiter(first)
         reader = csv.reader(chain([first], lines), delimiter=delimiter)
         line = skipped  # last line consumed by the reader
         while True:
@@ -418,6 +435,20 @@ def _text_records(
             values = [cell if cell != "" else None for cell in cells]
             if _used_length(values):
                 yield number, values
+
+
+def _delimiter(header_line: str) -> str:
+    return "\t" if "\t" in header_line and "," not in header_line else ","
+
+
+def _check_not_cut_off(path: Path, encoding: str, header_row: int, width: int) -> None:
+    """Refuse a file whose last record looks cut off (see ``text_tail``)."""
+    with open(path, "rb") as stream:
+        header_line = next(islice(_decoded_lines(path, stream, encoding, False), header_row - 1, None), "")
+    found = cut_off_reason(path, encoding=encoding, delimiter=_delimiter(header_line), width=width)
+    if found is not None:
+        row, reason = found
+        raise FactFileError(path, reason, row=row)
 
 
 def _decoded_lines(path: Path, stream, encoding: str, detected: bool) -> Iterator[str]:

@@ -14,6 +14,9 @@ class AlertKind(models.TextChoices):
     SHARE_HIGH = "share_high", _("auto-derived share above threshold")
     STALE_REVIEWS = "stale_reviews", _("reviews waiting too long")
     MISSED_SCHEDULE = "missed_schedule", _("schedule did not run")
+    INBOX_REJECTED = "inbox_rejected", _("inbox file rejected")
+    INBOX_UNMATCHED = "inbox_unmatched", _("inbox file no domain matches")
+    INBOX_REFUSED = "inbox_refused", _("inbox cannot be processed safely")
 
 
 class Alert(models.Model):

@@ -104,8 +104,16 @@ REFGOV_NOTIFY_EMAILS = [a.strip() for a in env("REFGOV_NOTIFY_EMAILS", "").split
 REFGOV_NOTIFY_WEBHOOK_URL = env("REFGOV_NOTIFY_WEBHOOK_URL", "")
 # Fact files waiting to be processed by the scheduled fact task (processed/ and rejected/ below it).
 REFGOV_INBOX_DIR = Path(env("REFGOV_INBOX_DIR", str(BASE_DIR / "var" / "inbox")))
-# A file younger than this may still be being copied into the inbox; it waits for the next run.
+# A file is processed once two inbox scans at least this far apart saw it unchanged (size, times, inode) and its
+# ctime is at least this old; 0 processes a file at first sight (only when every writer renames files into place).
 REFGOV_INBOX_SETTLE_SECONDS = int(env("REFGOV_INBOX_SETTLE_SECONDS", "60"))
+# Workbooks are checked before they are parsed (zip bombs): a real monthly workbook of 40k + 14k rows is 8 MB
+# compressed, 57 MB uncompressed (ratio 7), and parsing a sheet takes about as much memory as its XML. The defaults
+# allow ~4x today's volume; keep the same numbers as pipeline.facts.archive.DEFAULT_LIMITS.
+REFGOV_XLSX_MAX_UNCOMPRESSED_BYTES = int(env("REFGOV_XLSX_MAX_UNCOMPRESSED_BYTES", str(512 << 20)))  # all parts
+REFGOV_XLSX_MAX_MEMBER_BYTES = int(env("REFGOV_XLSX_MAX_MEMBER_BYTES", str(256 << 20)))  # one part (a sheet's XML)
+REFGOV_XLSX_MAX_RATIO = int(env("REFGOV_XLSX_MAX_RATIO", "100"))  # uncompressed : compressed, parts above 1 MB
+REFGOV_FACT_MAX_ROWS_PER_SHEET = int(env("REFGOV_FACT_MAX_ROWS_PER_SHEET", "500000"))
 # Review reports written after batches and by ``manage.py review_report``.
 REFGOV_REPORTS_DIR = Path(env("REFGOV_REPORTS_DIR", str(BASE_DIR / "var" / "reports")))
 
