@@ -56,8 +56,9 @@ class PreloadResult:
 
     def summary(self) -> dict:
         fields = [
-            "table", "source", "mode", "status", "rows_read", "inserted", "updated", "upgraded", "unchanged",
-            "errors", "error_samples", "missing_at_source", "missing_samples", "columns_not_in_source",
+            "table", "source", "mode", "status", "rows_read", "inserted", "updated", "upgraded", "confirmed",
+            "unchanged", "errors", "error_samples", "missing_at_source", "missing_samples", "awaiting_source",
+            "awaiting_samples", "columns_not_in_source",
             "watermark_from", "watermark_to", "message", "duration_ms", "timings_ms",
         ]  # fmt: skip
         return {
@@ -147,6 +148,11 @@ def _table_message(outcome: TableSyncOutcome) -> str:
         parts.append(f"{outcome.errors} rows rejected (first: row {first.get('row')} key {first.get('key')!r}: {first.get('error')})")
     if outcome.missing_at_source:
         parts.append(f"{outcome.missing_at_source} authoritative keys no longer at the source (kept)")
+    if outcome.awaiting_source:
+        parts.append(
+            f"{outcome.awaiting_source} rows promoted by stewards await the source (not deletions; the feedback export "
+            f"carries them)"
+        )
     if outcome.columns_not_in_source:
         parts.append(f"source lacks columns {', '.join(outcome.columns_not_in_source)} (left as they are)")
     return "; ".join(parts)
@@ -325,6 +331,6 @@ def _execute(
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "message", "integrity", "finished_at"])
     logger.log(logging.INFO if run.status == RunStatus.SUCCESS else logging.ERROR, "preload run %s: %s", run.pk, run.status)
-    upgrades = list(run.upgrades.values("table", "key", "derived_from_domain", "changed", "kept"))
+    upgrades = list(run.upgrades.values("table", "key", "derived_from_domain", "promoted", "changed", "kept"))
     _alert(service.loaded, run, results, upgrades)
     return PreloadResult(run=run, tables=results, integrity=integrity, dry_run=dry_run, upgrades=upgrades)
