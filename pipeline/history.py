@@ -49,8 +49,8 @@ class History:
         flat = list(self.entries) + [c for e in self.entries for c in e.children]
         return {
             "tasks_failed": sum(e.kind == "task" and e.status == "failed" for e in flat),
-            "runs_failed": sum(e.kind == "preload" and e.status in {"failed", "partial"} for e in flat),
-            "batches_rejected": sum(e.kind == "facts" and e.status in {"rejected", "failed"} for e in flat),
+            "runs_failed": sum(e.kind == "preload" and e.status in {"failed", "partial", "abandoned"} for e in flat),
+            "batches_rejected": sum(e.kind == "facts" and e.status in {"rejected", "failed", "abandoned"} for e in flat),
             "batches_degraded": sum(e.kind == "facts" and e.degraded for e in flat),
         }
 
