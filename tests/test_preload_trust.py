@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pipeline.demo.legacy import LegacyDataset, plan_code
+from pipeline.history import run_history
 from pipeline.models import RunStatus, SyncRun, SyncTableResult, SyncUpgrade
 from pipeline.preload import run_preload
 from reference.models import AnnuityPlan, Source
@@ -72,6 +73,8 @@ def test_source_bringing_a_promoted_key_with_empty_columns_keeps_the_stewards_va
     summary = result.summary()
     assert summary["upgrades"][0]["key"] == NEW and summary["upgrades"][0]["promoted"] is True
     assert not promoted_rows(table="年金计划").filter(pk=NEW).exists()  # the feedback export no longer carries it
+    entry = next(e for e in run_history(since=result.run.started_at, until=timezone.now()).entries if e.kind == "preload")
+    assert "1 行已提升的记录获源系统确认" in entry.details and "升级" not in entry.details
 
 
 def test_a_promoted_key_brought_by_an_incremental_sync_keeps_the_stewards_values(legacy, config_dir, django_user_model):

@@ -221,7 +221,7 @@ def _alert(config: LoadedConfig, run: SyncRun, results: list[SyncTableResult], u
         resolve_alerts(
             kind=AlertKind.DEGRADED, channel=channel,
             resolution=_("preload run #%(run)d succeeded; %(n)d auto-derived rows upgraded to authoritative")
-            % {"run": run.pk, "n": len(upgrades)},
+            % {"run": run.pk, "n": sum(not u["promoted"] for u in upgrades)},
         )  # fmt: skip
         return
     failed = [r.table for r in results if r.status != TableStatus.SUCCESS]
