@@ -4,15 +4,19 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PG := psql -h 127.0.0.1 -U postgres
-DEBIAN_PACKAGES := libmariadb-dev pkg-config gettext postgresql-client mariadb-client chromium fonts-wqy-zenhei redis-server
+# python3-venv, python3-dev and gcc: Debian's Python makes the venv and builds mysqlclient (no wheel for Linux).
+DEBIAN_PACKAGES := libmariadb-dev pkg-config gettext postgresql-client mariadb-client chromium fonts-wqy-zenhei \
+	redis-server python3-venv python3-dev gcc
 DB_NAME ?= refgov
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 export LEGACY_MYSQL_URL ?= mysql://root@127.0.0.1:3306
 
-.PHONY: demo qcluster test system-deps services venv db bench-preload bench-facts bench-admin
+.PHONY: demo qcluster test deps system-deps services venv db bench-preload bench-facts bench-admin
+# A recipe that fails leaves no target behind (no half-made venv marked installed).
+.DELETE_ON_ERROR:
 
 ## demo: install, create the databases, migrate, load the demo legacy data, preload, start the admin on :8000
-demo: venv services db
+demo: deps venv services db
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py demo_data
 	$(PY) manage.py preload
@@ -29,7 +33,7 @@ qcluster: venv services db
 	$(PY) manage.py qcluster
 
 ## test: the whole test suite against real PostgreSQL and MariaDB
-test: venv services
+test: deps venv services
 	$(VENV)/bin/pytest
 
 ## system-deps: Debian packages the project needs (run as root; CI runs it)
@@ -40,15 +44,24 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+## deps: the missing Debian packages — installed when run as root; otherwise make stops with one line naming the
+## command to run
+deps:
+	$(eval MISSING := $(shell for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done))
+	$(if $(MISSING),$(if $(filter 0,$(shell id -u)),,$(error missing Debian packages: $(MISSING); run: sudo make -C $(CURDIR) system-deps)))
+	@$(if $(MISSING),$(MAKE) --no-print-directory system-deps DEBIAN_PACKAGES="$(MISSING)",:)
+
 ## services: start PostgreSQL and MariaDB when they are not running
-services:
+services: deps
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	@mariadb-admin -h 127.0.0.1 -uroot ping >/dev/null 2>&1 || start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && mariadb-admin -h 127.0.0.1 -uroot ping >/dev/null 2>&1 && exit 0; sleep 1; done; \
 		echo "PostgreSQL or MariaDB did not come up on 127.0.0.1" >&2; exit 1
 
-$(VENV)/.installed: pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+# The marker is written only after every step succeeded; a venv without pip (interrupted creation) is made again.
+$(VENV)/.installed: pyproject.toml | deps
+	@rm -f $@
+	@test -x $(VENV)/bin/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); } || { rm -rf $(VENV); exit 1; }
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@

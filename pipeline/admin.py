@@ -27,6 +27,7 @@ STATUS_COLORS = {
     RunStatus.SUCCESS.value: "#2e7d32",  # green
     RunStatus.PARTIAL.value: "#ef6c00",  # orange
     RunStatus.FAILED.value: "#c62828",  # red
+    RunStatus.ABANDONED.value: "#6a1b9a",  # purple: nobody recorded an outcome
     TableStatus.SKIPPED.value: "#757575",  # grey
     FactStatus.LOADED.value: "#2e7d32",
     FactStatus.REJECTED.value: "#ef6c00",
@@ -77,15 +78,18 @@ class SyncTableResultInline(ReadOnlyInline):
         "inserted",
         "updated",
         "upgraded",
+        "confirmed",
         "unchanged",
         "errors",
         "missing_at_source",
+        "awaiting_source",
         "duration_ms",
         "watermark_from",
         "watermark_to",
         "message",
         "error_samples",
         "missing_samples",
+        "awaiting_samples",
         "columns_not_in_source",
     )
     readonly_fields = fields
@@ -97,7 +101,7 @@ class SyncTableResultInline(ReadOnlyInline):
 
 class SyncUpgradeInline(ReadOnlyInline):
     model = SyncUpgrade
-    fields = ("table", "key", "derived_from_domain", "changed", "kept")
+    fields = ("table", "key", "derived_from_domain", "promoted", "changed", "kept")
     readonly_fields = fields
 
 
@@ -138,12 +142,12 @@ class SyncRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(SyncUpgrade)
 class SyncUpgradeAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("table", "key", "derived_from_domain", "run")
-    list_filter = ("table", "derived_from_domain")
+    list_display = ("table", "key", "derived_from_domain", "promoted", "run")
+    list_filter = ("table", "promoted", "derived_from_domain")
     search_fields = ("key",)
     list_select_related = ("run",)
     show_full_result_count = False
-    fields = ("run", "table", "key", "derived_from_domain", "changed", "kept")
+    fields = ("run", "table", "key", "derived_from_domain", "promoted", "changed", "kept")
     readonly_fields = fields
 
 

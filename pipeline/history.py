@@ -49,8 +49,8 @@ class History:
         flat = list(self.entries) + [c for e in self.entries for c in e.children]
         return {
             "tasks_failed": sum(e.kind == "task" and e.status == "failed" for e in flat),
-            "runs_failed": sum(e.kind == "preload" and e.status in {"failed", "partial"} for e in flat),
-            "batches_rejected": sum(e.kind == "facts" and e.status in {"rejected", "failed"} for e in flat),
+            "runs_failed": sum(e.kind == "preload" and e.status in {"failed", "partial", "abandoned"} for e in flat),
+            "batches_rejected": sum(e.kind == "facts" and e.status in {"rejected", "failed", "abandoned"} for e in flat),
             "batches_degraded": sum(e.kind == "facts" and e.degraded for e in flat),
         }
 
@@ -61,9 +61,12 @@ def _run_entry(run: SyncRun) -> Entry:
     details = _("%(ok)d of %(n)d tables synced") % {"ok": len(tables) - len(failed), "n": len(tables)}
     if failed:
         details += " · " + _("not synced: %s") % ", ".join(failed)
-    upgrades = run.upgrades.count()
+    upgrades = run.upgrades.filter(promoted=False).count()
     if upgrades:
         details += " · " + _("%d rows upgraded to authoritative") % upgrades
+    confirmed = run.upgrades.filter(promoted=True).count()
+    if confirmed:
+        details += " · " + _("%d promoted rows confirmed by the source") % confirmed
     return Entry(
         at=run.started_at, kind="preload", title=_("preload run #%(pk)d (%(trigger)s)") % {"pk": run.pk, "trigger": run.trigger},
         status=run.status, url=reverse("admin:pipeline_syncrun_change", args=[run.pk]), details=details,

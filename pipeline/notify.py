@@ -10,6 +10,8 @@ from typing import Protocol
 from django.conf import settings
 from django.core.mail import send_mail
 
+from refgov.redact import redact
+
 logger = logging.getLogger("refgov.notify")
 WEBHOOK_TIMEOUT = 10
 
@@ -59,4 +61,5 @@ def notify(*, channel: str, subject: str, text: str, data: dict | None = None) -
                 raise ValueError(f"unknown notifier {name!r} (known: {', '.join(NOTIFIERS)})")
             cls().send(channel=channel, subject=subject, text=text, data=data or {})
         except Exception as exc:  # noqa: BLE001 — a notification must never break the caller
-            logger.error("notifier %s failed: %s: %s", name, type(exc).__name__, exc)
+            # urllib names the URL in some errors ("unknown url type: '...'"): the webhook URL is the credential.
+            logger.error("notifier %s failed: %s: %s", name, type(exc).__name__, redact(str(exc)))

@@ -13,6 +13,7 @@ from pipeline.config import load_config
 from pipeline.orchestration import after_preload, run_fact_window
 from pipeline.preload import run_preload
 from pipeline.reports import write_review_report
+from pipeline.runs_liveness import close_abandoned_runs
 from reference.stewardship.usage import refresh_pending_usage
 
 logger = logging.getLogger("refgov.orchestration")
@@ -55,6 +56,8 @@ def review_report_task() -> str:
 
 
 def check_alerts_task() -> dict:
-    """Every few minutes: refresh the review queue's weights, then check the alert conditions."""
+    """Every few minutes: close runs whose process is gone, refresh the review queue's weights, check the alerts."""
+    config = load_config()
+    abandoned = close_abandoned_runs(config=config)
     weights = refresh_pending_usage()
-    return {**check_alerts(config=load_config()).summary(), "review_weights": weights}
+    return {**check_alerts(config=config).summary(), "review_weights": weights, **abandoned.summary()}

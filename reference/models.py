@@ -44,6 +44,12 @@ class TrackedReference(models.Model):
                 name="%(class)s_auto_derived",
                 condition=models.Q(source="auto_derived"),
             ),
+            # Rows stewards promoted (the few that may await the source): what each preload looks for.
+            models.Index(
+                fields=["derived_from_domain"],
+                name="%(class)s_promoted",
+                condition=models.Q(source="authoritative", derived_from_domain__isnull=False),
+            ),
         ]
 
 

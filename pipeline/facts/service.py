@@ -39,6 +39,7 @@ from pipeline.facts.registry import fact_table
 from pipeline.facts.staging import FactStager, Progress
 from pipeline.models import AlertKind, DerivedReference, FactBatch, FactStatus
 from pipeline.reports import report_batch
+from pipeline.runs_liveness import close_abandoned_runs, running_record
 from refgov.identifiers import quote_pg as q
 from reference.history import Action, change_context
 from reference.models import Source
@@ -118,6 +119,8 @@ def process_fact_file(
     batch (and raises an alert) and raises FactFileError / FactLoadError / DatabaseError after rolling the file's
     transaction back. ``degraded``: loaded while the preload of the window had failed; the batch is marked so."""
     config = config or load_config()
+    if not dry_run:
+        close_abandoned_runs(config=config)
     loaded = load_domain(domain)
     path = Path(path)
     if not path.is_file():
@@ -135,14 +138,14 @@ def process_fact_file(
     part_tables: list[str] = []
 
     def work() -> FactResult:
-        batch = FactBatch.objects.create(
-            domain=domain, file_name=path.name, file_path=str(path.resolve()), sheet=sheet or "",
+        with running_record(
+            FactBatch, domain=domain, file_name=path.name, file_path=str(path.resolve()), sheet=sheet or "",
             checksum=checksum, size_bytes=size, degraded=degraded,
-        )  # fmt: skip
-        return _run(
-            batch, loaded, config, path, sheet, encoding, load_facts=load_facts, progress=progress or _quiet,
-            part_tables=part_tables,
-        )  # fmt: skip
+        ) as batch:  # fmt: skip
+            return _run(
+                batch, loaded, config, path, sheet, encoding, load_facts=load_facts, progress=progress or _quiet,
+                part_tables=part_tables,
+            )  # fmt: skip
 
     try:
         result = rolled_back_if(dry_run, work)

@@ -12,6 +12,8 @@ class FactStatus(models.TextChoices):
     LOADED = "loaded", _("loaded")
     REJECTED = "rejected", _("rejected")
     FAILED = "failed", _("failed")
+    # The process loading it ended without recording an outcome (killed, crashed); nothing of it was loaded.
+    ABANDONED = "abandoned", _("abandoned")
 
 
 class FactBatch(models.Model):

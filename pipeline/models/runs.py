@@ -10,6 +10,8 @@ class RunStatus(models.TextChoices):
     SUCCESS = "success", _("success")
     PARTIAL = "partial", _("partial")
     FAILED = "failed", _("failed")
+    # The process running it ended without recording an outcome (killed, crashed); closed by a later run.
+    ABANDONED = "abandoned", _("abandoned")
 
 
 class SyncRun(models.Model):
@@ -53,11 +55,20 @@ class SyncTableResult(models.Model):
     inserted = models.IntegerField(_("inserted"), default=0)
     updated = models.IntegerField(_("updated"), default=0)
     upgraded = models.IntegerField(_("upgraded"), default=0)
+    confirmed = models.IntegerField(
+        _("promoted rows confirmed"), default=0,
+        help_text=_("rows stewards promoted that the source brought for the first time"),
+    )  # fmt: skip
     unchanged = models.IntegerField(_("unchanged"), default=0)
     errors = models.IntegerField(_("rejected rows"), default=0)
     error_samples = models.JSONField(_("rejected rows (first ones)"), default=list, blank=True)
     missing_at_source = models.IntegerField(_("missing at source"), default=0)
     missing_samples = models.JSONField(_("missing at source (first ones)"), default=list, blank=True)
+    awaiting_source = models.IntegerField(
+        _("awaiting the source"), default=0,
+        help_text=_("rows stewards promoted that the source does not have yet (what the feedback export carries)"),
+    )  # fmt: skip
+    awaiting_samples = models.JSONField(_("awaiting the source (first ones)"), default=list, blank=True)
     columns_not_in_source = models.JSONField(_("columns the source lacks"), default=list, blank=True)
     watermark_from = models.CharField(_("watermark before"), max_length=64, blank=True, default="")
     watermark_to = models.CharField(_("watermark after"), max_length=64, blank=True, default="")
@@ -75,7 +86,9 @@ class SyncTableResult(models.Model):
 
 
 class SyncUpgrade(models.Model):
-    """An auto-derived row that the preload made authoritative, with the steward's values it replaced or kept."""
+    """An auto-derived row that the preload made authoritative, or a row stewards promoted that the source brought for
+    the first time (``promoted``), with the steward's values it replaced or kept. A row with a record here has been
+    confirmed by the source: later preloads treat it as any authoritative row."""
 
     run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="upgrades", verbose_name=_("run"))
     table = models.CharField(_("table"), max_length=50)
@@ -83,6 +96,10 @@ class SyncUpgrade(models.Model):
     derived_from_domain = models.CharField(_("derived from domain"), max_length=50, null=True, blank=True)
     changed = models.JSONField(_("changed values (before, after)"), default=dict, blank=True)
     kept = models.JSONField(_("steward values kept"), default=dict, blank=True)
+    promoted = models.BooleanField(
+        _("promoted by a steward"), default=False, db_default=False,
+        help_text=_("already authoritative (promoted by a steward) before the source brought it"),
+    )  # fmt: skip
 
     class Meta:
         verbose_name = _("upgrade to authoritative")

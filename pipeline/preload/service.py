@@ -20,6 +20,7 @@ from pipeline.config import load_config
 from pipeline.dry_run import rolled_back_if
 from pipeline.config.loader import LoadedConfig
 from pipeline.config.schema import LegacyMySQLSource, Strategy
+from pipeline.runs_liveness import close_abandoned_runs, running_record
 from pipeline.models import AlertKind, RunStatus, SyncRun, SyncTableResult, SyncWatermark, TableStatus
 from pipeline.sources.config_file import ConfigFileReader
 from pipeline.sources.legacy_mysql import LegacyTableReader, MySQLServer, SourceError
@@ -56,8 +57,9 @@ class PreloadResult:
 
     def summary(self) -> dict:
         fields = [
-            "table", "source", "mode", "status", "rows_read", "inserted", "updated", "upgraded", "unchanged",
-            "errors", "error_samples", "missing_at_source", "missing_samples", "columns_not_in_source",
+            "table", "source", "mode", "status", "rows_read", "inserted", "updated", "upgraded", "confirmed",
+            "unchanged", "errors", "error_samples", "missing_at_source", "missing_samples", "awaiting_source",
+            "awaiting_samples", "columns_not_in_source",
             "watermark_from", "watermark_to", "message", "duration_ms", "timings_ms",
         ]  # fmt: skip
         return {
@@ -105,6 +107,11 @@ class ReferenceSyncService:
             )
         return [t for t in configured if t in tables]
 
+    def check_sources(self, tables: list[str]) -> None:
+        """Raise SourceError when a table of ``tables`` reads the legacy server and LEGACY_MYSQL_URL is malformed."""
+        if any(isinstance(self.config.preload.sources[t], LegacyMySQLSource) for t in tables):
+            self.server  # noqa: B018 — parsing the URL is the check
+
     def reader_for(self, table: str):
         source = self.config.preload.sources[table]
         if isinstance(source, LegacyMySQLSource):
@@ -147,6 +154,11 @@ def _table_message(outcome: TableSyncOutcome) -> str:
         parts.append(f"{outcome.errors} rows rejected (first: row {first.get('row')} key {first.get('key')!r}: {first.get('error')})")
     if outcome.missing_at_source:
         parts.append(f"{outcome.missing_at_source} authoritative keys no longer at the source (kept)")
+    if outcome.awaiting_source:
+        parts.append(
+            f"{outcome.awaiting_source} rows promoted by stewards await the source (not deletions; the feedback export "
+            f"carries them)"
+        )
     if outcome.columns_not_in_source:
         parts.append(f"source lacks columns {', '.join(outcome.columns_not_in_source)} (left as they are)")
     return "; ".join(parts)
@@ -170,6 +182,8 @@ def run_preload(
     service = ReferenceSyncService(config=config or load_config(), server=server)
     order = service.plan(tables)
     with preload_lock():
+        if not dry_run:
+            close_abandoned_runs(config=service.loaded)
         return rolled_back_if(
             dry_run, lambda: _execute(service, order, full=full, dry_run=dry_run, trigger=trigger, tables=tables)
         )
@@ -207,7 +221,7 @@ def _alert(config: LoadedConfig, run: SyncRun, results: list[SyncTableResult], u
         resolve_alerts(
             kind=AlertKind.DEGRADED, channel=channel,
             resolution=_("preload run #%(run)d succeeded; %(n)d auto-derived rows upgraded to authoritative")
-            % {"run": run.pk, "n": len(upgrades)},
+            % {"run": run.pk, "n": sum(not u["promoted"] for u in upgrades)},
         )  # fmt: skip
         return
     failed = [r.table for r in results if r.status != TableStatus.SUCCESS]
@@ -300,31 +314,39 @@ def _sync_concurrently(
 def _execute(
     service: ReferenceSyncService, order: list[str], *, full: bool, dry_run: bool, trigger: str, tables
 ) -> PreloadResult:
-    run = SyncRun.objects.create(trigger=trigger, full=full, tables_requested=list(tables or []))
-    logger.info("preload run %s started: %s", run.pk, ", ".join(order))
-    gates = _Gates(service, order)
-    # Worker threads have their own connections: only possible when this one holds no open transaction.
-    if len(order) > 1 and not connection.in_atomic_block:
-        outcomes = _sync_concurrently(service, gates, order, run, full=full)
-    else:
-        outcomes = [_sync_one(service, gates, t, run, full=full, wait_first=True) for t in order]
-    results = [result for result, _ in outcomes]
-    problems = [problem for _, problem in outcomes if problem]
+    with running_record(SyncRun, trigger=trigger, full=full, tables_requested=list(tables or [])) as run:
+        logger.info("preload run %s started: %s", run.pk, ", ".join(order))
+        try:
+            service.check_sources(order)
+        except SourceError as exc:
+            return _finish(service, run, [], [str(exc)], dry_run=dry_run, status=RunStatus.FAILED)
+        gates = _Gates(service, order)
+        # Worker threads have their own connections: only possible when this one holds no open transaction.
+        if len(order) > 1 and not connection.in_atomic_block:
+            outcomes = _sync_concurrently(service, gates, order, run, full=full)
+        else:
+            outcomes = [_sync_one(service, gates, t, run, full=full, wait_first=True) for t in order]
+        results = [result for result, _ in outcomes]
+        problems = [problem for _, problem in outcomes if problem]
+        succeeded = [r for r in results if r.status == TableStatus.SUCCESS]
+        status = RunStatus.FAILED if not succeeded and order else None
+        return _finish(service, run, results, problems, dry_run=dry_run, status=status)
+
+
+def _finish(
+    service: ReferenceSyncService, run: SyncRun, results: list[SyncTableResult], problems: list[str], *,
+    dry_run: bool, status: RunStatus | None,
+) -> PreloadResult:
+    """Check integrity, record the run's outcome (``status``, or success/partial from the problems), alert."""
     integrity = check_reference_integrity(trust_constraints=True)
     if not integrity.ok:
-        problems.extend(f"integrity: {v}" for v in integrity.violations)
-    succeeded = [r for r in results if r.status == TableStatus.SUCCESS]
-    if not succeeded and order:
-        run.status = RunStatus.FAILED
-    elif problems:
-        run.status = RunStatus.PARTIAL
-    else:
-        run.status = RunStatus.SUCCESS
+        problems = [*problems, *(f"integrity: {v}" for v in integrity.violations)]
+    run.status = status or (RunStatus.PARTIAL if problems else RunStatus.SUCCESS)
     run.message = "\n".join(problems)
     run.integrity = integrity.as_dict()
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "message", "integrity", "finished_at"])
     logger.log(logging.INFO if run.status == RunStatus.SUCCESS else logging.ERROR, "preload run %s: %s", run.pk, run.status)
-    upgrades = list(run.upgrades.values("table", "key", "derived_from_domain", "changed", "kept"))
+    upgrades = list(run.upgrades.values("table", "key", "derived_from_domain", "promoted", "changed", "kept"))
     _alert(service.loaded, run, results, upgrades)
     return PreloadResult(run=run, tables=results, integrity=integrity, dry_run=dry_run, upgrades=upgrades)

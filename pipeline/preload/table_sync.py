@@ -54,11 +54,14 @@ class TableSyncOutcome:
     inserted: int = 0
     updated: int = 0
     upgraded: int = 0
+    confirmed: int = 0
     unchanged: int = 0
     errors: int = 0
     error_samples: list[dict] = field(default_factory=list)
     missing_at_source: int = 0
     missing_samples: list[str] = field(default_factory=list)
+    awaiting_source: int = 0
+    awaiting_samples: list[str] = field(default_factory=list)
     columns_not_in_source: list[str] = field(default_factory=list)
     watermark_from: str = ""
     watermark_to: str = ""
@@ -226,17 +229,24 @@ class TableSync:
                 before_checks()
             with clock("check"):
                 outcome.errors, outcome.error_samples = self._reject(cur, plans)
-                outcome.upgraded = self._record_upgrades(cur, plans, run_id)
+                outcome.upgraded, outcome.confirmed = self._record_upgrades(cur, plans, run_id)
             cur.execute(f"SELECT count(*) FROM {q(self.table.name)}")
             existing = cur.fetchone()[0]
             with clock("merge"):
-                inserted, touched = self._merge(cur, plans, bulk=outcome.rows_read - existing > BULK_INSERT_ROWS)
+                inserted, touched, touched_kept = self._merge(
+                    cur, plans, bulk=outcome.rows_read - existing > BULK_INSERT_ROWS
+                )
+            # Every upgraded row is rewritten (it changes layer); a confirmed one only where a value changes.
             outcome.inserted = inserted
-            outcome.updated = touched - outcome.upgraded
-            outcome.unchanged = outcome.rows_read - outcome.errors - inserted - touched
+            outcome.updated = touched - touched_kept
+            outcome.unchanged = outcome.rows_read - outcome.errors - inserted - outcome.updated - outcome.upgraded
+            outcome.unchanged -= outcome.confirmed
             if report_missing and existing:
                 with clock("missing"):
                     outcome.missing_at_source, outcome.missing_samples = self._missing(cur)
+            if existing:
+                with clock("awaiting"):
+                    outcome.awaiting_source, outcome.awaiting_samples = self._awaiting(cur)
             cur.execute("DROP TABLE _stage, _rejected")
         outcome.duration_ms = int((time.monotonic() - started) * 1000)
         return outcome
@@ -245,7 +255,7 @@ class TableSync:
         columns = ", ".join(p.staging_ddl() for p in plans)
         cur.execute(
             f"CREATE TEMP TABLE _stage (_row bigint GENERATED ALWAYS AS IDENTITY, _bad boolean NOT NULL DEFAULT false, "
-            f"_key_fixed boolean, "
+            f"_key_fixed boolean, _keep boolean NOT NULL DEFAULT false, "
             f"{columns}) ON COMMIT DROP"
         )
         count = 0
@@ -329,7 +339,23 @@ class TableSync:
         cur.execute("SELECT _row, coalesce(key, ''), error FROM _rejected ORDER BY _row LIMIT %s", [SAMPLE_LIMIT])
         return count, [{"row": r, "key": k, "error": e} for r, k, e in cur.fetchall()]
 
-    def _record_upgrades(self, cur, plans: list[ColumnPlan], run_id: int) -> int:
+    def _awaiting_source(self, alias: str) -> str:
+        """SQL condition: the row ``alias`` was promoted by a steward and the source has not brought its key yet.
+
+        A row that began as auto-derived (``_derived_from_domain`` set) is confirmed by the source the first time a
+        preload brings its key: that sync is recorded as a SyncUpgrade. Authoritative, derived, and without such a
+        record means promoted in the admin and awaiting the source (what the feedback export carries). The condition
+        takes the table name as one query parameter."""
+        key = q(self.table.key_column)
+        return (
+            f"({alias}._source = 'authoritative' AND {alias}._derived_from_domain IS NOT NULL AND NOT EXISTS ("
+            f"SELECT 1 FROM pipeline_syncupgrade u WHERE u.\"table\" = %s AND u.key = {alias}.{key}))"
+        )
+
+    def _record_upgrades(self, cur, plans: list[ColumnPlan], run_id: int) -> tuple[int, int]:
+        """Record the rows whose layer the source settles now, before the merge changes them: auto-derived rows it
+        upgrades, and promoted rows it brings for the first time. Marks them ``_keep`` in ``_stage``: the merge keeps
+        their values where the source has none. Returns (upgraded, confirmed)."""
         key = q(self.table.key_column)
         data = [p for p in plans if not p.field.primary_key]
         changed = ", ".join(
@@ -342,19 +368,30 @@ class TableSync:
         )
         cur.execute(
             f"""
-            INSERT INTO pipeline_syncupgrade (run_id, "table", key, derived_from_domain, changed, kept)
-            SELECT %s, %s, t.{key}, t._derived_from_domain,
-                   jsonb_strip_nulls(jsonb_build_object({changed or "'', NULL"})),
-                   jsonb_strip_nulls(jsonb_build_object({kept or "'', NULL"}))
-            FROM _stage p JOIN {q(self.table.name)} t ON t.{key} = p.{key}
-            WHERE t._source = %s AND NOT p._bad
+            WITH recorded AS (
+                INSERT INTO pipeline_syncupgrade (run_id, "table", key, derived_from_domain, changed, kept, promoted)
+                SELECT %s, %s, t.{key}, t._derived_from_domain,
+                       jsonb_strip_nulls(jsonb_build_object({changed or "'', NULL"})),
+                       jsonb_strip_nulls(jsonb_build_object({kept or "'', NULL"})),
+                       t._source = 'authoritative'
+                FROM _stage p JOIN {q(self.table.name)} t ON t.{key} = p.{key}
+                WHERE NOT p._bad AND (t._source = %s OR {self._awaiting_source("t")})
+                RETURNING key, promoted
+            ), marked AS (
+                UPDATE _stage p SET _keep = true FROM recorded r WHERE p.{key} = r.key AND NOT p._bad
+            )
+            SELECT count(*) FILTER (WHERE NOT promoted), count(*) FILTER (WHERE promoted) FROM recorded
             """,
-            [run_id, self.table.name, Source.AUTO_DERIVED.value],
+            [run_id, self.table.name, Source.AUTO_DERIVED.value, self.table.name],
         )
-        return cur.rowcount
+        upgraded, confirmed = cur.fetchone()
+        return upgraded, confirmed
 
-    def _merge(self, cur, plans: list[ColumnPlan], *, bulk: bool) -> tuple[int, int]:
-        """Update changed rows, then insert new ones; returns (inserted, updated incl. upgraded).
+    def _merge(self, cur, plans: list[ColumnPlan], *, bulk: bool) -> tuple[int, int, int]:
+        """Update changed rows, then insert new ones; returns (inserted, updated, of those the ``_keep`` rows).
+
+        Where the source has no value, a ``_keep`` row (auto-derived, or promoted and never confirmed by the source)
+        keeps its own; any other authoritative row takes the source's NULL.
 
         The updates are recorded in the reference history under the run's context (``self.run_id``); the inserts are
         not (the run's own records cover them).
@@ -365,25 +402,32 @@ class TableSync:
         target = q(self.table.name)
         cols = [q(p.target) for p in plans]
         data = [c for c in cols if c != key]
-        auto = Source.AUTO_DERIVED.value
         cur.execute(f"LOCK TABLE {target} IN SHARE ROW EXCLUSIVE MODE")
-        distinct = (
-            f"OR ({', '.join('t.' + c for c in data)}) IS DISTINCT FROM ({', '.join('p.' + c for c in data)})"
-            if data
-            else ""
-        )
-        sets = [f"{c} = COALESCE(p.{c}, CASE WHEN t._source = '{auto}' THEN t.{c} END)" for c in data]
-        sets.append(f"_needs_review = CASE WHEN t._source = '{auto}' THEN false ELSE t._needs_review END")
+        values = {c: f"COALESCE(p.{c}, CASE WHEN p._keep THEN t.{c} END)" for c in data}
+        if data:
+            before = ", ".join("t." + c for c in data)
+            distinct = (
+                f"OR CASE WHEN p._keep THEN ({before}) IS DISTINCT FROM ({', '.join(values.values())}) "
+                f"ELSE ({before}) IS DISTINCT FROM ({', '.join('p.' + c for c in data)}) END"
+            )
+        else:
+            distinct = ""
+        sets = [f"{c} = {value}" for c, value in values.items()]
+        sets.append(f"_needs_review = CASE WHEN t._source = '{Source.AUTO_DERIVED.value}' THEN false ELSE t._needs_review END")
         sets.append("_source = 'authoritative'")
         with change_context(action=Action.PRELOAD, run_id=self.run_id):
             cur.execute(
                 f"""
-                UPDATE {target} t SET {', '.join(sets)}
-                FROM _stage p
-                WHERE t.{key} = p.{key} AND NOT p._bad AND (t._source <> 'authoritative' {distinct})
+                WITH touched AS (
+                    UPDATE {target} t SET {', '.join(sets)}
+                    FROM _stage p
+                    WHERE t.{key} = p.{key} AND NOT p._bad AND (t._source <> 'authoritative' {distinct})
+                    RETURNING p._keep
+                )
+                SELECT count(*), count(*) FILTER (WHERE _keep) FROM touched
                 """
             )
-            touched = cur.rowcount
+            touched, touched_kept = cur.fetchone()
         insert = f"""
             INSERT INTO {target} ({', '.join(cols)}, _source, _needs_review)
             SELECT {', '.join('p.' + c for c in cols)}, 'authoritative', false FROM _stage p
@@ -395,17 +439,34 @@ class TableSync:
         if bulk:
             # Fact loads join against this table next: give the planner its new size now, not at autovacuum's pace.
             cur.execute(f"ANALYZE {target}")
-        return inserted, touched
+        return inserted, touched, touched_kept
 
     def _missing(self, cur) -> tuple[int, list[str]]:
+        """Authoritative keys the source had and no longer has (rows promoted by stewards and never brought by the
+        source are not among them: see ``_awaiting``)."""
         key = q(self.table.key_column)
         cur.execute(
             f"""
             SELECT t.{key}, count(*) OVER () FROM {q(self.table.name)} t
             WHERE t._source = 'authoritative' AND NOT EXISTS (SELECT 1 FROM _stage p WHERE p.{key} = t.{key})
+              AND NOT {self._awaiting_source("t")}
             ORDER BY 1 LIMIT %s
             """,
-            [SAMPLE_LIMIT],
+            [self.table.name, SAMPLE_LIMIT],
+        )
+        rows = cur.fetchall()
+        return (rows[0][1] if rows else 0), [r[0] for r in rows]
+
+    def _awaiting(self, cur) -> tuple[int, list[str]]:
+        """Rows stewards promoted that the source has not brought yet (after this sync)."""
+        key = q(self.table.key_column)
+        cur.execute(
+            f"""
+            SELECT t.{key}, count(*) OVER () FROM {q(self.table.name)} t
+            WHERE {self._awaiting_source("t")}
+            ORDER BY 1 LIMIT %s
+            """,
+            [self.table.name, SAMPLE_LIMIT],
         )
         rows = cur.fetchall()
         return (rows[0][1] if rows else 0), [r[0] for r in rows]

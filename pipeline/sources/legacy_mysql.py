@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import MySQLdb
 import MySQLdb.cursors
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from MySQLdb.constants import FIELD_TYPE
 from MySQLdb.converters import conversions
 
@@ -40,23 +41,39 @@ class SourceError(Exception):
     """The source could not be read; the message names the server, database and table."""
 
 
+URL_FORMAT_HELP = (
+    "LEGACY_MYSQL_URL is malformed: {problem} (expected mysql://user:password@host:port, with characters such as "
+    ": / @ # ? in the password percent-encoded)"
+)
+
+
 @dataclass(frozen=True)
 class MySQLServer:
     host: str
     port: int
     user: str
-    password: str
+    password: str = field(repr=False)
 
     @classmethod
+    @sensitive_variables()
     def from_url(cls, url: str) -> MySQLServer:
-        parts = urlsplit(url)
+        """Parse ``mysql://user:password@host:port``. Errors name the variable and what is wrong, never a part of the
+        URL (a malformed URL may put the password where a host or port belongs)."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            what = "the port is not a number from 1 to 65535" if "port" in str(exc).lower() else "it cannot be parsed"
+            raise SourceError(f"{URL_FORMAT_HELP.format(problem=what)}") from None
         if parts.scheme not in {"mysql", "mariadb"}:
-            raise SourceError(f"LEGACY_MYSQL_URL must start with mysql:// (got {parts.scheme or 'nothing'}://)")
+            raise SourceError(URL_FORMAT_HELP.format(problem="it must start with mysql://"))
         if parts.path not in {"", "/"}:
             raise SourceError("LEGACY_MYSQL_URL must not name a database; each preload source names its own")
+        if parts.query or parts.fragment:
+            raise SourceError(URL_FORMAT_HELP.format(problem="it has a query or fragment (? or #)"))
         return cls(
             host=parts.hostname or "127.0.0.1",
-            port=parts.port or 3306,
+            port=port or 3306,
             user=unquote(parts.username or "root"),
             password=unquote(parts.password or ""),
         )

@@ -1,6 +1,7 @@
 """Settings shared by every environment. Everything secret or host-specific comes from the environment."""
 
 import os
+from email.utils import getaddresses
 from pathlib import Path
 
 import dj_database_url
@@ -143,12 +144,51 @@ REFGOV_Q_REDIS_URL = env("REFGOV_Q_REDIS_URL", "")
 if REFGOV_Q_REDIS_URL:
     Q_CLUSTER = {**{k: v for k, v in Q_CLUSTER.items() if k != "orm"}, "redis": REFGOV_Q_REDIS_URL}
 
+# Errors of request handling (500s) and of security checks go to stderr outside DEBUG (under DEBUG Django's own console
+# handler prints them) and, through Django's default "django" logger, by e-mail to ADMINS when DJANGO_ADMINS names
+# any. Every handler masks the secrets of the environment (refgov.redact).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "redact": {"()": "refgov.redact.RedactSecrets"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+        "errors": {
+            "class": "logging.StreamHandler", "formatter": "plain", "level": "ERROR",
+            "filters": ["require_debug_false", "redact"],
+        },
+    },  # fmt: skip
     "loggers": {
         "refgov": {"handlers": ["console"], "level": env("REFGOV_LOG_LEVEL", "INFO"), "propagate": False},
+        "django.request": {"handlers": ["errors"], "level": "ERROR"},
+        "django.security": {"handlers": ["errors"], "level": "ERROR"},
     },
 }
+# Debug pages and error e-mails hide the connection URLs and the webhook URL as well as Django's usual secrets.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "refgov.redact.ReporterFilter"
+
+
+def admins_from_env(value: str) -> list[tuple[str, str]]:
+    """``DJANGO_ADMINS="Name <a@example.com>, b@example.com"`` → [("Name", "a@example.com"), ("", "b@example.com")]."""
+    people = [(name, address) for name, address in getaddresses([value]) if "@" in address]
+    if value.strip() and not people:
+        raise ImproperlyConfigured("DJANGO_ADMINS must list e-mail addresses like 'Name <name@example.com>, ...'")
+    return people
+
+
+# Who gets an e-mail for every 500 (needs the EMAIL_* settings of your mail relay).
+ADMINS = admins_from_env(env("DJANGO_ADMINS", ""))
+SERVER_EMAIL = env("DJANGO_SERVER_EMAIL", "refgov@localhost")
+EMAIL_HOST = env("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env("DJANGO_EMAIL_PORT", "25"))
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]

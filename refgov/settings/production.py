@@ -6,7 +6,10 @@ from .base import env, env_bool
 SECRET_KEY = env("DJANGO_SECRET_KEY")
 DEBUG = False
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Only behind a TLS-terminating proxy that sets X-Forwarded-Proto itself (and strips it from clients): otherwise any
+# client could claim HTTPS with that header.
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True

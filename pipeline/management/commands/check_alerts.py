@@ -7,12 +7,13 @@ from django.core.management.base import CommandParser
 from pipeline.alerts import check_alerts
 from pipeline.config import load_config
 from pipeline.management.base import Failed, RefgovCommand
+from pipeline.runs_liveness import close_abandoned_runs
 
 
 class Command(RefgovCommand):
     help = (
-        "Check the alert conditions no run reports by itself (auto-derived share, stale reviews, missed schedules), "
-        "notify each new one once, and list the open alerts."
+        "Close runs whose process is gone (abandoned), check the alert conditions no run reports by itself "
+        "(auto-derived share, stale reviews, missed schedules), notify each new one once, and list the open alerts."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -20,7 +21,9 @@ class Command(RefgovCommand):
         parser.add_argument("--strict", action="store_true", help="exit 1 when any alert is open (for monitoring)")
 
     def run(self, **options: Any) -> dict:
-        payload = check_alerts(config=load_config()).summary()
+        config = load_config()
+        abandoned = close_abandoned_runs(config=config)
+        payload = {**check_alerts(config=config).summary(), **abandoned.summary()}
         if options["strict"] and payload["open"]:
             raise Failed(f"{len(payload['open'])} open alert(s): {payload['open'][0]}", payload)
         return payload

@@ -31,17 +31,19 @@ class Command(RefgovCommand):
         self.stdout.write(f"{head}status: {payload['status']}")
         self.stdout.write(
             f"{'table':<8} {'mode':<11} {'status':<8} {'read':>8} {'new':>8} {'upd':>8} {'upgr':>6} "
-            f"{'same':>8} {'rejected':>8} {'gone':>6}"
+            f"{'conf':>6} {'same':>8} {'rejected':>8} {'gone':>6} {'await':>6}"
         )
         for t in payload["tables"]:
             self.stdout.write(
                 f"{t['table']:<8} {t['mode']:<11} {t['status']:<8} {t['rows_read']:>8} {t['inserted']:>8} "
-                f"{t['updated']:>8} {t['upgraded']:>6} {t['unchanged']:>8} {t['errors']:>8} {t['missing_at_source']:>6}"
+                f"{t['updated']:>8} {t['upgraded']:>6} {t['confirmed']:>6} {t['unchanged']:>8} {t['errors']:>8} "
+                f"{t['missing_at_source']:>6} {t['awaiting_source']:>6}"
             )
             if t["message"]:
                 self.stdout.write(f"  {t['message']}")
         for u in payload["upgrades"][:50]:
-            self.stdout.write(f"upgraded {u['table']} {u['key']}: changed {u['changed'] or '-'} kept {u['kept'] or '-'}")
+            what = "confirmed promoted" if u["promoted"] else "upgraded"
+            self.stdout.write(f"{what} {u['table']} {u['key']}: changed {u['changed'] or '-'} kept {u['kept'] or '-'}")
         if len(payload["upgrades"]) > 50:
             self.stdout.write(f"... and {len(payload['upgrades']) - 50} more upgrades (see admin or --json)")
         integrity = payload["integrity"]
