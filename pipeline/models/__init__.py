@@ -1,8 +1,8 @@
 from .alerts import Alert, AlertKind, ShareSnapshot
-from .facts import DerivedReference, FactBatch, FactStatus, IncomeFact, ScaleFact
+from .facts import DerivedReference, FactBatch, FactKind, FactStatus, IncomeFact, ScaleFact
 from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
 
 __all__ = [
-    "Alert", "AlertKind", "DerivedReference", "FactBatch", "FactStatus", "IncomeFact", "RunStatus", "ScaleFact",
-    "ShareSnapshot", "SyncRun", "SyncTableResult", "SyncUpgrade", "SyncWatermark", "TableStatus",
+    "Alert", "AlertKind", "DerivedReference", "FactBatch", "FactKind", "FactStatus", "IncomeFact", "RunStatus",
+    "ScaleFact", "ShareSnapshot", "SyncRun", "SyncTableResult", "SyncUpgrade", "SyncWatermark", "TableStatus",
 ]  # fmt: skip
