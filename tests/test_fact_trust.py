@@ -152,7 +152,8 @@ def test_process_facts_command_rejects_a_file_with_a_backslash_dot_line(refs, tm
 def test_a_backslash_dot_line_in_any_part_of_a_parallel_copy_rejects_the_file(config, tmp_path, settings):
     settings.REFGOV_FACT_PARALLEL_MIN_BYTES, settings.REFGOV_FACT_COPY_PARTS = 0, 3
     create_references()
-    lines = csv_lines([scale_row(客户名称=f"客户{i}", 计划号=f"N2{i:03d}" if i % 50 == 49 else plan_code(1)) for i in range(300)])
+    plans = [f"N2{i:03d}" if i % 50 == 49 else plan_code(1) for i in range(300)]
+    lines = csv_lines([scale_row(客户名称=f"客户{i}", 计划号=plan) for i, plan in enumerate(plans)])
     lines.insert(251, "\\.\n")  # in the last part: only that part's COPY stops early
     path = tmp_path / "parts.csv"
     path.write_bytes("".join(lines).encode("utf-8"))
@@ -167,7 +168,9 @@ def test_a_backslash_dot_line_in_any_part_of_a_parallel_copy_rejects_the_file(co
 
 
 @pytest.mark.django_db(transaction=True)
-def test_quoted_backslash_dot_lines_are_data_and_load_through_the_fast_parallel_path(config, tmp_path, settings, read_row_by_row):
+def test_quoted_backslash_dot_lines_are_data_and_load_through_the_fast_parallel_path(
+    config, tmp_path, settings, read_row_by_row
+):
     settings.REFGOV_FACT_PARALLEL_MIN_BYTES, settings.REFGOV_FACT_COPY_PARTS = 0, 3
     create_references()
     names = {i: "第一行\n\\.\n第三行" if i % 40 == 7 else "\\." if i % 40 == 8 else f"计划{i}" for i in range(300)}

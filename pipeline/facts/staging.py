@@ -14,6 +14,7 @@ statements that embed ``normalised_sql`` are executed without parameters.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Staged:
     months: list[date]
 
 
+logger = logging.getLogger("refgov.facts")
 PG_ENCODINGS = {"utf-8": "UTF8", "gb18030": "GB18030", "gbk": "GBK"}
 PROGRESS_ROWS = 50_000
 CASE_MONTHS = 24  # up to this many distinct 月度 spellings map through a CASE expression, more through a join
@@ -76,9 +78,11 @@ class FactStager:
                 with transaction.atomic():
                     self._copy_csv(cur)
                 copied = True
-            except (psycopg.Error, csv_parts.CopyIncomplete):
-                # not plain enough for PostgreSQL's own CSV parser, or a record it did not store (a line \.):
+            except (psycopg.Error, csv_parts.CopyIncomplete) as exc:
+                # not plain enough for PostgreSQL's own CSV parser, or records it did not store (after a line \.):
                 # read it row by row below
+                if isinstance(exc, csv_parts.CopyIncomplete):
+                    logger.warning("%s; reading it row by row", exc)
                 self.blank_filter = None
         if not copied:
             cur.execute(f"CREATE TEMP TABLE _fact_raw (_row integer NOT NULL, {self._typed_columns()}) ON COMMIT DROP")
@@ -113,7 +117,7 @@ class FactStager:
             for c in (self.columns if names is None else names)
         )
 
-    def _copy_csv(self, cur) -> int:
+    def _copy_csv(self, cur) -> None:
         """Fast path for a plain CSV: PostgreSQL parses and transcodes the file itself (COPY ... FORMAT csv), a large
         file in parts on several connections at once (``csv_parts``).
 
@@ -170,7 +174,6 @@ class FactStager:
             cur.execute(f"CREATE OR REPLACE TEMP VIEW _fact_raw AS {filtered}")
 
         self.blank_filter = hide_blank_rows
-        return sum(counts)
 
     def _copy_parts(self, raw, copy_sql: str, columns_sql: str, ranges, report) -> list[int]:
         """The first range into ``_fact_csv`` here, the others on worker connections at the same time."""
