@@ -159,3 +159,20 @@ def test_a_worker_connection_reaches_the_same_database():
     with csv_parts.worker_connection() as conn:
         assert conn.execute("SELECT current_database()").fetchone()[0] == connection.settings_dict["NAME"]
         assert isinstance(conn, psycopg.Connection) and conn.autocommit
+
+
+def test_records_are_counted_as_postgresql_delimits_them_whatever_the_blocks(tmp_path):
+    """The count a COPY is checked against: line breaks outside quotes (doubled quotes, quoted line breaks, \\r\\n,
+    a last line without a line break), the same for any cut into blocks."""
+    rows = [["202411", f"名称{i}" + ('\n"第二行"' if i % 5 == 1 else "") + ("\\.\n" if i % 7 == 2 else ""), 'a""b' * (i % 3)]
+            for i in range(60)]  # fmt: skip
+    for terminator, tail in (("\n", b""), ("\r\n", b""), ("\n", b"last,row,x")):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator=terminator).writerows(rows)
+        data = buffer.getvalue().encode("utf-8") + tail
+        expected = len(records(data.replace(b"\r\n", b"\n")))
+        for size in (1, 2, 3, 7, 64, len(data)):
+            counter = csv_parts.RecordCounter()
+            for at in range(0, len(data), size):
+                counter.feed(data[at : at + size])
+            assert counter.records == expected == 60 + bool(tail), (terminator, size)

@@ -241,8 +241,12 @@ def test_a_month_with_a_quote_is_reported_not_injected(refs, tmp_path):
         process(write_xlsx(tmp_path / "q.xlsx", {"规模明细": [scale_row(), scale_row(月度="2024'11")]}))
 
 
-def test_a_file_with_a_header_only_loads_nothing(refs, tmp_path):
-    result = process(write_csv(tmp_path / "empty.csv", []))
+def test_a_file_with_a_header_only_is_rejected_and_loads_nothing_unless_allowed(refs, tmp_path):
+    """Issue 10: an empty monthly file is almost always an export error (see also tests/test_fact_trust.py)."""
+    with pytest.raises(FactFileError, match=r"^empty.csv: no data rows"):
+        process(write_csv(tmp_path / "empty.csv", []))
+    assert FactBatch.objects.get().status == FactStatus.REJECTED
+    result = process(write_csv(tmp_path / "empty.csv", []), allow_empty=True)
     assert (result.batch.status, result.batch.rows_read, result.batch.rows_loaded) == (FactStatus.LOADED, 0, 0)
 
 

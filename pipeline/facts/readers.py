@@ -39,6 +39,10 @@ TEXT_SUFFIXES = frozenset({".csv", ".txt"})
 DETECTION_BYTES = 1 << 20  # encoding detection looks at the first MB only
 MAX_LINE_BYTES = 16 << 20  # a longer "line" is not a CSV row (e.g. a file with bare \r line endings)
 ENCODING_HINT = "pass --encoding to choose the file's encoding"
+END_OF_DATA = "\\."
+END_OF_DATA_REASON = (
+    r"the line is only \. (PostgreSQL's end-of-data marker: the rows after it would be lost), not a data row: remove it"
+)
 
 Cells = list[str | None]
 Row = tuple[str | None, ...]
@@ -229,6 +233,8 @@ def open_fact_file(
 # --- header and row helpers ----------------------------------------------------------------------------------------
 
 _TRIM = re.compile(r"^[\s\ufeff\u200b]+|[\s\ufeff\u200b]+$")
+# The characters ``_TRIM`` removes (``\s`` is ``str.isspace``, whose last character is U+3000), for SQL's btrim.
+BLANK_CHARACTERS = "".join(c for c in map(chr, range(0x3001)) if c.isspace()) + "\ufeff\u200b"
 
 
 def _trim(text: str) -> str:
@@ -432,6 +438,8 @@ def _text_records(
             except csv.Error as exc:
                 raise FactFileError(path, f"not a valid CSV row: {exc}", row=line + 1) from exc
             number, line = line + 1, skipped + reader.line_num  # a quoted field may span lines: report the first
+            if cells == [END_OF_DATA]:
+                raise FactFileError(path, END_OF_DATA_REASON, row=number)
             values = [cell if cell != "" else None for cell in cells]
             if _used_length(values):
                 yield number, values

@@ -99,13 +99,14 @@ def _rows_of(cur, fk: ForeignKey, keys: list[str]) -> list[UnknownKey]:
     return [UnknownKey(key=k, rows=list(rows), fact_rows=n) for k, rows, n in cur.fetchall()]
 
 
-def _aggregate(rule: Derivation, temporary_company_id: str) -> str | None:
-    """SQL aggregate over the fact rows of one key, or None for rules computed in Python."""
+def _aggregate(rule: Derivation, index: int, params: dict[str, object]) -> str | None:
+    """SQL aggregate over the fact rows of one key, or None for rules computed in Python. Config strings are added to
+    ``params`` (named ``%(...)s`` placeholders), never written into the SQL."""
     if rule.rule in {"template", "constant"}:
         return None
     column = f"f.{q(rule.column)}"
     if rule.column == "company_id":
-        column = f"CASE WHEN {column} ~ '{temporary_company_id.replace(chr(39), chr(39) * 2)}' THEN NULL ELSE {column} END"
+        column = f"CASE WHEN {column} ~ %(temporary_company_id)s THEN NULL ELSE {column} END"
     present = f"FILTER (WHERE {column} IS NOT NULL)"
     if rule.rule in {"first", "function"}:
         return f"array_agg({column}::text ORDER BY f._row) {present}"
@@ -113,11 +114,10 @@ def _aggregate(rule: Derivation, temporary_company_id: str) -> str | None:
         return f"(array_agg({column}::text ORDER BY f.{q(rule.order_by)} DESC NULLS LAST, f._row) {present})[1]"
     if rule.rule == "count_distinct":
         return f"count(DISTINCT {column})"
-    order = "ARRAY[" + ", ".join("'" + v.replace("'", "''") + "'" for v in rule.order) + "]::text[]"
-    separator = rule.separator.replace("'", "''")
+    params[f"separator_{index}"], params[f"order_{index}"] = rule.separator, list(rule.order)
     return (
-        f"(SELECT string_agg(v, '{separator}' ORDER BY array_position({order}, v) NULLS LAST, v) "
-        f"FROM unnest(array_agg(DISTINCT {column}::text) {present}) v)"
+        f"(SELECT string_agg(v, %(separator_{index})s::text ORDER BY array_position(%(order_{index})s::text[], v) "
+        f"NULLS LAST, v) FROM unnest(array_agg(DISTINCT {column}::text) {present}) v)"
     )
 
 
@@ -133,12 +133,13 @@ def derive_candidates(
     cur, fk: ForeignKey, keys: list[str], *, temporary_company_id: str, template_values: dict[str, str]
 ) -> list[dict]:
     """One candidate row (target column → value) per unknown key, by the configured rules."""
-    aggregates = {target: _aggregate(rule, temporary_company_id) for target, rule in fk.derive.items()}
+    params: dict[str, object] = {"keys": keys, "temporary_company_id": temporary_company_id}
+    aggregates = {target: _aggregate(rule, i, params) for i, (target, rule) in enumerate(fk.derive.items())}
     in_sql = [t for t, sql in aggregates.items() if sql is not None]
     select = ", ".join([f"f.{q(fk.source_column)}"] + [aggregates[t] for t in in_sql])
     cur.execute(
-        f"SELECT {select} FROM _fact f WHERE f.{q(fk.source_column)} = ANY(%s) GROUP BY f.{q(fk.source_column)}",
-        [keys],
+        f"SELECT {select} FROM _fact f WHERE f.{q(fk.source_column)} = ANY(%(keys)s) GROUP BY f.{q(fk.source_column)}",
+        params,
     )
     table = get_table(fk.target_table)
     candidates = []

@@ -1,7 +1,9 @@
 """HybridReferenceService for fact files (seed phases 2 and 3): stage, ensure references, load — one transaction.
 
 ``process_fact_file`` is the one entry point; ``manage.py process_facts`` and ``manage.py backfill`` (references
-only) are thin callers. A file is either loaded completely with the references it needs, or not at all.
+only) are thin callers. A file is either loaded completely with the references it needs, or not at all. A file the
+fact table already holds (same checksum as the latest load of it, none of whose rows a later load replaced) is
+skipped; a references-only run never counts as a load.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from pipeline.facts.references import (
 )
 from pipeline.facts.registry import fact_table
 from pipeline.facts.staging import FactStager, Progress
-from pipeline.models import AlertKind, DerivedReference, FactBatch, FactStatus
+from pipeline.models import AlertKind, DerivedReference, FactBatch, FactKind, FactStatus
 from pipeline.reports import report_batch
 from pipeline.runs_liveness import close_abandoned_runs, running_record
 from refgov.identifiers import quote_pg as q
@@ -64,6 +66,13 @@ class FactResult:
 
     def summary(self) -> dict:
         batch = self.skipped_as or self.batch
+        message = batch.message
+        if self.skipped_as:
+            finished = timezone.localtime(batch.finished_at).strftime("%Y-%m-%d %H:%M") if batch.finished_at else "?"
+            message = (
+                f"already loaded as batch #{batch.pk} ({batch.file_name}, {finished}) and the fact table still holds "
+                f"all its rows; --force loads it again"
+            )
         return {
             "batch_id": None if self.dry_run else batch.pk,
             "status": "skipped" if self.skipped_as else batch.status,
@@ -78,7 +87,7 @@ class FactResult:
             "new_references": batch.new_references,
             "filled_references": batch.filled_references,
             "derived": {table: [_jsonable(c) for c in d.candidates] for table, d in self.tables.items()},
-            "message": batch.message,
+            "message": message,
         }
 
 
@@ -114,10 +123,12 @@ def process_fact_file(
     config: LoadedConfig | None = None,
     progress: Progress | None = None,
     degraded: bool = False,
+    allow_empty: bool = False,
 ) -> FactResult:
     """Process one fact file of ``domain``. Raises ConfigError before any work; records every other failure on the
     batch (and raises an alert) and raises FactFileError / FactLoadError / DatabaseError after rolling the file's
-    transaction back. ``degraded``: loaded while the preload of the window had failed; the batch is marked so."""
+    transaction back. ``degraded``: loaded while the preload of the window had failed; the batch is marked so.
+    ``allow_empty``: accept a file without data rows (rejected otherwise: usually an export error)."""
     config = config or load_config()
     if not dry_run:
         close_abandoned_runs(config=config)
@@ -129,11 +140,9 @@ def process_fact_file(
     sheet = (sheet or loaded.config.files.sheet) if is_excel else None
     checksum, size = file_checksum(path)
     if load_facts and not dry_run and not force:
-        previous = FactBatch.objects.filter(
-            domain=domain, checksum=checksum, sheet=sheet or "", status=FactStatus.LOADED
-        ).first()
-        if previous is not None:
-            return FactResult(batch=previous, skipped_as=previous)
+        current = _current_load(loaded, checksum=checksum, sheet=sheet or "")
+        if current is not None:
+            return FactResult(batch=current, skipped_as=current)
 
     part_tables: list[str] = []
 
@@ -141,10 +150,11 @@ def process_fact_file(
         with running_record(
             FactBatch, domain=domain, file_name=path.name, file_path=str(path.resolve()), sheet=sheet or "",
             checksum=checksum, size_bytes=size, degraded=degraded,
+            kind=FactKind.FACTS if load_facts else FactKind.REFERENCES,
         ) as batch:  # fmt: skip
             return _run(
                 batch, loaded, config, path, sheet, encoding, load_facts=load_facts, progress=progress or _quiet,
-                part_tables=part_tables,
+                part_tables=part_tables, allow_empty=allow_empty,
             )  # fmt: skip
 
     try:
@@ -166,9 +176,28 @@ def _quiet(message: str) -> None:
     pass
 
 
+def _current_load(loaded: LoadedDomain, *, checksum: str, sheet: str) -> FactBatch | None:
+    """The latest fact load of this very file (same checksum and sheet) if the fact table still holds every row it
+    loaded: no later load replaced any part of its scope (a load deletes the earlier rows of its scope), so loading
+    the file again would change nothing. An older version sent again after a newer one is therefore loaded."""
+    latest = (
+        FactBatch.objects.filter(
+            domain=loaded.config.domain, checksum=checksum, sheet=sheet, status=FactStatus.LOADED, kind=FactKind.FACTS
+        )
+        .order_by("-pk")
+        .first()
+    )
+    if latest is None:
+        return None
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {q(loaded.config.fact_table)} WHERE _batch_id = %s", [latest.pk])
+        held = cur.fetchone()[0]
+    return latest if held == latest.rows_loaded else None
+
+
 def _run(
     batch: FactBatch, loaded: LoadedDomain, config: LoadedConfig, path: Path, sheet, encoding, *, load_facts: bool,
-    progress: Progress, part_tables: list[str],
+    progress: Progress, part_tables: list[str], allow_empty: bool,
 ) -> FactResult:
     domain = loaded.config
     fact = fact_table(domain.fact_table)
@@ -185,6 +214,11 @@ def _run(
             stager = FactStager(domain=domain, fact=fact, file=file, progress=progress, part_tables=part_tables)
             progress("reading")
             staged = stager.stage(cur)
+            if not staged.rows and not allow_empty:
+                raise FactFileError(
+                    file.path, "no data rows (a header only, or blank rows): usually an export error; "
+                    "--allow-empty accepts an empty file", sheet=file.sheet,
+                )  # fmt: skip
             batch.rows_read = staged.rows
             batch.periods = [m.isoformat() for m in staged.months]
             for month in staged.months:
@@ -257,23 +291,28 @@ def _summary_line(batch: FactBatch, started, tables: dict[str, DerivedTable]) ->
     if batch.filled_references:
         derived += "; filled pending rows: " + ", ".join(f"{t} {n}" for t, n in batch.filled_references.items())
     seconds = (timezone.now() - started).total_seconds()
+    if batch.kind == FactKind.REFERENCES:
+        counts = f"references only: read {batch.rows_read}, no facts loaded"
+    else:
+        counts = f"read {batch.rows_read}, loaded {batch.rows_loaded}, replaced {batch.rows_replaced}"
     return ("degraded (the preload of the window had failed): " if batch.degraded else "") + (
-        f"read {batch.rows_read}, loaded {batch.rows_loaded}, replaced {batch.rows_replaced}; "
-        f"new references: {derived}; {seconds:.1f} s"
+        f"{counts}; new references: {derived}; {seconds:.1f} s"
     )
 
 
 def _check_lengths(cur, fact, file) -> None:
+    """The first value of ``_fact`` longer than its column (a key: than the reference table's key column)."""
     checks = [
-        (column, field.max_length)
+        (column, field.target_field.max_length if field.is_relation else field.max_length)
         for column, field in fact.columns.items()
-        if getattr(field, "max_length", None)
     ]
-    cases = " ".join(f"WHEN octet_length({q(c)}) > {n} AND char_length({q(c)}) > {n} THEN '{c}'" for c, n in checks)
+    checks = [(c, n) for c, n in checks if n]
+    cases = " ".join(
+        f"WHEN octet_length({q(c)}) > {n} AND char_length({q(c)}) > {n} THEN {i}" for i, (c, n) in enumerate(checks)
+    )
     cur.execute(f"SELECT _row, CASE {cases} END AS col FROM _fact WHERE CASE {cases} END IS NOT NULL ORDER BY _row LIMIT 1")
     if found := cur.fetchone():
-        row, column = found
-        limit = dict(checks)[column]
+        row, (column, limit) = found[0], checks[found[1]]
         raise FactFileError(file=file.path, sheet=file.sheet, row=row, column=column, reason=f"longer than {limit} characters")
 
 

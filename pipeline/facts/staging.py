@@ -3,12 +3,18 @@
 ``stage`` copies the file into the temporary relation ``_fact_raw``; ``normalised_sql`` selects from it the fact
 table's columns plus ``_row`` (the row number a user sees in the file), to be inserted into the fact table in one
 pass, or kept as the temporary table ``_fact`` (``materialise``). Numbers are typed by COPY itself; a file whose
-numbers COPY cannot read (thousands separators, percentages, full-width digits) is staged again with each number
-parsed in Python, so that a value that really is not a number is reported with its file, sheet, row and column.
+numbers COPY cannot read (thousands separators, percentages, full-width digits, a number too large for its column) is
+staged again with each number parsed in Python, so that a value that really is not a number is reported with its
+file, sheet, row and column. Blank rows (every cell empty or white space) are skipped on every path and keep their
+row numbers; ``Staged.rows`` counts the data rows.
+
+Config strings (placeholders, prefixes, defaults) and month spellings reach the SQL as literals (``_literal``): the
+statements that embed ``normalised_sql`` are executed without parameters.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -19,12 +25,13 @@ from operator import itemgetter
 import psycopg
 from django.conf import settings
 from django.db import connection, models, transaction
+from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.errors import DataError
 
 from pipeline.config.domain_schema import DomainConfig
 from pipeline.facts import csv_parts
-from pipeline.facts.readers import FactFile, FactFileError, parse_month, parse_number
+from pipeline.facts.readers import BLANK_CHARACTERS, FactFile, FactFileError, parse_month, parse_number
 from pipeline.facts.registry import FactTable
 from refgov.identifiers import quote_pg as q
 from reference.registry import get_table
@@ -36,6 +43,7 @@ class Staged:
     months: list[date]
 
 
+logger = logging.getLogger("refgov.facts")
 PG_ENCODINGS = {"utf-8": "UTF8", "gb18030": "GB18030", "gbk": "GBK"}
 PROGRESS_ROWS = 50_000
 CASE_MONTHS = 24  # up to this many distinct 月度 spellings map through a CASE expression, more through a join
@@ -59,24 +67,33 @@ class FactStager:
         self.positions = [file.columns.index(c) for c in self.columns]
         self.month_map: list[tuple[str, date]] = []  # each distinct 月度 spelling of the file and its month
         self.part_tables = part_tables  # filled with the committed tables of a CSV copied in parts (``csv_parts``)
+        self.blank_filter: Callable[[], None] | None = None  # copied by PostgreSQL: hides its blank rows
+        numeric = [c for c in self.columns if _numeric(fact.columns[c])]
+        self.limits = {c: _Limit(fact.columns[c]) for c in numeric}
 
     def stage(self, cur) -> Staged:
-        rows = None
+        copied = False
         if self.file.sheet is None and self.file.encoding in PG_ENCODINGS:
             try:
                 with transaction.atomic():
-                    rows = self._copy_csv(cur)
-            except psycopg.Error:
-                rows = None  # not plain enough for PostgreSQL's own CSV parser: read it row by row below
-        if rows is None:
+                    self._copy_csv(cur)
+                copied = True
+            except (psycopg.Error, csv_parts.CopyIncomplete) as exc:
+                # not plain enough for PostgreSQL's own CSV parser, or records it did not store (after a line \.):
+                # read it row by row below
+                if isinstance(exc, csv_parts.CopyIncomplete):
+                    logger.warning("%s; reading it row by row", exc)
+                self.blank_filter = None
+        if not copied:
             cur.execute(f"CREATE TEMP TABLE _fact_raw (_row integer NOT NULL, {self._typed_columns()}) ON COMMIT DROP")
             try:
                 with transaction.atomic():
-                    rows = self._copy(cur, parse_numbers=False)
+                    self._copy(cur, parse_numbers=False)
             except DataError:
                 cur.execute("TRUNCATE _fact_raw")
-                rows = self._copy(cur, parse_numbers=True)
-        return Staged(rows=rows, months=self._months(cur))
+                self._copy(cur, parse_numbers=True)
+        months, rows = self._months(cur)
+        return Staged(rows=rows, months=months)
 
     def materialise(self, cur) -> None:
         """The temporary table ``_fact`` of all normalised rows (for a run that loads no facts)."""
@@ -100,12 +117,14 @@ class FactStager:
             for c in (self.columns if names is None else names)
         )
 
-    def _copy_csv(self, cur) -> int:
+    def _copy_csv(self, cur) -> None:
         """Fast path for a plain CSV: PostgreSQL parses and transcodes the file itself (COPY ... FORMAT csv), a large
         file in parts on several connections at once (``csv_parts``).
 
-        Any surprise (a blank line, a quoted empty number, thousands separators, a bad byte) raises, and the caller
-        falls back to reading the file row by row, which also names the row and column of a real error."""
+        Any surprise (an empty line, a quoted empty number, thousands separators, a bad byte, fewer rows stored than
+        the bytes hold records, as after a line ``\\.``) raises, and the caller falls back to reading the file row by
+        row, which also names the row and column of a real error. Rows whose every cell is empty are copied, and
+        hidden by ``blank_filter`` when ``_months`` finds any."""
         names = {c: f"_c{i}" for i, c in enumerate(self.file.columns)}
         columns_sql = self._typed_columns(names)
         cur.execute(
@@ -144,7 +163,17 @@ class FactStager:
             selects.append(f"SELECT _seq + {offset} AS _row, {columns} FROM {table}")
             offset += count
         cur.execute(f"CREATE TEMP VIEW _fact_raw AS {' UNION ALL '.join(selects)}")
-        return sum(counts)
+
+        def hide_blank_rows() -> None:  # every cell empty or white space: rows the row-by-row reader skips
+            white = _literal(BLANK_CHARACTERS)
+            blank = " AND ".join(
+                f"{q(names[c])} IS NULL" if c in self.limits else f"coalesce(btrim({q(names[c])}, {white}), '') = ''"
+                for c in sorted(names, key=lambda c: c != "月度")
+            )
+            filtered = " UNION ALL ".join(f"{select} WHERE NOT ({blank})" for select in selects)
+            cur.execute(f"CREATE OR REPLACE TEMP VIEW _fact_raw AS {filtered}")
+
+        self.blank_filter = hide_blank_rows
 
     def _copy_parts(self, raw, copy_sql: str, columns_sql: str, ranges, report) -> list[int]:
         """The first range into ``_fact_csv`` here, the others on worker connections at the same time."""
@@ -184,14 +213,19 @@ class FactStager:
     def _number(self, row: int, column: str, text: str | float | None) -> Decimal | None:
         if text is None:
             return None
-        if not isinstance(text, str):  # a numeric Excel cell
-            return Decimal(repr(text))
         try:
-            return parse_number(text)
+            if not isinstance(text, str):  # a numeric Excel cell
+                value = Decimal(repr(text))
+                text = repr(text)
+            else:
+                value = parse_number(text)
+            if value is not None:
+                self.limits[column].check(text, value)
         except ValueError as exc:
             raise FactFileError(
                 file=self.file.path, sheet=self.file.sheet, row=row, column=column, reason=str(exc)
             ) from None
+        return value
 
     def _copy(self, cur, *, parse_numbers: bool) -> int:
         count = 0
@@ -204,11 +238,18 @@ class FactStager:
                     self.progress(f"{count:,} rows read")
         return count
 
-    def _months(self, cur) -> list[date]:
-        """Parse the few distinct 月度 spellings in Python (one implementation of every format), then map them."""
-        cur.execute('SELECT "月度", min(_row) FROM _fact_raw GROUP BY 1 ORDER BY 2')
+    def _months(self, cur) -> tuple[list[date], int]:
+        """Parse the few distinct 月度 spellings in Python (one implementation of every format), then map them; and
+        count the data rows. Only a row without a month can be blank: rows PostgreSQL copied are filtered for blank
+        ones only when there is such a row."""
+        cur.execute('SELECT "月度", min(_row), count(*) FROM _fact_raw GROUP BY 1 ORDER BY 2')
+        spellings = cur.fetchall()
+        if self.blank_filter is not None and any(not _trim_blank(raw) for raw, _, _ in spellings):
+            self.blank_filter()
+            cur.execute('SELECT "月度", min(_row), count(*) FROM _fact_raw GROUP BY 1 ORDER BY 2')
+            spellings = cur.fetchall()
         mapping = []
-        for raw, first_row in cur.fetchall():
+        for raw, first_row, _ in spellings:
             try:
                 mapping.append((raw or "", parse_month(raw or "")))
             except ValueError as exc:
@@ -222,15 +263,18 @@ class FactStager:
                 for row in mapping:
                     copy.write_row(row)
             cur.execute("ANALYZE _months")
-        return sorted({m for _, m in mapping})
+        return sorted({m for _, m in mapping}), sum(n for _, _, n in spellings)
 
     def _key_expression(self, column: str) -> str:
         """Prefix stripping and placeholders, applied to the key ``v.<column>`` already normalised in the subquery."""
         value = f"v.{q(column)}"
-        prefix = self.domain.keys.strip_prefix.get(column)
+        prefix = self.domain.keys.strip_prefix.get(column, "").upper()
         if prefix:
-            value = f"CASE WHEN {value} LIKE '{_literal(prefix.upper())}%' THEN substr({value}, {len(prefix) + 1}) ELSE {value} END"
-        placeholders = ", ".join(f"'{_literal(p.upper())}'" for p in self.domain.keys.placeholders if p.strip())
+            value = (
+                f"CASE WHEN starts_with({value}, {_literal(prefix)}) THEN substr({value}, {len(prefix) + 1}) "
+                f"ELSE {value} END"
+            )
+        placeholders = ", ".join(_literal(p.upper()) for p in self.domain.keys.placeholders if p.strip())
         return f"CASE WHEN {value} IN ({placeholders}) THEN NULL ELSE {value} END" if placeholders else value
 
     def normalised_sql(self) -> str:
@@ -240,7 +284,7 @@ class FactStager:
         use); the outer one applies prefixes, placeholders and lookups."""
         keys = set(self.fact.reference_columns)
         if len(self.month_map) <= CASE_MONTHS:
-            whens = " ".join(f"WHEN '{_literal(raw)}' THEN DATE '{month.isoformat()}'" for raw, month in self.month_map)
+            whens = " ".join(f"WHEN {_literal(raw)} THEN DATE '{month.isoformat()}'" for raw, month in self.month_map)
             month = f"""CASE coalesce(r."月度", '') {whens} END""" if whens else "NULL::date"
             staged = "_fact_raw r"
         else:
@@ -260,7 +304,8 @@ class FactStager:
             if column == "月度":
                 continue
             present = column in self.columns
-            value = (self._key_expression(column) if column in keys else f"v.{q(column)}") if present else "NULL"
+            absent = f"NULL::{self.fact.columns[column].db_type(connection)}"  # typed: an untyped NULL is text
+            value = (self._key_expression(column) if column in keys else f"v.{q(column)}") if present else absent
             lookup = self.domain.derived_columns.get(column)
             if lookup is not None:
                 alias = f"_lookup_{len(joins)}"
@@ -271,7 +316,7 @@ class FactStager:
                     f"{q(table.key_column)} AS key FROM {q(table.name)} ORDER BY {q(lookup.match)}, {q(table.key_column)}) "
                     f"{alias} ON {alias}.match = {source}"
                 )
-                default = f"'{_literal(lookup.default)}'" if lookup.default is not None else "NULL"
+                default = _literal(lookup.default) if lookup.default is not None else "NULL"
                 value = f"COALESCE({value}, {alias}.key, {default})"
             outer.append(f"{value} AS {q(column)}")
         return f"""
@@ -284,4 +329,25 @@ class FactStager:
 
 
 def _literal(text: str) -> str:
-    return text.replace("'", "''")
+    """``text`` as an SQL string literal, for a statement executed without parameters."""
+    return sql.Literal(text).as_string(None).strip()
+
+
+def _trim_blank(text: str | None) -> str:
+    return (text or "").strip(BLANK_CHARACTERS)
+
+
+class _Limit:
+    """What a numeric(digits, places) column holds: values that round (half away from zero, as PostgreSQL does) to
+    less than 10^(digits - places) in magnitude."""
+
+    def __init__(self, field: models.DecimalField):
+        self.whole, self.places = field.max_digits - field.decimal_places, field.decimal_places
+        self.bound = Decimal(10) ** self.whole - Decimal(5).scaleb(-self.places - 1)
+
+    def check(self, text: str, value: Decimal) -> None:
+        if not (value.is_finite() and abs(value) < self.bound):
+            raise ValueError(
+                f"{text!r} is out of range: the column holds at most {self.whole} digits before the decimal point "
+                f"(less than 10^{self.whole} in magnitude, {self.places} decimal places)"
+            )

@@ -1,10 +1,10 @@
 from .alerts import Alert, AlertKind, ShareSnapshot
-from .facts import DerivedReference, FactBatch, FactStatus, IncomeFact, ScaleFact
+from .facts import DerivedReference, FactBatch, FactKind, FactStatus, IncomeFact, ScaleFact
 from .inbox import InboxFile, InboxState
 from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
 
 __all__ = [
-    "Alert", "AlertKind", "DerivedReference", "FactBatch", "FactStatus", "InboxFile", "InboxState", "IncomeFact",
-    "RunStatus", "ScaleFact", "ShareSnapshot", "SyncRun", "SyncTableResult", "SyncUpgrade", "SyncWatermark",
-    "TableStatus",
+    "Alert", "AlertKind", "DerivedReference", "FactBatch", "FactKind", "FactStatus", "InboxFile", "InboxState",
+    "IncomeFact", "RunStatus", "ScaleFact", "ShareSnapshot", "SyncRun", "SyncTableResult", "SyncUpgrade",
+    "SyncWatermark", "TableStatus",
 ]  # fmt: skip

@@ -16,6 +16,11 @@ class FactStatus(models.TextChoices):
     ABANDONED = "abandoned", _("abandoned")
 
 
+class FactKind(models.TextChoices):
+    FACTS = "facts", _("facts")
+    REFERENCES = "references", _("references only")
+
+
 class FactBatch(models.Model):
     """One fact file (or sheet) processed once: what was read, loaded, rejected and derived."""
 
@@ -27,6 +32,10 @@ class FactBatch(models.Model):
     size_bytes = models.BigIntegerField(_("size (bytes)"), default=0)
     periods = models.JSONField(_("months"), default=list, blank=True)
     status = models.CharField(_("status"), max_length=10, choices=FactStatus.choices, default=FactStatus.RUNNING)
+    kind = models.CharField(
+        _("kind"), max_length=10, choices=FactKind.choices, default=FactKind.FACTS,
+        help_text=_("references only: a backfill run, which derives reference rows and loads no facts"),
+    )  # fmt: skip
     degraded = models.BooleanField(_("degraded (preload had failed)"), default=False)
     rows_read = models.IntegerField(_("rows read"), default=0)
     rows_loaded = models.IntegerField(_("rows loaded"), default=0)

@@ -24,7 +24,13 @@ class Command(RefgovCommand):
         parser.add_argument("--sheet", help="sheet name (default: the domain's sheet)")
         parser.add_argument("--encoding", choices=["utf-8", "gbk", "gb18030"], help="csv encoding (default: detect)")
         parser.add_argument("--dry-run", action="store_true", help="report what would be derived and loaded")
-        parser.add_argument("--force", action="store_true", help="process a file even if it was loaded before")
+        parser.add_argument(
+            "--force", action="store_true", help="process a file even if the fact table holds it already"
+        )
+        parser.add_argument(
+            "--allow-empty", action="store_true",
+            help="accept a file without data rows (rejected otherwise: usually an export error)",
+        )  # fmt: skip
 
     def progress_for(self, path: str):
         """Progress on a terminal (stderr), nothing when output goes to a file or a scheduler's log."""
@@ -40,7 +46,7 @@ class Command(RefgovCommand):
                 result = process_fact_file(
                     domain=options["domain"], path=path, sheet=options["sheet"], encoding=options["encoding"],
                     load_facts=self.load_facts, dry_run=options["dry_run"], force=options["force"],
-                    progress=self.progress_for(path),
+                    allow_empty=options["allow_empty"], progress=self.progress_for(path),
                 )  # fmt: skip
                 results.append(result.summary())
             except (FactFileError, FactLoadError) as exc:
