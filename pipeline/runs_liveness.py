@@ -42,6 +42,19 @@ ABANDONED_MESSAGES = {
 }
 
 
+# A process killed while its server session runs a long statement: the server notices the lost client within this
+# many milliseconds (PostgreSQL 14+), ends the statement, rolls back and releases the run's liveness lock, so the
+# next run can close the record at once instead of waiting for the statement to end.
+CLIENT_CHECK_MS = 2000
+
+
+def check_client_connection(sender, connection, **kwargs) -> None:
+    """``connection_created`` receiver: set ``client_connection_check_interval`` on every PostgreSQL session."""
+    if connection.vendor == "postgresql" and connection.pg_version >= 140000:
+        with connection.cursor() as cur:
+            cur.execute("SELECT set_config('client_connection_check_interval', %s, false)", [str(CLIENT_CHECK_MS)])
+
+
 def lock_namespace(model: type[models.Model]) -> int:
     """The first advisory-lock key of a kind of run record (a stable positive int4, apart from other locks)."""
     return zlib.crc32(f"refgov.run.{model._meta.db_table}".encode()) & 0x7FFFFFFF

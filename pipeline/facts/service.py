@@ -162,6 +162,9 @@ def process_fact_file(
     finally:
         drop_after_load(part_tables)
     result.dry_run = dry_run
+    if not dry_run:
+        # A killed load this one waited for (its month lock) is gone by now: close its batch at once.
+        close_abandoned_runs(config=config)
     backfill = config.config.backfill
     if not dry_run and backfill.notify_on_new_records and any(d.inserted for d in result.tables.values()):
         batch_id = result.batch.pk
