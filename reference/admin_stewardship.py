@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from reference.models import MANUAL_ENTRY
 from reference.registry import for_model
 from reference.stewardship.complete import complete, complete_preview
 from reference.stewardship.feedback import write_feedback
@@ -189,6 +190,11 @@ class StewardshipAdminMixin:
         if not fields:
             return form
         return type(form.__name__, (RequiredFieldsFormMixin, form), {"required_for_authority": fields})
+
+    def save_model(self, request, obj, form, change):
+        if not change and not obj.derived_from_domain:
+            obj.derived_from_domain = MANUAL_ENTRY  # not from the source: it awaits the source like a promoted row
+        super().save_model(request, obj, form, change)
 
     def get_urls(self):
         opts = self.model._meta

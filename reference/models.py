@@ -9,6 +9,11 @@ class Source(models.TextChoices):
     AUTO_DERIVED = "auto_derived", _("Auto-derived")
 
 
+# The ``derived_from_domain`` of a row a steward added by hand in the admin: like a promoted row, it is authoritative
+# but the source has not brought it yet (it awaits the source, and the feedback export carries it).
+MANUAL_ENTRY = "manual"
+
+
 class TrackedReference(models.Model):
     """Tracking columns of the hybrid strategy, named exactly as the seed's ALTER TABLE statements."""
 

@@ -173,3 +173,17 @@ def test_command_output_and_run_page_show_the_rows_awaiting_the_source(legacy, c
     run = SyncRun.objects.order_by("-pk").first()
     page = admin_client.get(reverse("admin:pipeline_syncrun_change", args=[run.pk])).content.decode()
     assert "待源系统确认" in page and NEW in page
+
+
+def test_a_row_a_steward_added_by_hand_awaits_the_source_and_is_not_a_deletion(legacy, config_dir, admin_client):
+    legacy.load(SMALL)
+    run_preload()
+    data = {"plan_code": "HAND001", "short_name": "手工计划", "plan_type": "单一计划", "customer_name": "丁公司"}
+
+    response = admin_client.post(reverse("admin:reference_annuityplan_add"), {**data, "is_umbrella": "unknown"})
+
+    assert response.status_code == 302
+    assert AnnuityPlan.objects.get(pk="HAND001").source == Source.AUTHORITATIVE
+    table = plans(run_preload(full=True).run)
+    assert (table.missing_at_source, table.awaiting_source, table.awaiting_samples) == (0, 1, ["HAND001"])
+    assert promoted_rows(table="年金计划").filter(pk="HAND001").exists()  # the feedback export carries it
