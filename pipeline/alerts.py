@@ -1,27 +1,20 @@
 """Operational alerts, each sent once per condition: raised while the condition holds, resolved when it clears.
 
 ``raise_alert`` notifies only when it opens an alert; seeing the condition again only counts it. ``resolve_alerts``
-closes and says so once. ``check_alerts`` evaluates the conditions no run reports by itself (share too high, stale
-reviews, missed schedules) and keeps the day's share snapshot for the dashboard chart; the q2 task and
-``manage.py check_alerts`` call it."""
+closes and says so once. ``check_shares`` holds the share-too-high alert of every table. The periodic checks of
+the conditions no run reports by itself are ``operations.alert_checks``."""
 
 from __future__ import annotations
-
-import datetime as dt
-from dataclasses import dataclass, field
 
 from django.utils.translation import gettext as _
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_q.models import Schedule
 
 from pipeline.config.loader import LoadedConfig
 from pipeline.models import Alert, AlertKind
 from pipeline.notify import notify
-from pipeline.schedules import PREFIX
-from pipeline.share_history import record_share_snapshot
-from reference.registry import all_tables
+from reference.selectors import auto_derived_shares
 
 
 def alert_channel(config: LoadedConfig) -> str:
@@ -87,36 +80,8 @@ def hold(
         resolve_alerts(key=key, channel=channel, resolution=resolution)
 
 
-@dataclass
-class LateSchedule:
-    name: str
-    func: str
-    next_run: dt.datetime
-    minutes_late: int
-
-
-@dataclass
-class AlertCheck:
-    open: list[str] = field(default_factory=list)
-
-    def summary(self) -> dict:
-        return {"open": self.open}
-
-
-def late_schedules(*, grace_minutes: int, now: dt.datetime | None = None) -> list[LateSchedule]:
-    """refgov schedules whose next run is more than ``grace_minutes`` in the past: the cluster did not run them."""
-    now = now or timezone.now()
-    late = []
-    overdue = Schedule.objects.filter(name__startswith=PREFIX, next_run__lt=now - dt.timedelta(minutes=grace_minutes))
-    for s in overdue.exclude(repeats=0).order_by("next_run"):
-        late.append(LateSchedule(s.name, s.func, s.next_run, int((now - s.next_run).total_seconds() // 60)))
-    return late
-
-
 def check_shares(*, threshold: float, channel: str) -> dict[str, dict]:
     """Alert on every table whose auto-derived share is above ``threshold``; resolve the others. Returns the shares."""
-    from pipeline.reports import auto_derived_shares
-
     shares = auto_derived_shares()
     for table, s in shares.items():
         hold(
@@ -130,42 +95,3 @@ def check_shares(*, threshold: float, channel: str) -> dict[str, dict]:
             % {"table": table, "share": f"{s['share']:.1%}", "threshold": f"{threshold:.0%}"},
         )  # fmt: skip
     return shares
-
-
-def check_alerts(*, config: LoadedConfig, now: dt.datetime | None = None) -> AlertCheck:
-    """Share above threshold, reviews older than ``stale_review_days``, schedules that did not run."""
-    now = now or timezone.now()
-    settings = config.config.alerts
-    channel = alert_channel(config)
-    shares = check_shares(threshold=config.config.backfill.alert_share, channel=channel)
-    record_share_snapshot(shares=shares)
-    cutoff = now - dt.timedelta(days=settings.stale_review_days)
-    for ref in all_tables():
-        stale = ref.model.objects.filter(needs_review=True, derived_at__lt=cutoff).count()
-        hold(
-            stale > 0, kind=AlertKind.STALE_REVIEWS, key=f"stale_reviews:{ref.name}",
-            subject=_("%(table)s: %(rows)d rows pending review for more than %(days)d days")
-            % {"table": ref.name, "rows": stale, "days": settings.stale_review_days},
-            data={"table": ref.name, "rows": stale, "days": settings.stale_review_days}, channel=channel,
-            resolution=_("%(table)s: no row pending review for more than %(days)d days")
-            % {"table": ref.name, "days": settings.stale_review_days},
-        )  # fmt: skip
-    late = {s.name: s for s in late_schedules(grace_minutes=settings.missed_schedule_minutes, now=now)}
-    prefix = f"{AlertKind.MISSED_SCHEDULE.value}:"
-    names = set(Schedule.objects.filter(name__startswith=PREFIX).values_list("name", flat=True)) | {
-        key.removeprefix(prefix)
-        for key in Alert.objects.filter(kind=AlertKind.MISSED_SCHEDULE, resolved_at__isnull=True).values_list("key", flat=True)
-    }
-    for name in sorted(names):
-        s = late.get(name)
-        due = f"{timezone.localtime(s.next_run):%Y-%m-%d %H:%M}" if s else ""
-        hold(
-            s is not None, kind=AlertKind.MISSED_SCHEDULE, key=f"{prefix}{name}",
-            subject=_("schedule %(name)s did not run (due %(due)s, %(late)d min late); is qcluster running?")
-            % {"name": name, "due": due, "late": s.minutes_late} if s else "",
-            data={"schedule": name, "minutes_late": s.minutes_late} if s else None, channel=channel,
-            resolution=_("schedule %(name)s is on time again") % {"name": name},
-        )  # fmt: skip
-    result = AlertCheck()
-    result.open = list(Alert.objects.filter(resolved_at__isnull=True).order_by("first_seen").values_list("subject", flat=True))
-    return result

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -17,7 +17,6 @@ from pipeline.alerts import check_shares
 from pipeline.share_history import record_share_snapshot
 from pipeline.models import DerivedReference, FactBatch
 from pipeline.notify import notify
-from reference.models import Source
 from reference.registry import all_tables, get_table
 from refgov.formulae import XLSXWRITER_OPTIONS, escape_row
 
@@ -177,30 +176,6 @@ def write_review_report(
     output.parent.mkdir(parents=True, exist_ok=True)
     WRITERS[fmt](rows, output)
     return output, {name: 0 for name in ([table] if table else [t.name for t in all_tables()])} | _per_table(rows)
-
-
-def auto_derived_shares() -> dict[str, dict]:
-    """Per table: total, auto_derived, pending (needs review), share — one GROUP BY _source query per table."""
-    shares = {}
-    for ref in all_tables():
-        total = auto = pending = 0
-        grouped = (
-            ref.model.objects.order_by()
-            .values("source")
-            .annotate(n=Count("pk"), pending=Count("pk", filter=Q(needs_review=True)))
-        )
-        for g in grouped:
-            total += g["n"]
-            pending += g["pending"]
-            if g["source"] == Source.AUTO_DERIVED:
-                auto += g["n"]
-        shares[ref.name] = {
-            "total": total,
-            "auto_derived": auto,
-            "pending": pending,
-            "share": auto / total if total else 0.0,
-        }
-    return shares
 
 
 def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:

@@ -3,7 +3,7 @@ per-row history.
 
 Triggers record every UPDATE and DELETE of the four reference tables, and INSERTs made inside a context (see
 ``reference/migrations/0005_history.py``). A context groups the changes of one stewardship action; ``undo`` reverts
-one context as a unit (``reference.undo``).
+one context as a unit (``stewardship.undo``).
 """
 
 from __future__ import annotations

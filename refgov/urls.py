@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
-from pipeline.views import run_history_view
+from operations.views import run_history_view
 
 admin.autodiscover()
 

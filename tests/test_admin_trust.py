@@ -140,7 +140,7 @@ def test_no_action_that_changes_state_is_offered_without_the_permission(request,
     client = request.getfixturevalue(who)
     failed_task()
     succeeded_task()
-    Schedule.objects.create(name="preload", func="pipeline.tasks.run_preload_task", schedule_type=Schedule.DAILY)
+    Schedule.objects.create(name="preload", func="operations.tasks.run_preload_task", schedule_type=Schedule.DAILY)
     allowed = {"viewer": {"export_feedback"}, "steward": {"export_feedback", "promote_selected", "complete_selected"}}
     seen = {}
     for model in admin.site._registry:
@@ -281,7 +281,7 @@ def test_undoing_an_insert_needs_the_delete_permission(steward, steward_user):
 def test_undo_service_refuses_other_users_and_missing_permissions(steward_user, root_user):
     from django.core.exceptions import PermissionDenied
 
-    from reference.undo import undo
+    from stewardship.undo import undo
 
     complete_row("P1")
     with stewardship_context(user=root_user, action=Action.EDIT) as edit:

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from pipeline.alerts import check_alerts
+from operations.alert_checks import check_alerts
 from pipeline.config import load_config
 from pipeline.demo.legacy import LegacyDataset, plan_code
 from pipeline.models import ShareSnapshot

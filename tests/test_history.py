@@ -14,7 +14,7 @@ from reference.history import Action, change_context, row_history, stewardship_c
 from reference.history_models import ReferenceEvent
 from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
 from reference.permissions import STEWARD_GROUP, VIEWER_GROUP
-from reference.undo import UndoRefused, undo
+from stewardship.undo import UndoRefused, undo
 
 pytestmark = pytest.mark.django_db
 

@@ -23,8 +23,8 @@ from pipeline.facts.inbox import UNFINISHED, process_inbox
 from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import process_fact_file
 from pipeline.models import Alert, AlertKind, FactBatch, FactStatus, InboxFile, InboxState, ScaleFact
-from pipeline.orchestration import run_fact_window
-from pipeline.tasks import TaskFailed, process_inbox_task
+from operations.orchestration import run_fact_window
+from operations.tasks import TaskFailed, process_inbox_task
 from reference.permissions import VIEWER_GROUP
 from tests.facts_support import create_references, scale_row, write_csv, write_xlsx
 from tests.legacy import edit_config

@@ -16,16 +16,17 @@ from django.db import connection
 from django.utils import timezone
 from django_q.models import Schedule, Task
 
-from pipeline.alerts import check_alerts, raise_alert, resolve_alerts
+from operations.alert_checks import check_alerts
+from pipeline.alerts import raise_alert, resolve_alerts
 from pipeline.config import load_config
 from pipeline.demo.facts import FactWorkbook
 from pipeline.demo.legacy import LegacyDataset, plan_code
 from pipeline.models import Alert, AlertKind, FactBatch, FactStatus, SyncRun, SyncUpgrade
-from pipeline.orchestration import CATCH_UP_TRIGGER, preload_state, run_fact_window
+from operations.orchestration import CATCH_UP_TRIGGER, preload_state, run_fact_window
 from pipeline.preload import PreloadBusy, run_preload
 from pipeline.preload.service import PRELOAD_LOCK
-from pipeline.schedules import sync_schedules
-from pipeline.tasks import TaskFailed, preload_task
+from operations.schedules import sync_schedules
+from operations.tasks import TaskFailed, preload_task
 from reference.models import AnnuityPlan, Source
 from tests.legacy import edit_config
 

@@ -19,7 +19,7 @@ from pipeline.demo.facts import FactWorkbook
 from pipeline.demo.legacy import LegacyDataset
 from pipeline.facts.inbox import INBOX_LOCK, month_of, process_inbox
 from pipeline.models import FactBatch, FactStatus, SyncRun
-from pipeline.schedules import sync_schedules
+from operations.schedules import sync_schedules
 from tests.facts_support import create_references
 from tests.legacy import edit_config
 
@@ -33,7 +33,7 @@ def test_schedules_follow_the_config(config_copy):
         "refgov.alerts", "refgov.facts", "refgov.facts_poll", "refgov.preload", "refgov.review_report",
     ]  # fmt: skip
     preload = Schedule.objects.get(name="refgov.preload")
-    assert (preload.func, preload.cron, preload.schedule_type) == ("pipeline.tasks.preload_task", "0 1 * * *", Schedule.CRON)
+    assert (preload.func, preload.cron, preload.schedule_type) == ("operations.tasks.preload_task", "0 1 * * *", Schedule.CRON)
     local = preload.next_run.astimezone(SHANGHAI)
     assert (local.hour, local.minute) == (1, 0)  # 01:00 in Asia/Shanghai
 
@@ -126,8 +126,8 @@ def test_tasks_run_through_django_q_in_sync_mode(config_copy, tmp_path, settings
 
     settings.REFGOV_INBOX_DIR = tmp_path / "empty-inbox"
     (tmp_path / "empty-inbox").mkdir()
-    async_task("pipeline.tasks.review_report_task", task_name="review")
-    async_task("pipeline.tasks.process_inbox_task", task_name="inbox")
+    async_task("operations.tasks.review_report_task", task_name="review")
+    async_task("operations.tasks.process_inbox_task", task_name="inbox")
 
     review, inbox = Task.objects.get(name="review"), Task.objects.get(name="inbox")
     assert review.success and str(review.result).endswith(".html")

@@ -13,12 +13,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pipeline.demo.legacy import LegacyDataset, plan_code
-from pipeline.history import run_history
+from operations.run_history import run_history
 from pipeline.models import RunStatus, SyncRun, SyncTableResult, SyncUpgrade
 from pipeline.preload import run_preload
 from reference.models import AnnuityPlan, Source
-from reference.stewardship.feedback import promoted_rows
-from reference.stewardship.promote import promote
+from stewardship.feedback import promoted_rows
+from stewardship.promote import promote
 
 pytestmark = pytest.mark.django_db
 

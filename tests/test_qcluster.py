@@ -110,7 +110,7 @@ def test_a_real_qcluster_runs_a_queued_preload(legacy, config_dir, settings, tmp
     legacy.load(LegacyDataset(plans=10, portfolios=12))
     proc, log = start_cluster(config_dir, settings, tmp_path)
     try:
-        task_id = async_task("pipeline.tasks.preload_task", task_name="real-cluster-preload", sync=False)
+        task_id = async_task("operations.tasks.preload_task", task_name="real-cluster-preload", sync=False)
         task = wait_for_task(task_id, proc, log)
     finally:
         stop(proc)
@@ -125,7 +125,7 @@ def test_a_real_qcluster_on_redis(legacy, config_dir, settings, tmp_path, redis_
     try:
         monkeypatch.setattr(Conf, "REDIS", redis_url)
         broker = Redis(list_key=Conf.CLUSTER_NAME)
-        task_id = async_task("pipeline.tasks.preload_task", task_name="redis-preload", sync=False, broker=broker)
+        task_id = async_task("operations.tasks.preload_task", task_name="redis-preload", sync=False, broker=broker)
         task = wait_for_task(task_id, proc, log)
     finally:
         stop(proc)

@@ -21,8 +21,8 @@ from django.utils import timezone
 from pipeline.facts.service import process_fact_file
 from pipeline.models import Alert, DerivedReference, FactBatch, FactStatus
 from pipeline.notify import notify
+from reference.selectors import auto_derived_shares
 from pipeline.reports import (
-    auto_derived_shares,
     pending_review,
     render_html,
     report_batch,

@@ -16,7 +16,7 @@ from django_q.models import Schedule, Task
 
 from pipeline.config import load_config
 from pipeline.models import Alert, AlertKind, FactBatch, FactStatus, RunStatus, SyncRun, SyncTableResult
-from pipeline.schedules import sync_schedules
+from operations.schedules import sync_schedules
 from reference.permissions import STEWARD_GROUP, VIEWER_GROUP
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +31,7 @@ def login(client, django_user_model, group=None):
 
 def task(name: str, func: str, started, seconds: float, *, success: bool, result) -> Task:
     return Task.objects.create(
-        id=f"{name}-id", name=name, func=f"pipeline.tasks.{func}", started=started,
+        id=f"{name}-id", name=name, func=f"operations.tasks.{func}", started=started,
         stopped=started + dt.timedelta(seconds=seconds), success=success, result=result,
     )  # fmt: skip
 
@@ -131,7 +131,7 @@ def test_check_alerts_command(config_copy):
 
 
 def test_the_dashboard_charts_share_and_pending_over_time(client, django_user_model, config_copy):
-    from pipeline.alerts import check_alerts
+    from operations.alert_checks import check_alerts
     from pipeline.models import ShareSnapshot
     from reference.models import AnnuityPlan, Source
 

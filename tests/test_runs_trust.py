@@ -31,7 +31,7 @@ from pipeline.models import Alert, FactBatch, FactStatus, RunStatus, ScaleFact, 
 from pipeline.notify import notify
 from pipeline.preload import run_preload
 from pipeline.preload.service import ReferenceSyncService
-from pipeline.tasks import preload_task
+from operations.tasks import preload_task
 from pipeline.runs_liveness import close_abandoned_runs, is_alive, lock_namespace, running_record
 from pipeline.sources.legacy_mysql import LegacyTableReader, MySQLServer, SourceError
 from tests.facts_support import PLANS, PORTFOLIOS, create_references, scale_row, write_csv
@@ -201,7 +201,7 @@ def test_a_run_whose_owner_is_alive_is_never_closed():
 def test_the_closer_leaves_its_own_running_record_alone_and_the_alert_task_closes_the_others(config_dir):
     dead = SyncRun.objects.create()
     with running_record(SyncRun, trigger="test") as live:
-        summary = async_task("pipeline.tasks.check_alerts_task")
+        summary = async_task("operations.tasks.check_alerts_task")
         live.refresh_from_db()
         dead.refresh_from_db()
         assert live.status == RunStatus.RUNNING

@@ -11,9 +11,9 @@ from pipeline.demo.legacy import plan_code
 from pipeline.facts.service import process_fact_file
 from pipeline.models import IncomeFact, ScaleFact
 from reference.models import AnnuityPlan, KeyAlias, PortfolioPlan, Source
-from reference.stewardship.complete import complete, complete_preview
-from reference.stewardship.merge import MergeRefused, merge, merge_impact
-from reference.stewardship.promote import promote
+from stewardship.complete import complete, complete_preview
+from stewardship.merge import MergeRefused, merge, merge_impact
+from stewardship.promote import promote
 from tests.facts_support import create_references, scale_row, write_xlsx
 from tests.legacy import edit_config
 
@@ -154,7 +154,7 @@ def test_a_chain_of_merges_keeps_aliases_pointing_at_the_surviving_key(config_co
 
 
 def test_review_weights_follow_loads_merges_and_the_periodic_refresh(config_copy, tmp_path, django_user_model):
-    from reference.stewardship.usage import refresh_pending_usage
+    from pipeline.facts.usage import refresh_pending_usage
 
     create_references()
     rows = [scale_row(计划号="N7", 期末资产规模=100.0), scale_row(计划号="N7", 期末资产规模=50.5), scale_row(计划号="N8")]
@@ -199,7 +199,7 @@ def steward_user(django_user_model):
 
 def test_promote_is_recorded_per_row_and_undone_exactly(config_copy, django_user_model):
     from reference.history_models import ReferenceEvent
-    from reference.undo import undo
+    from stewardship.undo import undo
 
     user = steward_user(django_user_model)
     for i in range(100):
@@ -229,7 +229,7 @@ def test_bulk_completion_is_recorded(config_copy, django_user_model):
 
 
 def test_undo_of_a_merge_puts_facts_children_and_aliases_back_exactly(config_copy, tmp_path, django_user_model):
-    from reference.undo import undo
+    from stewardship.undo import undo
 
     create_references()
     user = steward_user(django_user_model)

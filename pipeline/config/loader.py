@@ -11,8 +11,8 @@ import yaml
 from django.conf import settings
 from pydantic import BaseModel, ValidationError
 
-from pipeline.facts.derivations import FUNCTIONS
-from pipeline.facts.registry import fact_table, fact_table_names
+from pipeline.derivations import FUNCTIONS
+from pipeline.fact_tables import fact_table, fact_table_names
 from refgov.identifiers import check_identifier
 from reference.registry import DependencyCycle, dependency_order, get_table, table_names
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from python_calamine import CalamineWorkbook
 
+from pipeline.facts.file_kinds import EXCEL_SUFFIXES, sheets_named
+
 VALUE_OPTIONS = {"--domain", "--sheet", "--encoding", "--settings", "--pythonpath", "--verbosity", "-v"}
 
 _pending: dict[str, Future] = {}  # resolved path -> (sheet name, stat, parsed sheet) or None
@@ -29,7 +31,6 @@ def start_from_argv(argv: list[str], default_config_dir: Path) -> None:
     """For ``process_facts`` with a workbook argument, start parsing the first workbook's sheet in the background."""
     if len(argv) < 3 or argv[1] != "process_facts":
         return
-    from pipeline.facts.readers import EXCEL_SUFFIXES  # not at the top: the reader imports this module
 
     options, files, words = {}, [], iter(argv[2:])
     for word in words:
@@ -50,7 +51,6 @@ def start_from_argv(argv: list[str], default_config_dir: Path) -> None:
 
 def _parse(future: Future, path: Path, options: dict[str, str], default_config_dir: Path) -> None:
     from pipeline.facts.archive import WorkbookLimits, check_archive
-    from pipeline.facts.readers import sheets_named
 
     try:
         sheet = options.get("--sheet") or _domain_sheet(options.get("--domain", ""), default_config_dir)

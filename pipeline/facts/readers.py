@@ -29,13 +29,13 @@ from typing import Any
 from python_calamine import CalamineError, CalamineWorkbook
 
 from pipeline.facts import prefetch
+from pipeline.facts.file_kinds import EXCEL_SUFFIXES, TEXT_SUFFIXES, sheets_named
+from pipeline.facts.file_kinds import trim as _trim
 from pipeline.facts.archive import ArchiveTooLarge, WorkbookLimits, check_archive
 from pipeline.facts.text_tail import cut_off_reason
 
 __all__ = ["FactFile", "FactFileError", "open_fact_file", "parse_month", "parse_number"]
 
-EXCEL_SUFFIXES = frozenset({".xlsx", ".xlsm"})
-TEXT_SUFFIXES = frozenset({".csv", ".txt"})
 DETECTION_BYTES = 1 << 20  # encoding detection looks at the first MB only
 MAX_LINE_BYTES = 16 << 20  # a longer "line" is not a CSV row (e.g. a file with bare \r line endings)
 ENCODING_HINT = "pass --encoding to choose the file's encoding"
@@ -232,16 +232,6 @@ def open_fact_file(
 
 # --- header and row helpers ----------------------------------------------------------------------------------------
 
-_TRIM = re.compile(r"^[\s\ufeff\u200b]+|[\s\ufeff\u200b]+$")
-# The characters ``_TRIM`` removes (``\s`` is ``str.isspace``, whose last character is U+3000), for SQL's btrim.
-BLANK_CHARACTERS = "".join(c for c in map(chr, range(0x3001)) if c.isspace()) + "\ufeff\u200b"
-
-
-def _trim(text: str) -> str:
-    """Remove surrounding whitespace, including full-width spaces (U+3000), NBSP and a BOM."""
-    return _TRIM.sub("", text)
-
-
 def _blank(value: str | float | None) -> bool:
     return value is None or (isinstance(value, str) and not _trim(value))
 
@@ -308,12 +298,6 @@ def _open_excel(path: Path, sheet: str | None) -> tuple[str, RecordSource, int]:
             "(REFGOV_FACT_MAX_ROWS_PER_SHEET)", sheet=name,
         )  # fmt: skip
     return name, partial(_excel_records, calamine_sheet), (calamine_sheet.start or (0, 0))[1]
-
-
-def sheets_named(available: Sequence[str], sheet: str) -> list[str]:
-    """The sheets whose name is ``sheet``, both trimmed."""
-    wanted = _trim(sheet)
-    return [name for name in available if _trim(name) == wanted]
 
 
 def _names(names: Sequence[str]) -> str:

@@ -16,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from pipeline.config.domain_schema import Derivation, ForeignKey
-from pipeline.facts.derivations import FUNCTIONS
+from pipeline.derivations import FUNCTIONS
 from refgov.identifiers import quote_pg as q
 from reference.models import KeyAlias, Source
 from reference.registry import get_table

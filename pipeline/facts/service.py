@@ -37,7 +37,7 @@ from pipeline.facts.references import (
     template_values,
     unknown_keys,
 )
-from pipeline.facts.registry import fact_table
+from pipeline.fact_tables import fact_table
 from pipeline.facts.staging import FactStager, Progress
 from pipeline.models import AlertKind, DerivedReference, FactBatch, FactKind, FactStatus
 from pipeline.reports import report_batch
@@ -46,7 +46,7 @@ from refgov.identifiers import quote_pg as q
 from reference.history import Action, change_context
 from reference.models import Source
 from reference.registry import get_table
-from reference.stewardship.usage import CLOSING_ASSETS, record_batch_usage, refresh_usage
+from pipeline.facts.usage import CLOSING_ASSETS, record_batch_usage, refresh_usage
 
 logger = logging.getLogger("refgov.facts")
 UNKNOWN_LIST_LIMIT = 200

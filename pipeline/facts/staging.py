@@ -31,8 +31,9 @@ from psycopg.errors import DataError
 
 from pipeline.config.domain_schema import DomainConfig
 from pipeline.facts import csv_parts
-from pipeline.facts.readers import BLANK_CHARACTERS, FactFile, FactFileError, parse_month, parse_number
-from pipeline.facts.registry import FactTable
+from pipeline.facts.file_kinds import BLANK_CHARACTERS
+from pipeline.facts.readers import FactFile, FactFileError, parse_month, parse_number
+from pipeline.fact_tables import FactTable
 from refgov.identifiers import quote_pg as q
 from reference.registry import get_table
 

@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "pghistory",
     "reference",
     "pipeline",
+    "stewardship",
+    "operations",
 ]
 
 # The spreadsheet round trip: stewards (change permission) import, anyone who may view exports.

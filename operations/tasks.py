@@ -1,0 +1,63 @@
+"""django-q2 entry points: thin callers of the same services as the management commands.
+
+A task that finds a failure raises, so that django-q2 records it as failed where operators look."""
+
+from __future__ import annotations
+
+import logging
+
+from django_q.tasks import async_task
+
+from operations.alert_checks import check_alerts
+from pipeline.config import load_config
+from operations.orchestration import after_preload, run_fact_window
+from pipeline.preload import run_preload
+from pipeline.reports import write_review_report
+from pipeline.runs_liveness import close_abandoned_runs
+from pipeline.facts.usage import refresh_pending_usage
+
+logger = logging.getLogger("refgov.orchestration")
+FACTS_TASK = "operations.tasks.process_inbox_task"
+
+
+class TaskFailed(RuntimeError):
+    pass
+
+
+def preload_task(trigger: str = "schedule") -> dict:
+    """The nightly preload; when it synced every table, the waiting fact files are processed right after."""
+    config = load_config()
+    result = run_preload(trigger=trigger, config=config)
+    summary = result.summary()
+    if after_preload(run=result.run, config=config):
+        summary["facts_task"] = async_task(FACTS_TASK, "preload", task_name=f"refgov.facts after preload #{result.run.pk}")
+        logger.info("preload run %s: fact processing queued as task %s", result.run.pk, summary["facts_task"])
+    if not result.ok:
+        raise TaskFailed(f"preload run {result.run.pk} {result.run.status}: {result.run.message}")
+    return summary
+
+
+def process_inbox_task(trigger: str = "schedule") -> dict:
+    result = run_fact_window(trigger=trigger)
+    if result.refused:
+        raise TaskFailed(f"inbox not processed: {result.refused}")
+    if result.rejected:
+        raise TaskFailed(f"{len(result.rejected)} inbox file(s) rejected: " + "; ".join(r["errors"][0] for r in result.rejected))
+    return result.summary()
+
+
+def poll_inbox_task() -> dict:
+    return process_inbox_task(trigger="poll")
+
+
+def review_report_task() -> str:
+    path, _ = write_review_report()
+    return str(path)
+
+
+def check_alerts_task() -> dict:
+    """Every few minutes: close runs whose process is gone, refresh the review queue's weights, check the alerts."""
+    config = load_config()
+    abandoned = close_abandoned_runs(config=config)
+    weights = refresh_pending_usage()
+    return {**check_alerts(config=config).summary(), "review_weights": weights, **abandoned.summary()}

@@ -1,0 +1,32 @@
+"""Read-only queries on the reference tables (no writes, no other app): what admin pages, reports and alerts show."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q
+
+from reference.models import Source
+from reference.registry import all_tables
+
+
+def auto_derived_shares() -> dict[str, dict]:
+    """Per table: total, auto_derived, pending (needs review), share — one GROUP BY _source query per table."""
+    shares = {}
+    for ref in all_tables():
+        total = auto = pending = 0
+        grouped = (
+            ref.model.objects.order_by()
+            .values("source")
+            .annotate(n=Count("pk"), pending=Count("pk", filter=Q(needs_review=True)))
+        )
+        for g in grouped:
+            total += g["n"]
+            pending += g["pending"]
+            if g["source"] == Source.AUTO_DERIVED:
+                auto += g["n"]
+        shares[ref.name] = {
+            "total": total,
+            "auto_derived": auto,
+            "pending": pending,
+            "share": auto / total if total else 0.0,
+        }
+    return shares

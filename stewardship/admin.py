@@ -1,0 +1,187 @@
+"""Admin for the four reference tables: one shared base class, per-model configuration only."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import F
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy as _
+from import_export.admin import ImportExportMixin
+from import_export.formats.base_formats import CSV, XLSX
+
+from stewardship.workbench import (
+    DerivedAtFilter,
+    DomainFilter,
+    RequiredMissingFilter,
+    StewardshipAdminMixin,
+    complete_selected,
+    export_feedback,
+    promote_selected,
+)
+from reference.history import Action, stewardship_context
+from stewardship.history_admin import HistoryAdminMixin
+from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
+from reference.registry import for_model
+from stewardship.resources import resource_for
+from stewardship.required import missing_of, required_fields
+
+admin.site.site_header = _("refgov reference data stewardship")
+admin.site.site_title = _("refgov admin")
+admin.site.index_title = _("Data stewardship")
+
+TRACKING_FIELDS = ("source", "needs_review", "derived_from_domain", "derived_at")
+
+SOURCE_COLORS = {
+    Source.AUTHORITATIVE.value: "#2e7d32",  # green
+    Source.AUTO_DERIVED.value: "#ef6c00",  # orange
+}
+
+
+class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExportMixin, admin.ModelAdmin):
+    """Base admin for a TrackedReference model.
+
+    Subclasses set ``key_field`` and ``name_fields`` (and optionally ``extra_list_fields`` /
+    ``extra_search_fields``); ``list_display`` (the key, the first two name fields, the extra ones, then the
+    stewardship columns) and ``search_fields`` (all of them) are derived from them unless the subclass declares its own.
+    """
+
+    key_field: str = ""
+    name_fields: tuple[str, ...] = ()
+    extra_list_fields: tuple[str, ...] = ()
+    extra_search_fields: tuple[str, ...] = ()
+
+    list_filter = (
+        "source",
+        "needs_review",
+        RequiredMissingFilter,
+        DomainFilter,
+        ("derived_at", DerivedAtFilter),
+    )
+    readonly_fields = TRACKING_FIELDS
+    show_full_result_count = False
+    list_per_page = 100
+    actions = (promote_selected, complete_selected, export_feedback)
+    formats = (XLSX, CSV)
+
+    def get_resource_classes(self, request):
+        return [resource_for(self.model)]
+
+    def process_dataset(self, dataset, form, request, **kwargs):
+        """An import (and its dry run, rolled back) is one stewardship change of the importing user."""
+        with stewardship_context(user=request.user, action=Action.IMPORT, table=for_model(self.model).name):
+            return super().process_dataset(dataset, form, request, **kwargs)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.key_field:
+            return
+        if "list_display" not in cls.__dict__:
+            # Review state is in the source badge, the filter and the completeness column: no column of its own.
+            cls.list_display = (
+                cls.key_field,
+                *cls.name_fields[:2],
+                *cls.extra_list_fields,
+                "source_badge",
+                "weight",
+                "completeness",
+                "age",
+                "derived_from_domain",
+            )
+        if "search_fields" not in cls.__dict__:
+            cls.search_fields = (cls.key_field, *cls.name_fields, *cls.extra_search_fields)
+
+    @admin.display(description=_("source"), ordering="source")
+    def source_badge(self, obj):
+        color = SOURCE_COLORS.get(obj.source, "#616161")
+        return format_html(
+            '<span style="display:inline-block;padding:1px 8px;border-radius:8px;'
+            'color:#fff;background:{};white-space:nowrap">{}</span>',
+            color,
+            obj.get_source_display(),
+        )
+
+    def get_queryset(self, request):
+        # Django skips list_select_related when the queryset already selects related rows: name both here.
+        related = self.list_select_related if isinstance(self.list_select_related, (list, tuple)) else ()
+        return super().get_queryset(request).select_related("usage", *related)
+
+    def get_ordering(self, request):
+        """The review queue (pending rows) by business weight, then age; everything else by key."""
+        if request.GET.get("needs_review__exact") == "1":
+            return [
+                F("usage__closing_assets").desc(nulls_last=True),
+                F("usage__fact_rows").desc(nulls_last=True),
+                "derived_at",
+            ]
+        return super().get_ordering(request)
+
+    @admin.display(description=_("completeness"))
+    def completeness(self, obj):
+        missing = missing_of(obj, required_fields(for_model(self.model).name))
+        if not missing:
+            return mark_safe('<span style="color:#2e7d32">✔</span>')
+        return format_html(
+            '<span style="color:#c62828" class="refgov-missing" title="{}">{}</span>',
+            "、".join(str(f.verbose_name) for f in missing),
+            _("%(n)d required missing") % {"n": len(missing)},
+        )
+
+    @admin.display(description=_("fact rows / closing assets"), ordering="usage__closing_assets")
+    def weight(self, obj):
+        usage = getattr(obj, "usage", None)
+        if usage is None or not usage.fact_rows:
+            return "—"
+        return f"{usage.fact_rows:,} / {usage.closing_assets:,.0f}"
+
+    @admin.display(description=_("age (days)"), ordering="derived_at")
+    def age(self, obj):
+        if obj.derived_at is None:
+            return "—"
+        return (timezone.now() - obj.derived_at).days
+
+    def get_fieldsets(self, request, obj=None):
+        if self.fieldsets:
+            return self.fieldsets
+        fields = [f for f in self.get_fields(request, obj) if f not in TRACKING_FIELDS]
+        return [
+            (None, {"fields": fields}),
+            (_("Tracking"), {"fields": list(TRACKING_FIELDS)}),
+        ]
+
+    def has_delete_permission(self, request, obj=None):
+        if not super().has_delete_permission(request, obj):
+            return False
+        if obj is not None and obj.source == Source.AUTHORITATIVE and not request.user.is_superuser:
+            return False
+        return True
+
+
+@admin.register(AnnuityPlan)
+class AnnuityPlanAdmin(TrackedReferenceAdmin):
+    key_field = "plan_code"
+    name_fields = ("short_name", "customer_name", "full_name")
+    extra_list_fields = ("plan_type", "status")
+
+
+@admin.register(PortfolioPlan)
+class PortfolioPlanAdmin(TrackedReferenceAdmin):
+    key_field = "portfolio_code"
+    name_fields = ("name", "short_name")
+    extra_list_fields = ("plan", "portfolio_type")
+    extra_search_fields = ("plan__plan_code",)
+    list_select_related = ("plan",)
+    raw_id_fields = ("plan",)
+
+
+@admin.register(ProductLine)
+class ProductLineAdmin(TrackedReferenceAdmin):
+    key_field = "code"
+    name_fields = ("name", "category", "business_group")
+
+
+@admin.register(Organization)
+class OrganizationAdmin(TrackedReferenceAdmin):
+    key_field = "code"
+    name_fields = ("name", "annuity_center", "region")

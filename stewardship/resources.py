@@ -1,0 +1,111 @@
+"""The spreadsheet round trip of a review queue (django-import-export): export with Chinese column names and values
+suggested from the facts where a field is empty; import only updates existing rows, previewed before it is applied.
+
+Exported text that a spreadsheet could run as a formula carries a leading ``'`` (``refgov.formulae``); an import
+strips it again, so a value goes out and comes back unchanged."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from django.db import connection, models
+from django.utils.translation import gettext as _
+from import_export import fields, resources, widgets
+
+from reference.registry import ReferenceTable, for_model, get_table
+from refgov.formulae import escape_formula, unescape_formula
+from refgov.identifiers import quote_pg as q
+
+from stewardship.required import blank_q
+
+#: table → model field → fact column whose most frequent value is the suggestion for an empty field
+SUGGESTIONS: dict[str, dict[str, str]] = {
+    "年金计划": {"short_name": "计划名称", "full_name": "计划名称", "customer_name": "客户名称", "plan_type": "计划类型"},
+    "组合计划": {"name": "组合名称", "portfolio_type": "组合类型"},
+    "组织架构": {"name": "机构名称"},
+}
+READ_ONLY_COLUMNS = ("_source", "_needs_review", "_derived_from_domain", "_derived_at")
+
+
+class ReferenceResource(resources.ModelResource):
+    table: ReferenceTable
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.suggested: dict[str, dict[str, str]] = {}
+
+    def init_instance(self, row=None):
+        key = self.table.key_column
+        raise ValueError(_("no row with %(column)s %(key)s: an import only completes existing rows") % {"column": key, "key": (row or {}).get(key)})
+
+    def before_export(self, queryset, **kwargs):
+        self.suggested = suggestions(self.table, queryset)
+
+    def export_field(self, field, instance, **kwargs):
+        value = super().export_field(field, instance, **kwargs)
+        if value in (None, "") and field.attribute in self.suggested:
+            value = self.suggested[field.attribute].get(str(instance.pk), value)
+        return escape_formula(value)
+
+    def before_import_row(self, row, **kwargs):
+        for column, value in row.items():
+            row[column] = unescape_formula(value)
+        super().before_import_row(row, **kwargs)
+
+
+def suggestions(table: ReferenceTable, queryset) -> dict[str, dict[str, str]]:
+    """Model field → key → the most frequent value of the mapped fact column, for rows where the field is empty."""
+    from stewardship.merge import fact_relations
+
+    found: dict[str, dict[str, str]] = {}
+    for name, fact_column in SUGGESTIONS.get(table.name, {}).items():
+        field = table.model._meta.get_field(name)
+        empty_sql, params = queryset.filter(blank_q(field)).values("pk").query.sql_with_params()
+        parts = []
+        for fact, attr in fact_relations(table.model):
+            columns = {f.column for f in fact._meta.concrete_fields}
+            if fact_column in columns:
+                key = q(fact._meta.get_field(attr).column)
+                parts.append(f"SELECT {key} AS k, {q(fact_column)} AS v FROM {q(fact._meta.db_table)} WHERE {key} IN ({empty_sql}) AND {q(fact_column)} IS NOT NULL")
+        if not parts:
+            continue
+        with connection.cursor() as cur:
+            cur.execute(
+                f"SELECT k, mode() WITHIN GROUP (ORDER BY v) FROM ({' UNION ALL '.join(parts)}) u GROUP BY k",
+                list(params) * len(parts),
+            )
+            found[name] = dict(cur.fetchall())
+    return found
+
+
+def _field(field: models.Field, column: str, *, readonly: bool) -> fields.Field:
+    """The field import-export would make for ``field`` (its widget for the type), headed by the database column."""
+    made = resources.ModelResource.field_from_django_field(field.name, field, readonly)
+    made.column_name = column
+    if isinstance(field, (models.CharField, models.TextField)):
+        made.widget = widgets.CharWidget(allow_blank=False)  # an empty cell is "no value", as in the database
+    return made
+
+
+@cache
+def resource_for(model: type[models.Model]) -> type[ReferenceResource]:
+    """A resource whose columns are the table's database columns (Chinese), key first, tracking columns read-only."""
+    table = for_model(model)
+    declared = {}
+    for column, field in table.data_fields.items():
+        if field.is_relation:
+            widget = widgets.ForeignKeyWidget(field.related_model, field.target_field.name)
+            declared[field.name] = fields.Field(attribute=field.name, column_name=column, widget=widget)
+        else:
+            declared[field.name] = _field(field, column, readonly=False)
+    for column in READ_ONLY_COLUMNS:
+        field = next(f for f in model._meta.concrete_fields if f.column == column)
+        declared[field.name] = _field(field, column, readonly=True)
+    meta = type(
+        "Meta", (),
+        {
+            "model": model, "fields": tuple(declared), "import_id_fields": (model._meta.pk.name,),
+            "skip_unchanged": True, "report_skipped": True, "use_transactions": True, "clean_model_instances": True,
+        },
+    )  # fmt: skip
+    return type(f"{model.__name__}Resource", (ReferenceResource,), {"Meta": meta, "table": get_table(table.name), **declared})

@@ -1,0 +1,375 @@
+"""The steward's tools in the admin: promote, bulk completion, merge, delete protection, provenance panel.
+
+Thin callers of the ``stewardship`` services; every changing view requires the model's change permission (viewers get
+403 or do not see the action at all)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from urllib.parse import quote
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote as admin_quote
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Sum
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from reference.models import MANUAL_ENTRY
+from reference.registry import for_model
+from stewardship.complete import complete, complete_preview
+from stewardship.feedback import write_feedback
+from stewardship.merge import MergeRefused, fact_relations, merge, merge_impact
+from stewardship.promote import promote
+from stewardship.required import is_blank, missing_of, missing_q, required_fields
+
+PROVENANCE_SHOWN = 20
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _report_promote(modeladmin, request, result) -> None:
+    if result.promoted:
+        modeladmin.message_user(request, _("%d rows promoted to authoritative.") % result.promoted, messages.SUCCESS)
+    if result.refused:
+        fields = "、".join(f"{name} ×{n}" for name, n in result.refused_by_field.items() if n)
+        keys = ", ".join(result.refused_keys)
+        modeladmin.message_user(
+            request,
+            _("%(n)d rows not promoted: required fields missing (%(fields)s), e.g. %(keys)s")
+            % {"n": result.refused, "fields": fields, "keys": keys},
+            messages.WARNING,
+        )
+    if not result.promoted and not result.refused:
+        modeladmin.message_user(request, _("Nothing to promote: the selected rows are authoritative and reviewed."))
+
+
+@admin.action(description=gettext_lazy("Promote selected rows to authoritative"), permissions=["change"])
+def promote_selected(modeladmin, request, queryset):
+    _report_promote(modeladmin, request, promote(queryset=queryset, user=request.user))
+
+
+@admin.action(description=gettext_lazy("Export promoted rows for the source system (xlsx)"), permissions=["view"])
+def export_feedback(modeladmin, request, queryset):
+    table = for_model(queryset.model).name
+    stream = io.BytesIO()
+    count = write_feedback(table=table, queryset=queryset, stream=stream)
+    if not count:
+        modeladmin.message_user(
+            request, _("None of the selected rows was promoted by a steward and is still missing at the source."), messages.WARNING
+        )
+        return None
+    response = HttpResponse(stream.getvalue(), content_type=XLSX_TYPE)
+    name = f"feedback_{table}_{timezone.localtime():%Y%m%d_%H%M}.xlsx"
+    response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
+    return response
+
+
+class CompletionForm(forms.Form):
+    """Every business field optional; only filled ones are applied."""
+
+    MODES = (("empty", gettext_lazy("only where empty")), ("overwrite", gettext_lazy("overwrite")))
+    mode = forms.ChoiceField(label=gettext_lazy("apply"), choices=MODES, initial="empty", widget=forms.RadioSelect)
+
+    def __init__(self, *args, model, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model = model
+        key = model._meta.pk.name
+        self.value_fields = []
+        for field in model._meta.concrete_fields:
+            if field.name == key or field.column.startswith("_"):
+                continue
+            formfield = field.formfield(required=False)
+            if field.is_relation:
+                formfield = forms.CharField(label=field.verbose_name, required=False, max_length=field.target_field.max_length)
+            self.fields[field.name] = formfield
+            self.value_fields.append(field.name)
+        self.fields["clear"] = forms.MultipleChoiceField(
+            label=gettext_lazy("set to empty"), required=False, widget=forms.CheckboxSelectMultiple,
+            choices=[(name, model._meta.get_field(name).verbose_name) for name in self.value_fields],
+        )  # fmt: skip
+
+    def clean(self):
+        data = super().clean()
+        for name in self.value_fields:
+            field = self.model._meta.get_field(name)
+            if field.is_relation and data.get(name) and not field.related_model.objects.filter(pk=data[name]).exists():
+                self.add_error(name, _("no %(model)s with key %(key)s") % {"model": field.related_model._meta.verbose_name, "key": data[name]})
+        values = self.values()
+        both = set(values) & set(data.get("clear") or [])
+        if both:
+            raise forms.ValidationError(_("A field cannot be both set and emptied: %s") % ", ".join(sorted(both)))
+        if not values and not data.get("clear"):
+            raise forms.ValidationError(_("Fill in at least one field or choose one to empty."))
+        return data
+
+    def values(self) -> dict:
+        data = getattr(self, "cleaned_data", {})
+        return {name: data[name] for name in self.value_fields if data.get(name) not in (None, "")}
+
+
+@admin.action(description=gettext_lazy("Complete fields of selected rows…"), permissions=["change"])
+def complete_selected(modeladmin, request, queryset):
+    form = CompletionForm(request.POST if "_preview" in request.POST or "_apply" in request.POST else None, model=queryset.model)
+    preview = None
+    if form.is_bound and form.is_valid():
+        arguments = dict(values=form.values(), clear=form.cleaned_data["clear"], overwrite=form.cleaned_data["mode"] == "overwrite")
+        if "_apply" in request.POST:
+            changed = complete(queryset=queryset, user=request.user, **arguments)
+            modeladmin.message_user(request, _("%d rows completed.") % changed, messages.SUCCESS)
+            return None
+        preview = complete_preview(queryset=queryset, **arguments)
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": _("Complete fields"),
+        "opts": modeladmin.model._meta,
+        "form": form,
+        "preview": preview,
+        "selected": queryset.count(),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected_ids": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+    }
+    return TemplateResponse(request, "admin/reference/complete_fields.html", context)
+
+
+class RequiredFieldsFormMixin:
+    """For the admin's add and change forms: a row added by hand is authoritative and reviewed at once, so it must
+    have the required fields a promote asks for; an authoritative row cannot have one of them emptied."""
+
+    required_for_authority: list = []
+
+    def clean(self):
+        data = super().clean()
+        instance = self.instance
+        adding = instance._state.adding
+        if not adding and (instance.source != "authoritative" or instance.needs_review):
+            return data
+        missing = [
+            field
+            for field in self.required_for_authority
+            if field.name in self.fields
+            and is_blank(data.get(field.name))
+            and (adding or not is_blank(getattr(instance, field.attname)))
+        ]
+        if not missing:
+            return data
+        names = "、".join(str(f.verbose_name) for f in missing)
+        for field in missing:
+            self.add_error(field.name, _("Required for an authoritative row."))
+        if adding:
+            raise forms.ValidationError(
+                _("A row added here is authoritative at once: an authoritative row must have %(fields)s filled in.")
+                % {"fields": names}
+            )
+        raise forms.ValidationError(
+            _("An authoritative row must keep %(fields)s filled in: they cannot be emptied.") % {"fields": names}
+        )
+
+
+class MergeForm(forms.Form):
+    right_key = forms.CharField(label=gettext_lazy("merge into key"), max_length=100)
+
+
+class StewardshipAdminMixin:
+    """Per-row promote and merge views, the provenance panel and the delete protection of a TrackedReferenceAdmin."""
+
+    change_form_template = "admin/reference/change_form.html"
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        fields = required_fields(for_model(self.model).name)
+        if not fields:
+            return form
+        return type(form.__name__, (RequiredFieldsFormMixin, form), {"required_for_authority": fields})
+
+    def save_model(self, request, obj, form, change):
+        if not change and not obj.derived_from_domain:
+            obj.derived_from_domain = MANUAL_ENTRY  # not from the source: it awaits the source like a promoted row
+        super().save_model(request, obj, form, change)
+
+    def get_urls(self):
+        opts = self.model._meta
+        name = f"{opts.app_label}_{opts.model_name}"
+        return [
+            path("<path:object_id>/promote/", self.admin_site.admin_view(self.promote_view), name=f"{name}_promote"),
+            path("<path:object_id>/merge/", self.admin_site.admin_view(self.merge_view), name=f"{name}_merge"),
+            *super().get_urls(),
+        ]
+
+    def _changeable(self, request, object_id):
+        """The row of an admin URL's (quoted) object id, if the user may change it."""
+        obj = get_object_or_404(self.model, pk=unquote(object_id))
+        if not self.has_change_permission(request, obj):
+            raise PermissionDenied
+        return obj
+
+    def _url(self, view: str, obj) -> str:
+        opts = self.model._meta
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[admin_quote(obj.pk)])
+
+    def _change_url(self, obj) -> str:
+        return self._url("change", obj)
+
+    def promote_view(self, request, object_id):
+        obj = self._changeable(request, object_id)
+        if request.method != "POST":
+            return HttpResponseRedirect(self._change_url(obj))
+        _report_promote(self, request, promote(queryset=self.model.objects.filter(pk=obj.pk), user=request.user))
+        return HttpResponseRedirect(self._change_url(obj))
+
+    def merge_view(self, request, object_id):
+        obj = self._changeable(request, object_id)
+        table = for_model(self.model).name
+        impact = merge_impact(table=table, wrong_key=obj.pk)
+        form = MergeForm(request.POST or None)
+        target = None
+        if form.is_valid():
+            target = self.model.objects.filter(pk=form.cleaned_data["right_key"].strip()).first()
+            if target is None:
+                form.add_error("right_key", _("No row with this key."))
+            elif "_confirm" in request.POST:
+                try:
+                    merge(table=table, wrong_key=obj.pk, right_key=target.pk, user=request.user)
+                except MergeRefused as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    self.message_user(
+                        request,
+                        _("%(wrong)s merged into %(right)s: %(n)d fact rows re-pointed; later loads resolve %(wrong)s to %(right)s.")
+                        % {"wrong": obj.pk, "right": target.pk, "n": impact.total_fact_rows},
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(self._change_url(target))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Merge %s into another key") % obj.pk,
+            "opts": self.model._meta,
+            "original": obj,
+            "form": form,
+            "impact": impact,
+            "target": target if form.is_valid() and not form.errors else None,
+        }
+        return TemplateResponse(request, "admin/reference/merge.html", context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        extra = dict(extra_context or {})
+        if obj is not None:
+            extra.update(self.stewardship_context(request, obj))
+        return super().change_view(request, object_id, form_url, extra_context=extra)
+
+    def stewardship_context(self, request, obj) -> dict:
+        from pipeline.models import DerivedReference
+
+        table = for_model(self.model).name
+        can_change = self.has_change_permission(request, obj)
+        usage = [
+            {"table": fact._meta.verbose_name, "months": rows}
+            for fact, attr in fact_relations(self.model)
+            if (rows := list(
+                fact.objects.filter(**{attr: obj.pk}).order_by("-month").values("month")
+                .annotate(rows=Count("pk"), **({"assets": Sum("closing_assets")} if _has_assets(fact) else {}))[:24]
+            ))
+        ]  # fmt: skip
+        return {
+            "provenance": DerivedReference.objects.filter(table=table, key=obj.pk).select_related("batch").order_by("-created_at")[:PROVENANCE_SHOWN],
+            "fact_usage": usage,
+            "missing_required": [f.verbose_name for f in missing_of(obj, required_fields(table))],
+            "can_promote": can_change and (obj.needs_review or obj.source != "authoritative"),
+            "can_merge": can_change and obj.source == "auto_derived",
+        }
+
+    def get_deleted_objects(self, objs, request):
+        """Rows facts still use cannot be deleted: say why and offer the merge instead of listing every fact."""
+        objs = list(objs)
+        protected = []
+        for obj in objs:
+            rows = sum(fact.objects.filter(**{attr: obj.pk}).count() for fact, attr in fact_relations(self.model))
+            if rows:
+                protected.append(
+                    _("%(key)s: %(n)d fact rows use it — merge it into the right key instead (%(url)s)")
+                    % {"key": obj.pk, "n": rows, "url": self._url("merge", obj)}
+                )  # fmt: skip
+        if protected:
+            return [], {}, set(), protected
+        return super().get_deleted_objects(objs, request)
+
+
+def _has_assets(fact) -> bool:
+    return any(f.name == "closing_assets" for f in fact._meta.concrete_fields)
+
+
+class RequiredMissingFilter(admin.SimpleListFilter):
+    title = gettext_lazy("required fields")
+    parameter_name = "required"
+
+    def lookups(self, request, model_admin):
+        return (("missing", _("missing")), ("complete", _("complete")))
+
+    def queryset(self, request, queryset):
+        fields = required_fields(for_model(queryset.model).name)
+        if not fields or self.value() not in {"missing", "complete"}:
+            return queryset
+        missing = missing_q(fields)
+        return queryset.filter(missing) if self.value() == "missing" else queryset.exclude(missing)
+
+
+class DomainFilter(admin.SimpleListFilter):
+    """The configured domains (no DISTINCT over a million rows to find them)."""
+
+    title = gettext_lazy("derived from domain")
+    parameter_name = "derived_from_domain"
+
+    def lookups(self, request, model_admin):
+        from pipeline.config import domain_names
+
+        return [(name, name) for name in domain_names()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(derived_from_domain=self.value()) if self.value() else queryset
+
+
+class DerivedAtFilter(admin.DateFieldListFilter):
+    """The preset ranges plus a from / to date form (``derived_at__gte`` / ``derived_at__lt``, local days)."""
+
+    template = "admin/reference/date_range_filter.html"
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        since, until = f"{field_path}__gte", f"{field_path}__lt"
+        for name in (since, until):
+            values = params.get(name)
+            if values and _is_day(values[-1]):
+                day = dt.date.fromisoformat(values[-1])
+                params[name] = [timezone.make_aware(dt.datetime.combine(day, dt.time())).isoformat()]
+        super().__init__(field, request, params, model, model_admin, field_path)
+        self.since_day = _day_of(self.used_parameters.get(since))
+        self.until_day = _day_of(self.used_parameters.get(until))
+        self.since_name, self.until_name = since, until
+        self.kept_params = [(k, v) for k, v in request.GET.items() if k not in {since, until, "p"}]
+
+
+def _is_day(value: str) -> bool:
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
+
+
+def _day_of(value) -> str:
+    value = value[-1] if isinstance(value, list) else value
+    if not value:
+        return ""
+    try:
+        return timezone.localtime(dt.datetime.fromisoformat(str(value))).date().isoformat()
+    except ValueError:
+        return ""
