@@ -51,7 +51,7 @@ def build(portfolios: int, pending: int) -> None:
         INSERT INTO reference_portfolioplanusage (row_id, fact_rows, closing_assets, months, refreshed_at)
         SELECT "组合代码", (hashtext("组合代码") & 1023), (hashtext("组合代码") & 1048575) * 1000.0, 1, now()
         FROM "组合计划" WHERE _needs_review;
-    """)  # fmt: skip
+    """)
     sql("VACUUM ANALYZE")  # as autovacuum leaves a table that was loaded a while ago
     print(f"  built in {time.perf_counter() - start:.1f} s")
 
@@ -65,8 +65,9 @@ def main() -> None:
 
     subprocess.run(
         f"dropdb -h 127.0.0.1 -U postgres --if-exists {BENCH_DB} && createdb -h 127.0.0.1 -U postgres {BENCH_DB}",
-        shell=True, check=True,
-    )  # fmt: skip
+        shell=True,
+        check=True,
+    )
     subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], check=True)
     build(args.portfolios, args.pending)
 
@@ -114,8 +115,10 @@ def main() -> None:
             times.append(elapsed)
     first = response.context["cl"].result_list[0]
     median, p90 = statistics.median(times), sorted(times)[int(len(times) * 0.9) - 1]
-    print(f"review queue, first page of 100 (ordered by weight): median {median:.0f} ms, p90 {p90:.0f} ms "
-          f"(target ≤ 300 ms median); top row {first.pk} weight {first.usage.closing_assets:,.0f}")  # fmt: skip
+    print(
+        f"review queue, first page of 100 (ordered by weight): median {median:.0f} ms, p90 {p90:.0f} ms "
+        f"(target ≤ 300 ms median); top row {first.pk} weight {first.usage.closing_assets:,.0f}"
+    )
     print(f"queries per render: {queries} (must not grow with the page size)")
 
     pending = PortfolioPlan.objects.filter(needs_review=True).count()
@@ -128,8 +131,10 @@ def main() -> None:
     assert response.status_code == 302, response.status_code
     left = PortfolioPlan.objects.filter(needs_review=True).count()
     written = ReferenceEvent.objects.count() - events_before
-    print(f"promote all {pending:,} pending (select all): {seconds:.2f} s (target ≤ 10 s); "
-          f"still pending {left:,}; history rows written {written:,}")  # fmt: skip
+    print(
+        f"promote all {pending:,} pending (select all): {seconds:.2f} s (target ≤ 10 s); "
+        f"still pending {left:,}; history rows written {written:,}"
+    )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,10 +53,17 @@ def timed(fn) -> float:
 
 
 def reset_facts() -> None:
-    sh(PG + ["-d", BENCH_DB, "-c",
-             'TRUNCATE business."规模明细", business."收入明细", pipeline_derivedreference, pipeline_factbatch CASCADE; '
-             "DELETE FROM business.\"组合计划\" WHERE _source = 'auto_derived'; "
-             "DELETE FROM business.\"年金计划\" WHERE _source = 'auto_derived'"])  # fmt: skip
+    sh(
+        PG
+        + [
+            "-d",
+            BENCH_DB,
+            "-c",
+            'TRUNCATE business."规模明细", business."收入明细", pipeline_derivedreference, pipeline_factbatch CASCADE; '
+            "DELETE FROM business.\"组合计划\" WHERE _source = 'auto_derived'; "
+            "DELETE FROM business.\"年金计划\" WHERE _source = 'auto_derived'",
+        ]
+    )
 
 
 def checkpoint() -> None:
@@ -87,13 +94,25 @@ def measure(work: Path, args) -> None:
 
     dataset = LegacyDataset()
     create_legacy_databases(MySQLServer.from_settings(), dataset, hub_db=HUB, enterprise_db=ENT)
-    sh(["bash", "-c", f"dropdb -h 127.0.0.1 -U postgres --if-exists {BENCH_DB} && createdb -h 127.0.0.1 -U postgres {BENCH_DB}"])
+    sh(
+        [
+            "bash",
+            "-c",
+            f"dropdb -h 127.0.0.1 -U postgres --if-exists {BENCH_DB} && createdb -h 127.0.0.1 -U postgres {BENCH_DB}",
+        ]
+    )
     config_dir = work / "config"
     subprocess.run(["cp", "-r", str(ROOT / "config"), str(config_dir)], check=True)
     main_cfg = (config_dir / "reference_management.yml").read_text(encoding="utf-8")
-    main_cfg = main_cfg.replace("database: annuity_hub", f"database: {HUB}").replace("database: enterprise", f"database: {ENT}")
+    main_cfg = main_cfg.replace("database: annuity_hub", f"database: {HUB}").replace(
+        "database: enterprise", f"database: {ENT}"
+    )
     (config_dir / "reference_management.yml").write_text(main_cfg, encoding="utf-8")
-    env = {**os.environ, "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}", "REFGOV_CONFIG_DIR": str(config_dir)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}",
+        "REFGOV_CONFIG_DIR": str(config_dir),
+    }
     sh([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env)
     sh([sys.executable, str(ROOT / "manage.py"), "preload", "-v0"], env=env)
     sh(PG + ["-d", BENCH_DB, "-c", RAW_DDL])
@@ -119,7 +138,13 @@ def measure_csv(work: Path, args, dataset, env: dict) -> float:
     for _ in range(args.repeat):
         sh(PG + ["-d", BENCH_DB, "-c", "TRUNCATE raw_scale"])
         checkpoint()
-        raws.append(timed(lambda: sh(PG + ["-d", BENCH_DB, "-c", f"\\copy raw_scale FROM '{csv_path}' WITH (FORMAT csv, HEADER true)"])))
+        raws.append(
+            timed(
+                lambda: sh(
+                    PG + ["-d", BENCH_DB, "-c", f"\\copy raw_scale FROM '{csv_path}' WITH (FORMAT csv, HEADER true)"]
+                )
+            )
+        )
         reset_facts()
         checkpoint()
         runs.append(run_manage(env, "process_facts", "--domain", "annuity_performance", str(csv_path), "--json"))
@@ -127,8 +152,10 @@ def measure_csv(work: Path, args, dataset, env: dict) -> float:
     seconds = statistics.median(r[0] for r in runs)
     summary = runs[-1][2]["files"][0]
     print(f"raw \\copy        {raw:7.2f} s  median of {', '.join(f'{r:.2f}' for r in raws)}")
-    print(f"process_facts    {seconds:7.2f} s  median of {', '.join(f'{r[0]:.2f}' for r in runs)}  "
-          f"→ {seconds / raw:.2f}× raw (target ≤ 4×); peak RSS {max(r[1] for r in runs):,.0f} MB (target ≤ 1,536 MB)")
+    print(
+        f"process_facts    {seconds:7.2f} s  median of {', '.join(f'{r[0]:.2f}' for r in runs)}  "
+        f"→ {seconds / raw:.2f}× raw (target ≤ 4×); peak RSS {max(r[1] for r in runs):,.0f} MB (target ≤ 1,536 MB)"
+    )
     print(f"    loaded {summary['rows_loaded']:,} rows; new references {summary['new_references']}")
     return seconds / raw
 
@@ -137,7 +164,6 @@ def measure_xlsx(work: Path, args, dataset, env: dict) -> float:
     import pandas as pd
 
     from pipeline.demo.facts import FactWorkbook
-
 
     print(f"writing a {args.xlsx_rows:,}-row workbook ...", flush=True)
     book = FactWorkbook(scale_rows=args.xlsx_rows, income_rows=14_000, legacy=dataset)
@@ -151,8 +177,10 @@ def measure_xlsx(work: Path, args, dataset, env: dict) -> float:
     read = statistics.median(reads)
     xseconds = statistics.median(r[0] for r in xruns)
     print(f"pandas+calamine  {read:7.2f} s  median of {', '.join(f'{r:.2f}' for r in reads)}")
-    print(f"process_facts    {xseconds:7.2f} s  median of {', '.join(f'{r[0]:.2f}' for r in xruns)}  "
-          f"→ {xseconds / read:.2f}× the read (target ≤ 2×)")
+    print(
+        f"process_facts    {xseconds:7.2f} s  median of {', '.join(f'{r[0]:.2f}' for r in xruns)}  "
+        f"→ {xseconds / read:.2f}× the read (target ≤ 2×)"
+    )
     return xseconds / read
 
 

@@ -41,7 +41,8 @@ CREATE TABLE raw_plans ("年金计划号" varchar(50), "计划简称" varchar(25
 CREATE TABLE raw_portfolios ("组合代码" varchar(50), "年金计划号" varchar(50), "组合名称" varchar(255),
   "组合简称" varchar(255), "组合状态" varchar(50), "运作开始日" text, "组合类型" varchar(50), "子分类" varchar(50),
   "受托人" varchar(255), "是否存款组合" int, "是否外部组合" int, "是否PK组合" int, "投资管理人" varchar(255),
-  "受托管理人" varchar(255), "投资组合代码" varchar(50), "投资组合名称" varchar(255), "备注" text, updated_at timestamp);
+  "受托管理人" varchar(255), "投资组合代码" varchar(50), "投资组合名称" varchar(255), "备注" text,
+  updated_at timestamp);
 """
 
 
@@ -65,11 +66,19 @@ def raw_pipe() -> None:
 
 def writes() -> int:
     out = subprocess.run(
-        PG + ["-d", BENCH_DB, "-At", "-c",
-              "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables "
-              "WHERE schemaname = 'business'"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        PG
+        + [
+            "-d",
+            BENCH_DB,
+            "-At",
+            "-c",
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables "
+            "WHERE schemaname = 'business'",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return int(out.stdout.strip())
 
 
@@ -79,11 +88,16 @@ def preload(env: dict, *extra: str) -> tuple[float, float, dict]:
 
 def reset_targets() -> None:
     subprocess.run(
-        PG + ["-d", BENCH_DB, "-c",
-              'TRUNCATE business."组合计划", business."年金计划", business."产品线", business."组织架构", '
-              "pipeline_syncwatermark, pipeline_syncrun CASCADE"],
+        PG
+        + [
+            "-d",
+            BENCH_DB,
+            "-c",
+            'TRUNCATE business."组合计划", business."年金计划", business."产品线", business."组织架构", '
+            "pipeline_syncwatermark, pipeline_syncrun CASCADE",
+        ],
         check=True,
-    )  # fmt: skip
+    )
 
 
 def main() -> None:
@@ -100,10 +114,14 @@ def main() -> None:
     from pipeline.sources.legacy_mysql import MySQLServer
 
     print(f"legacy dataset: {args.plans:,} plans, {args.portfolios:,} portfolios ...", flush=True)
-    t = timed(lambda: create_legacy_databases(
-        MySQLServer.from_settings(), LegacyDataset(plans=args.plans, portfolios=args.portfolios),
-        hub_db=HUB, enterprise_db=ENT,
-    ))  # fmt: skip
+    t = timed(
+        lambda: create_legacy_databases(
+            MySQLServer.from_settings(),
+            LegacyDataset(plans=args.plans, portfolios=args.portfolios),
+            hub_db=HUB,
+            enterprise_db=ENT,
+        )
+    )
     print(f"  generated in {t:.1f} s")
 
     sh(f"dropdb -h 127.0.0.1 -U postgres --if-exists {BENCH_DB} && createdb -h 127.0.0.1 -U postgres {BENCH_DB}")
@@ -128,8 +146,10 @@ def main() -> None:
             raws.append(timed(raw_pipe))
         raw = statistics.median(raws)
         rows = args.plans + args.portfolios
-        print(f"raw pipe        {raw:7.2f} s  median of {', '.join(f'{r:.2f}' for r in raws)} "
-              f"({rows:,} rows, {rows / raw:,.0f} rows/s)")
+        print(
+            f"raw pipe        {raw:7.2f} s  median of {', '.join(f'{r:.2f}' for r in raws)} "
+            f"({rows:,} rows, {rows / raw:,.0f} rows/s)"
+        )
 
         firsts = []
         for i in range(args.repeat):
@@ -152,7 +172,10 @@ def main() -> None:
         w3 = writes()
 
     def line(name: str, seconds: float, rss: float, summary: dict, written: int, target: str) -> None:
-        counts = {t["table"]: (t["mode"], t["inserted"], t["updated"], t["unchanged"], t["timings_ms"]) for t in summary["tables"]}
+        counts = {
+            t["table"]: (t["mode"], t["inserted"], t["updated"], t["unchanged"], t["timings_ms"])
+            for t in summary["tables"]
+        }
         print(
             f"{name:<15} {seconds:7.2f} s  {seconds / raw:5.2f}× raw (target {target})  "
             f"rows written {written:,}  peak RSS {rss:,.0f} MB"
@@ -165,8 +188,10 @@ def main() -> None:
     line("second (incr.)", second, rss2, summary2, w2 - w1, "≤ 1×, 0 rows")
     line("second (--full)", full2, rss3, summary3, w3 - w2, "0 rows")
     print(f"peak RSS of any preload process: {max(rss1, rss2, rss3):,.0f} MB (target ≤ 500 MB)")
-    print(f"ratios: first {first / raw:.2f}× (≤ 2.5×), unchanged incremental {second / raw:.2f}× (≤ 1×), "
-          f"unchanged --full {full2 / raw:.2f}×; rows written by unchanged syncs: {w2 - w1:,} and {w3 - w2:,}")
+    print(
+        f"ratios: first {first / raw:.2f}× (≤ 2.5×), unchanged incremental {second / raw:.2f}× (≤ 1×), "
+        f"unchanged --full {full2 / raw:.2f}×; rows written by unchanged syncs: {w2 - w1:,} and {w3 - w2:,}"
+    )
 
 
 if __name__ == "__main__":

@@ -167,17 +167,40 @@ class DerivedReferenceInline(ReadOnlyInline):
 
 @admin.register(FactBatch)
 class FactBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("started_at", "domain", "file_name", "sheet", "batch_status", "rows_read", "rows_loaded", "new_references")
+    list_display = (
+        "started_at",
+        "domain",
+        "file_name",
+        "sheet",
+        "batch_status",
+        "rows_read",
+        "rows_loaded",
+        "new_references",
+    )
     list_filter = ("status", "domain", "degraded")
     search_fields = ("file_name", "checksum")
     date_hierarchy = "started_at"
     show_full_result_count = False
     fields = (
-        "domain", "file_name", "file_path", "sheet", "checksum", "size_bytes", "periods", "batch_status", "degraded",
-        "rows_read", "rows_loaded", "rows_rejected", "rows_replaced", "new_references", "filled_references", "message",
+        "domain",
+        "file_name",
+        "file_path",
+        "sheet",
+        "checksum",
+        "size_bytes",
+        "periods",
+        "batch_status",
+        "degraded",
+        "rows_read",
+        "rows_loaded",
+        "rows_rejected",
+        "rows_replaced",
+        "new_references",
+        "filled_references",
+        "message",
         "started_at",
         "finished_at",
-    )  # fmt: skip
+    )
     readonly_fields = fields
     inlines = (DerivedReferenceInline,)
 
@@ -205,8 +228,17 @@ class AlertAdmin(ReadOnlyMixin, admin.ModelAdmin):
     date_hierarchy = "first_seen"
     show_full_result_count = False
     fields = (
-        "kind", "key", "subject", "text", "data", "first_seen", "last_seen", "times_seen", "resolved_at", "resolution",
-    )  # fmt: skip
+        "kind",
+        "key",
+        "subject",
+        "text",
+        "data",
+        "first_seen",
+        "last_seen",
+        "times_seen",
+        "resolved_at",
+        "resolution",
+    )
     readonly_fields = fields
 
     @admin.display(description=_("state"), ordering="resolved_at")
@@ -220,7 +252,15 @@ class InboxFileAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("state",)
     search_fields = ("path",)
     fields = (
-        "inbox", "path", "state", "size_bytes", "signature", "first_seen", "stable_since", "started_at", "outcome",
+        "inbox",
+        "path",
+        "state",
+        "size_bytes",
+        "signature",
+        "first_seen",
+        "stable_since",
+        "started_at",
+        "outcome",
         "message",
-    )  # fmt: skip
+    )
     readonly_fields = fields

@@ -55,29 +55,41 @@ def check_alerts(*, config: LoadedConfig, now: dt.datetime | None = None) -> Ale
     for ref in all_tables():
         stale = ref.model.objects.filter(needs_review=True, derived_at__lt=cutoff).count()
         hold(
-            stale > 0, kind=AlertKind.STALE_REVIEWS, key=f"stale_reviews:{ref.name}",
+            stale > 0,
+            kind=AlertKind.STALE_REVIEWS,
+            key=f"stale_reviews:{ref.name}",
             subject=_("%(table)s: %(rows)d rows pending review for more than %(days)d days")
             % {"table": ref.name, "rows": stale, "days": settings.stale_review_days},
-            data={"table": ref.name, "rows": stale, "days": settings.stale_review_days}, channel=channel,
+            data={"table": ref.name, "rows": stale, "days": settings.stale_review_days},
+            channel=channel,
             resolution=_("%(table)s: no row pending review for more than %(days)d days")
             % {"table": ref.name, "days": settings.stale_review_days},
-        )  # fmt: skip
+        )
     late = {s.name: s for s in late_schedules(grace_minutes=settings.missed_schedule_minutes, now=now)}
     prefix = f"{AlertKind.MISSED_SCHEDULE.value}:"
     names = set(Schedule.objects.filter(name__startswith=PREFIX).values_list("name", flat=True)) | {
         key.removeprefix(prefix)
-        for key in Alert.objects.filter(kind=AlertKind.MISSED_SCHEDULE, resolved_at__isnull=True).values_list("key", flat=True)
+        for key in Alert.objects.filter(kind=AlertKind.MISSED_SCHEDULE, resolved_at__isnull=True).values_list(
+            "key", flat=True
+        )
     }
     for name in sorted(names):
         s = late.get(name)
         due = f"{timezone.localtime(s.next_run):%Y-%m-%d %H:%M}" if s else ""
         hold(
-            s is not None, kind=AlertKind.MISSED_SCHEDULE, key=f"{prefix}{name}",
+            s is not None,
+            kind=AlertKind.MISSED_SCHEDULE,
+            key=f"{prefix}{name}",
             subject=_("schedule %(name)s did not run (due %(due)s, %(late)d min late); is qcluster running?")
-            % {"name": name, "due": due, "late": s.minutes_late} if s else "",
-            data={"schedule": name, "minutes_late": s.minutes_late} if s else None, channel=channel,
+            % {"name": name, "due": due, "late": s.minutes_late}
+            if s
+            else "",
+            data={"schedule": name, "minutes_late": s.minutes_late} if s else None,
+            channel=channel,
             resolution=_("schedule %(name)s is on time again") % {"name": name},
-        )  # fmt: skip
+        )
     result = AlertCheck()
-    result.open = list(Alert.objects.filter(resolved_at__isnull=True).order_by("first_seen").values_list("subject", flat=True))
+    result.open = list(
+        Alert.objects.filter(resolved_at__isnull=True).order_by("first_seen").values_list("subject", flat=True)
+    )
     return result

@@ -9,11 +9,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from operations.alert_checks import LateSchedule, late_schedules
+from operations.share_chart import chart_svg
 from pipeline.config import ConfigError, load_config
 from pipeline.models import Alert, AlertKind, FactBatch, SyncRun
-from reference.selectors import auto_derived_shares
-from operations.share_chart import chart_svg
 from reference.registry import all_tables
+from reference.selectors import auto_derived_shares
 
 DEFAULT_ALERT_SHARE = 0.10
 DEFAULT_GRACE_MINUTES = 30

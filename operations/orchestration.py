@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from croniter import croniter
-from django.utils.translation import gettext as _
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
 from pipeline.config import load_config
@@ -48,11 +48,16 @@ class PreloadState:
             return _("no preload configured")
         start = f"{timezone.localtime(self.window_start):%Y-%m-%d %H:%M}"
         if self.succeeded:
-            return _("preload run #%(run)d of the window from %(start)s synced every table") % {"run": self.succeeded.pk, "start": start}
+            return _("preload run #%(run)d of the window from %(start)s synced every table") % {
+                "run": self.succeeded.pk,
+                "start": start,
+            }
         if self.last_run:
             return _("preload run #%(run)d of the window from %(start)s: %(status)s") % {
-                "run": self.last_run.pk, "start": start, "status": self.last_run.get_status_display(),
-            }  # fmt: skip
+                "run": self.last_run.pk,
+                "start": start,
+                "status": self.last_run.get_status_display(),
+            }
         return _("no preload run since %(start)s") % {"start": start}
 
 
@@ -106,9 +111,14 @@ class FactWindowResult:
     def summary(self) -> dict:
         seen = self.inbox or self.screened
         return {
-            "trigger": self.trigger, "outcome": self.outcome, "preload": self.preload, "waiting": self.waiting,
-            "catch_up_run": self.catch_up_run, "degraded": self.degraded, **(seen.summary() if seen else {}),
-        }  # fmt: skip
+            "trigger": self.trigger,
+            "outcome": self.outcome,
+            "preload": self.preload,
+            "waiting": self.waiting,
+            "catch_up_run": self.catch_up_run,
+            "degraded": self.degraded,
+            **(seen.summary() if seen else {}),
+        }
 
 
 def run_fact_window(
@@ -129,7 +139,11 @@ def run_fact_window(
     if not state.current and state.running:
         result.preload = state.describe()
         return screened("waiting: a preload is running; its success processes the files")
-    if not state.current and config.config.facts.preload_missing == PreloadMissing.SYNC_FIRST and not state.catch_up_tried:
+    if (
+        not state.current
+        and config.config.facts.preload_missing == PreloadMissing.SYNC_FIRST
+        and not state.catch_up_tried
+    ):
         logger.warning("fact run (%s): %s; incremental sync first", trigger, state.describe())
         try:
             result.catch_up_run = run_preload(trigger=CATCH_UP_TRIGGER, config=config).run.pk
@@ -141,10 +155,14 @@ def run_fact_window(
     if not state.current and blocks_unknown_keys(config):
         screened("waiting: facts are not loaded without a current preload under this strategy")
         raise_alert(
-            kind=AlertKind.FACTS_WAITING, key=AlertKind.FACTS_WAITING.value, channel=channel,
-            subject=_("%(n)d fact files wait for the preload (%(state)s)") % {"n": len(result.waiting), "state": state.describe()},
-            text="\n".join(result.waiting), data={"files": result.waiting},
-        )  # fmt: skip
+            kind=AlertKind.FACTS_WAITING,
+            key=AlertKind.FACTS_WAITING.value,
+            channel=channel,
+            subject=_("%(n)d fact files wait for the preload (%(state)s)")
+            % {"n": len(result.waiting), "state": state.describe()},
+            text="\n".join(result.waiting),
+            data={"files": result.waiting},
+        )
         return result
     result.degraded = not state.current
     result.inbox = process_inbox(inbox=inbox, config=config, degraded=result.degraded)
@@ -154,14 +172,18 @@ def run_fact_window(
     result.outcome = "degraded" if result.degraded else "processed"
     loaded = [b for p in result.inbox.processed for b in p["batches"] if b["status"] == FactStatus.LOADED]
     if loaded or result.inbox.rejected:
-        resolve_alerts(key=AlertKind.FACTS_WAITING.value, channel=channel, resolution=_("the waiting files were processed"))
+        resolve_alerts(
+            key=AlertKind.FACTS_WAITING.value, channel=channel, resolution=_("the waiting files were processed")
+        )
     if result.degraded and loaded:
         raise_alert(
-            kind=AlertKind.DEGRADED, key=AlertKind.DEGRADED.value, channel=channel,
+            kind=AlertKind.DEGRADED,
+            key=AlertKind.DEGRADED.value,
+            channel=channel,
             subject=_("fact files loaded in degraded mode: %(state)s") % {"state": state.describe()},
             text="\n".join(f"{b['domain']}: {b['file']} batch #{b['batch_id']}" for b in loaded),
             data={"batches": [b["batch_id"] for b in loaded]},
-        )  # fmt: skip
+        )
     return result
 
 

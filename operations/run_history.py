@@ -19,8 +19,11 @@ from pipeline.models import Alert, FactBatch, FactStatus, InboxFile, InboxState,
 
 TASK_PREFIXES = ("operations.tasks.", "pipeline.tasks.")  # refgov's tasks; the second, before they moved
 STATUS_LABELS = {
-    **dict(RunStatus.choices), **dict(FactStatus.choices), "open": gettext_lazy("open"), "resolved": gettext_lazy("resolved"),
-}  # fmt: skip
+    **dict(RunStatus.choices),
+    **dict(FactStatus.choices),
+    "open": gettext_lazy("open"),
+    "resolved": gettext_lazy("resolved"),
+}
 
 
 @dataclass
@@ -50,7 +53,9 @@ class History:
         return {
             "tasks_failed": sum(e.kind == "task" and e.status == "failed" for e in flat),
             "runs_failed": sum(e.kind == "preload" and e.status in {"failed", "partial", "abandoned"} for e in flat),
-            "batches_rejected": sum(e.kind == "facts" and e.status in {"rejected", "failed", "abandoned"} for e in flat),
+            "batches_rejected": sum(
+                e.kind == "facts" and e.status in {"rejected", "failed", "abandoned"} for e in flat
+            ),
             "batches_degraded": sum(e.kind == "facts" and e.degraded for e in flat),
         }
 
@@ -68,16 +73,25 @@ def _run_entry(run: SyncRun) -> Entry:
     if confirmed:
         details += " · " + _("%d promoted rows confirmed by the source") % confirmed
     return Entry(
-        at=run.started_at, kind="preload", title=_("preload run #%(pk)d (%(trigger)s)") % {"pk": run.pk, "trigger": run.trigger},
-        status=run.status, url=reverse("admin:pipeline_syncrun_change", args=[run.pk]), details=details,
-    )  # fmt: skip
+        at=run.started_at,
+        kind="preload",
+        title=_("preload run #%(pk)d (%(trigger)s)") % {"pk": run.pk, "trigger": run.trigger},
+        status=run.status,
+        url=reverse("admin:pipeline_syncrun_change", args=[run.pk]),
+        details=details,
+    )
 
 
 def _batch_entry(batch: FactBatch) -> Entry:
     return Entry(
-        at=batch.started_at, kind="facts", title=f"{batch.domain} · {batch.file_name}", status=batch.status,
-        url=reverse("admin:pipeline_factbatch_change", args=[batch.pk]), details=batch.message, degraded=batch.degraded,
-    )  # fmt: skip
+        at=batch.started_at,
+        kind="facts",
+        title=f"{batch.domain} · {batch.file_name}",
+        status=batch.status,
+        url=reverse("admin:pipeline_factbatch_change", args=[batch.pk]),
+        details=batch.message,
+        degraded=batch.degraded,
+    )
 
 
 def _task_entry(task: Task) -> Entry:
@@ -89,9 +103,13 @@ def _task_entry(task: Task) -> Entry:
         lines = str(result or "").strip().splitlines()
         details = lines[-1] if lines else ""
     return Entry(
-        at=task.started, kind="task", title=f"{task.name} ({task.func.rsplit('.', 1)[-1]})",
-        status="success" if task.success else "failed", url=reverse(view, args=[task.id]), details=details[:300],
-    )  # fmt: skip
+        at=task.started,
+        kind="task",
+        title=f"{task.name} ({task.func.rsplit('.', 1)[-1]})",
+        status="success" if task.success else "failed",
+        url=reverse(view, args=[task.id]),
+        details=details[:300],
+    )
 
 
 def run_history(*, since: dt.datetime, until: dt.datetime) -> History:
@@ -100,7 +118,9 @@ def run_history(*, since: dt.datetime, until: dt.datetime) -> History:
     runs = [_run_entry(r) for r in SyncRun.objects.filter(in_range).prefetch_related("tables")]
     batches = [_batch_entry(b) for b in FactBatch.objects.filter(in_range)]
     tasks = Task.objects.filter(
-        Q(func__startswith=TASK_PREFIXES[0]) | Q(func__startswith=TASK_PREFIXES[1]), started__gte=since, started__lt=until
+        Q(func__startswith=TASK_PREFIXES[0]) | Q(func__startswith=TASK_PREFIXES[1]),
+        started__gte=since,
+        started__lt=until,
     )
     spans = [(t.started, t.stopped, _task_entry(t)) for t in tasks.order_by("started")]
     entries: list[Entry] = []
@@ -108,13 +128,18 @@ def run_history(*, since: dt.datetime, until: dt.datetime) -> History:
         owner = next((e for start, stop, e in spans if start <= entry.at <= stop), None)
         (owner.children if owner else entries).append(entry)
     entries.extend(e for _, _, e in spans)
-    for alert in Alert.objects.filter(Q(first_seen__gte=since, first_seen__lt=until) | Q(resolved_at__gte=since, resolved_at__lt=until)):
+    for alert in Alert.objects.filter(
+        Q(first_seen__gte=since, first_seen__lt=until) | Q(resolved_at__gte=since, resolved_at__lt=until)
+    ):
         entries.append(
             Entry(
-                at=alert.first_seen, kind="alert", title=alert.subject, status="resolved" if alert.resolved_at else "open",
+                at=alert.first_seen,
+                kind="alert",
+                title=alert.subject,
+                status="resolved" if alert.resolved_at else "open",
                 url=reverse("admin:pipeline_alert_change", args=[alert.pk]),
                 details=alert.resolution or _("seen %d times") % alert.times_seen,
-            )  # fmt: skip
+            )
         )
     for entry in entries:
         entry.children.sort(key=lambda e: e.at)

@@ -68,9 +68,13 @@ def chart_svg(*, threshold: float, days: int = CHART_DAYS, today: dt.date | None
         f'<text x="{PAD}" y="{pending_top - 6}">{escape(_("pending review"))} (max {max_pending:,})</text>',
     ]
     for top in (share_top, pending_top):
-        parts.append(f'<rect x="{PAD}" y="{top}" width="{WIDTH - 2 * PAD}" height="{PANEL}" fill="none" stroke="#ccc"/>')
+        parts.append(
+            f'<rect x="{PAD}" y="{top}" width="{WIDTH - 2 * PAD}" height="{PANEL}" fill="none" stroke="#ccc"/>'
+        )
     ty = y(threshold, share_top, max_share)
-    parts.append(f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#c62828" stroke-dasharray="4 3"/>')
+    parts.append(
+        f'<line x1="{PAD}" x2="{WIDTH - PAD}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#c62828" stroke-dasharray="4 3"/>'
+    )
     parts.append(f'<text x="{WIDTH - PAD + 2}" y="{ty + 4:.1f}" fill="#c62828">{threshold:.0%}</text>')
     for s in lines:
         parts.append(_polyline([(x(d), y(share, share_top, max_share)) for d, share, _ in s.points], s.color))

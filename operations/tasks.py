@@ -9,12 +9,12 @@ import logging
 from django_q.tasks import async_task
 
 from operations.alert_checks import check_alerts
-from pipeline.config import load_config
 from operations.orchestration import after_preload, run_fact_window
+from pipeline.config import load_config
+from pipeline.facts.usage import refresh_pending_usage
 from pipeline.preload import run_preload
 from pipeline.reports import write_review_report
 from pipeline.runs_liveness import close_abandoned_runs
-from pipeline.facts.usage import refresh_pending_usage
 
 logger = logging.getLogger("refgov.orchestration")
 FACTS_TASK = "operations.tasks.process_inbox_task"
@@ -30,7 +30,9 @@ def preload_task(trigger: str = "schedule") -> dict:
     result = run_preload(trigger=trigger, config=config)
     summary = result.summary()
     if after_preload(run=result.run, config=config):
-        summary["facts_task"] = async_task(FACTS_TASK, "preload", task_name=f"refgov.facts after preload #{result.run.pk}")
+        summary["facts_task"] = async_task(
+            FACTS_TASK, "preload", task_name=f"refgov.facts after preload #{result.run.pk}"
+        )
         logger.info("preload run %s: fact processing queued as task %s", result.run.pk, summary["facts_task"])
     if not result.ok:
         raise TaskFailed(f"preload run {result.run.pk} {result.run.status}: {result.run.message}")
@@ -42,7 +44,9 @@ def process_inbox_task(trigger: str = "schedule") -> dict:
     if result.refused:
         raise TaskFailed(f"inbox not processed: {result.refused}")
     if result.rejected:
-        raise TaskFailed(f"{len(result.rejected)} inbox file(s) rejected: " + "; ".join(r["errors"][0] for r in result.rejected))
+        raise TaskFailed(
+            f"{len(result.rejected)} inbox file(s) rejected: " + "; ".join(r["errors"][0] for r in result.rejected)
+        )
     return result.summary()
 
 

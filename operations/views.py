@@ -20,7 +20,9 @@ def run_history_view(request):
         try:
             day = dt.date.fromisoformat(raw)
         except ValueError:
-            messages.error(request, _("Not a date: %(value)s (expected YYYY-MM-DD); showing the last 24 hours.") % {"value": raw})
+            messages.error(
+                request, _("Not a date: %(value)s (expected YYYY-MM-DD); showing the last 24 hours.") % {"value": raw}
+            )
     since, until = night_range(day)
     shown = day or timezone.localdate()
     context = {

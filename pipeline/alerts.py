@@ -6,10 +6,10 @@ the conditions no run reports by itself are ``operations.alert_checks``."""
 
 from __future__ import annotations
 
-from django.utils.translation import gettext as _
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from pipeline.config.loader import LoadedConfig
 from pipeline.models import Alert, AlertKind
@@ -70,9 +70,16 @@ def resolve_alerts(*, channel: str, resolution: str, key: str | None = None, kin
 
 
 def hold(
-    condition: bool, *, kind: AlertKind, key: str, subject: str, text: str = "", data: dict | None = None,
-    channel: str, resolution: str,
-) -> None:  # fmt: skip
+    condition: bool,
+    *,
+    kind: AlertKind,
+    key: str,
+    subject: str,
+    text: str = "",
+    data: dict | None = None,
+    channel: str,
+    resolution: str,
+) -> None:
     """Raise the alert while ``condition`` holds, resolve it once it no longer does."""
     if condition:
         raise_alert(kind=kind, key=key, subject=subject, text=text, data=data, channel=channel)
@@ -85,13 +92,16 @@ def check_shares(*, threshold: float, channel: str) -> dict[str, dict]:
     shares = auto_derived_shares()
     for table, s in shares.items():
         hold(
-            s["share"] > threshold, kind=AlertKind.SHARE_HIGH, key=f"share_high:{table}",
+            s["share"] > threshold,
+            kind=AlertKind.SHARE_HIGH,
+            key=f"share_high:{table}",
             subject=_("%(table)s: auto-derived share %(share)s above %(threshold)s")
             % {"table": table, "share": f"{s['share']:.1%}", "threshold": f"{threshold:.0%}"},
             text=_("%(table)s: %(auto)d of %(total)d rows auto-derived, %(pending)d pending review")
             % {"table": table, "auto": s["auto_derived"], "total": s["total"], "pending": s["pending"]},
-            data={"table": table, **s, "threshold": threshold}, channel=channel,
+            data={"table": table, **s, "threshold": threshold},
+            channel=channel,
             resolution=_("%(table)s: auto-derived share %(share)s, at or below %(threshold)s")
             % {"table": table, "share": f"{s['share']:.1%}", "threshold": f"{threshold:.0%}"},
-        )  # fmt: skip
+        )
     return shares

@@ -57,7 +57,8 @@ def bulk_write_mode(cur, table: str, *, enabled: bool, primary_key: bool = False
     keys = []
     if primary_key:
         cur.execute(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass AND contype = 'p'",
             [q(table)],
         )
         keys = cur.fetchall()

@@ -14,9 +14,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from pipeline.alerts import check_shares
-from pipeline.share_history import record_share_snapshot
 from pipeline.models import DerivedReference, FactBatch
 from pipeline.notify import notify
+from pipeline.share_history import record_share_snapshot
 from reference.registry import all_tables, get_table
 from refgov.formulae import XLSXWRITER_OPTIONS, escape_row
 
@@ -179,14 +179,17 @@ def write_review_report(
 
 
 def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
-    """Write ``batch_<id>.html`` of the batch's pending rows, notify, and alert (once) on tables whose share is too high."""
+    """Write ``batch_<id>.html`` of the batch's pending rows, notify, and alert (once) on tables whose share is too
+    high."""
     batch = FactBatch.objects.get(pk=batch_id)
     rows = pending_review(batch_id=batch_id)
     path = write_html(rows, reports_dir() / f"batch_{batch_id}.html", title=f"待审核参考数据 — {batch.file_name}")
 
     derived: dict[str, list[str]] = defaultdict(list)
     for table, key in (
-        DerivedReference.objects.filter(batch_id=batch_id).order_by("table", "-fact_rows", "key").values_list("table", "key")
+        DerivedReference.objects.filter(batch_id=batch_id)
+        .order_by("table", "-fact_rows", "key")
+        .values_list("table", "key")
     ):
         derived[table].append(key)
     n = sum(len(keys) for keys in derived.values())

@@ -135,7 +135,7 @@ def _close(model: type[models.Model]) -> list[int]:
             f"""
             UPDATE {table} r SET status = %s, finished_at = %s,
                    message = %s || CASE WHEN r.message = '' THEN '' ELSE E'\\n' || r.message END
-            WHERE r.status = %s AND NOT {_lock_held('%s::oid', f'(r.id & {ID_MASK})::oid')}
+            WHERE r.status = %s AND NOT {_lock_held("%s::oid", f"(r.id & {ID_MASK})::oid")}
             RETURNING r.id
             """,
             [ABANDONED, timezone.now(), ABANDONED_MESSAGES[model], RUNNING, lock_namespace(model)],
@@ -161,16 +161,26 @@ def _alert(config: LoadedConfig, closed: Abandoned) -> None:
     channel = alert_channel(config)
     for run in SyncRun.objects.filter(pk__in=closed.preload_runs):
         raise_alert(
-            kind=AlertKind.PRELOAD_FAILED, key=AlertKind.PRELOAD_FAILED.value, channel=channel,
+            kind=AlertKind.PRELOAD_FAILED,
+            key=AlertKind.PRELOAD_FAILED.value,
+            channel=channel,
             subject=_("preload run #%(run)d %(status)s") % {"run": run.pk, "status": run.get_status_display()},
-            text=run.message, data={"run_id": run.pk, "status": run.status},
-        )  # fmt: skip
+            text=run.message,
+            data={"run_id": run.pk, "status": run.status},
+        )
     for batch in FactBatch.objects.filter(pk__in=closed.fact_batches):
         raise_alert(
             # The key of the batch's rejection alert (pipeline.facts.service): loading the file later resolves it.
-            kind=AlertKind.BATCH_REJECTED, key=f"{AlertKind.BATCH_REJECTED.value}:{batch.domain}:{batch.file_name}",
+            kind=AlertKind.BATCH_REJECTED,
+            key=f"{AlertKind.BATCH_REJECTED.value}:{batch.domain}:{batch.file_name}",
             channel=channel,
             subject=_("%(domain)s: %(file)s %(status)s (batch #%(batch)d), nothing loaded")
-            % {"domain": batch.domain, "file": batch.file_name, "status": batch.get_status_display(), "batch": batch.pk},
-            text=batch.message, data={"batch_id": batch.pk, "domain": batch.domain, "file": batch.file_path},
-        )  # fmt: skip
+            % {
+                "domain": batch.domain,
+                "file": batch.file_name,
+                "status": batch.get_status_display(),
+                "batch": batch.pk,
+            },
+            text=batch.message,
+            data={"batch_id": batch.pk, "domain": batch.domain, "file": batch.file_path},
+        )

@@ -15,5 +15,7 @@ def record_share_snapshot(*, shares: dict[str, dict], day: dt.date | None = None
     day = day or timezone.localdate()
     for table, s in shares.items():
         ShareSnapshot.objects.update_or_create(
-            day=day, table=table, defaults={"total": s["total"], "auto_derived": s["auto_derived"], "pending": s["pending"]}
+            day=day,
+            table=table,
+            defaults={"total": s["total"], "auto_derived": s["auto_derived"], "pending": s["pending"]},
         )

@@ -95,5 +95,7 @@ def check_reference_integrity(*, trust_constraints: bool = False) -> IntegrityRe
             key,
         )
         if count:
-            violations.append(Violation(table.name, "auto-derived row without _derived_at/_derived_from_domain", count, samples))
+            violations.append(
+                Violation(table.name, "auto-derived row without _derived_at/_derived_from_domain", count, samples)
+            )
     return IntegrityReport(checked=checked, violations=violations)

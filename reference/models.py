@@ -41,9 +41,7 @@ class TrackedReference(models.Model):
         ]
         # Partial indexes: authoritative rows (the bulk of every preload) cost them nothing on insert.
         indexes = [
-            models.Index(
-                fields=["derived_at"], name="%(class)s_review_queue", condition=models.Q(needs_review=True)
-            ),
+            models.Index(fields=["derived_at"], name="%(class)s_review_queue", condition=models.Q(needs_review=True)),
             models.Index(
                 fields=["derived_from_domain", "derived_at"],
                 name="%(class)s_auto_derived",

@@ -17,8 +17,16 @@ REFERENCE_MODELS: dict[str, tuple[str, ...]] = {
 }
 PIPELINE_MODELS: dict[str, tuple[str, ...]] = {
     "pipeline": (
-        "syncrun", "synctableresult", "syncupgrade", "syncwatermark", "factbatch", "derivedreference", "scalefact",
-        "incomefact", "alert", "inboxfile",
+        "syncrun",
+        "synctableresult",
+        "syncupgrade",
+        "syncwatermark",
+        "factbatch",
+        "derivedreference",
+        "scalefact",
+        "incomefact",
+        "alert",
+        "inboxfile",
     ),
     "django_q": ("success", "failure", "schedule"),  # the task results the run history links to
 }

@@ -44,11 +44,7 @@ class ReferenceTable:
     @property
     def data_fields(self) -> dict[str, models.Field]:
         """Business columns (db column → field), key first, tracking columns excluded."""
-        return {
-            f.column: f
-            for f in self.model._meta.concrete_fields
-            if f.column not in TRACKING_COLUMNS
-        }
+        return {f.column: f for f in self.model._meta.concrete_fields if f.column not in TRACKING_COLUMNS}
 
     @property
     def parents(self) -> dict[str, str]:

@@ -11,6 +11,12 @@ from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
+from reference.history import Action, stewardship_context
+from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
+from reference.registry import for_model
+from stewardship.history_admin import HistoryAdminMixin
+from stewardship.required import missing_of, required_fields
+from stewardship.resources import resource_for
 from stewardship.workbench import (
     DerivedAtFilter,
     DomainFilter,
@@ -20,12 +26,6 @@ from stewardship.workbench import (
     export_feedback,
     promote_selected,
 )
-from reference.history import Action, stewardship_context
-from stewardship.history_admin import HistoryAdminMixin
-from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
-from reference.registry import for_model
-from stewardship.resources import resource_for
-from stewardship.required import missing_of, required_fields
 
 admin.site.site_header = _("refgov reference data stewardship")
 admin.site.site_title = _("refgov admin")

@@ -11,7 +11,6 @@ from django.db.models import Case, F, Q, QuerySet, Value, When
 
 from reference.history import Action, stewardship_context
 from reference.registry import for_model
-
 from stewardship.required import blank_q
 
 
@@ -23,7 +22,9 @@ def _changes(model: type[models.Model], values: dict[str, Any], clear: list[str]
         column, typed = field.attname, field.target_field if field.is_relation else field
         differs = ~Q(**{column: value}) | Q(**{f"{column}__isnull": True})
         where = differs if overwrite else blank_q(field)
-        updates[column] = Case(When(where, then=Value(value, output_field=typed)), default=F(column), output_field=typed)
+        updates[column] = Case(
+            When(where, then=Value(value, output_field=typed)), default=F(column), output_field=typed
+        )
         changing.append(where)
     for name in clear:
         field = model._meta.get_field(name)

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from django.db import models, transaction
 from django.db.models import Count
 
+from pipeline.facts.usage import refresh_usage
 from reference.history import Action, stewardship_context
 from reference.models import KeyAlias, MergeRecord, Source
 from reference.registry import all_tables, get_table
-
-from pipeline.facts.usage import refresh_usage
 
 
 class MergeRefused(Exception):
@@ -95,7 +94,9 @@ def merge(*, table: str, wrong_key: str, right_key: str, user) -> MergeResult:
     if rows[wrong_key].source != Source.AUTO_DERIVED:
         raise MergeRefused(f"{table}: {wrong_key!r} is authoritative; only auto-derived rows can be merged away")
     impact = merge_impact(table=table, wrong_key=wrong_key)
-    with stewardship_context(user=user, action=Action.MERGE, table=table, wrong_key=wrong_key, right_key=right_key) as context_id:
+    with stewardship_context(
+        user=user, action=Action.MERGE, table=table, wrong_key=wrong_key, right_key=right_key
+    ) as context_id:
         fact_ids = {}
         for fact, attr in fact_relations(model):
             ids = list(fact.objects.filter(**{attr: wrong_key}).values_list("pk", flat=True))
@@ -112,9 +113,14 @@ def merge(*, table: str, wrong_key: str, right_key: str, user) -> MergeResult:
         )
         rows[wrong_key].delete()
         MergeRecord.objects.create(
-            context_id=context_id, table=table, wrong_key=wrong_key, right_key=right_key, fact_ids=fact_ids,
-            moved_aliases=moved_aliases, previous_alias=previous,
-        )  # fmt: skip
+            context_id=context_id,
+            table=table,
+            wrong_key=wrong_key,
+            right_key=right_key,
+            fact_ids=fact_ids,
+            moved_aliases=moved_aliases,
+            previous_alias=previous,
+        )
     refresh_usage(table=table, keys=[wrong_key, right_key])
     return MergeResult(impact=impact, right_key=right_key, aliases_moved=len(moved_aliases), context_id=context_id)
 

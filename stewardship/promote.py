@@ -11,7 +11,6 @@ from django.db.models import Count, QuerySet
 from reference.history import Action, stewardship_context
 from reference.models import Source
 from reference.registry import for_model
-
 from stewardship.required import blank_q, missing_q, required_fields
 
 REFUSED_SAMPLE = 10

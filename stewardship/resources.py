@@ -15,12 +15,16 @@ from import_export import fields, resources, widgets
 from reference.registry import ReferenceTable, for_model, get_table
 from refgov.formulae import escape_formula, unescape_formula
 from refgov.identifiers import quote_pg as q
-
 from stewardship.required import blank_q
 
 #: table → model field → fact column whose most frequent value is the suggestion for an empty field
 SUGGESTIONS: dict[str, dict[str, str]] = {
-    "年金计划": {"short_name": "计划名称", "full_name": "计划名称", "customer_name": "客户名称", "plan_type": "计划类型"},
+    "年金计划": {
+        "short_name": "计划名称",
+        "full_name": "计划名称",
+        "customer_name": "客户名称",
+        "plan_type": "计划类型",
+    },
     "组合计划": {"name": "组合名称", "portfolio_type": "组合类型"},
     "组织架构": {"name": "机构名称"},
 }
@@ -36,7 +40,10 @@ class ReferenceResource(resources.ModelResource):
 
     def init_instance(self, row=None):
         key = self.table.key_column
-        raise ValueError(_("no row with %(column)s %(key)s: an import only completes existing rows") % {"column": key, "key": (row or {}).get(key)})
+        raise ValueError(
+            _("no row with %(column)s %(key)s: an import only completes existing rows")
+            % {"column": key, "key": (row or {}).get(key)}
+        )
 
     def before_export(self, queryset, **kwargs):
         self.suggested = suggestions(self.table, queryset)
@@ -66,7 +73,10 @@ def suggestions(table: ReferenceTable, queryset) -> dict[str, dict[str, str]]:
             columns = {f.column for f in fact._meta.concrete_fields}
             if fact_column in columns:
                 key = q(fact._meta.get_field(attr).column)
-                parts.append(f"SELECT {key} AS k, {q(fact_column)} AS v FROM {q(fact._meta.db_table)} WHERE {key} IN ({empty_sql}) AND {q(fact_column)} IS NOT NULL")
+                parts.append(
+                    f"SELECT {key} AS k, {q(fact_column)} AS v FROM {q(fact._meta.db_table)} "
+                    f"WHERE {key} IN ({empty_sql}) AND {q(fact_column)} IS NOT NULL"
+                )
         if not parts:
             continue
         with connection.cursor() as cur:
@@ -102,10 +112,18 @@ def resource_for(model: type[models.Model]) -> type[ReferenceResource]:
         field = next(f for f in model._meta.concrete_fields if f.column == column)
         declared[field.name] = _field(field, column, readonly=True)
     meta = type(
-        "Meta", (),
+        "Meta",
+        (),
         {
-            "model": model, "fields": tuple(declared), "import_id_fields": (model._meta.pk.name,),
-            "skip_unchanged": True, "report_skipped": True, "use_transactions": True, "clean_model_instances": True,
+            "model": model,
+            "fields": tuple(declared),
+            "import_id_fields": (model._meta.pk.name,),
+            "skip_unchanged": True,
+            "report_skipped": True,
+            "use_transactions": True,
+            "clean_model_instances": True,
         },
-    )  # fmt: skip
-    return type(f"{model.__name__}Resource", (ReferenceResource,), {"Meta": meta, "table": get_table(table.name), **declared})
+    )
+    return type(
+        f"{model.__name__}Resource", (ReferenceResource,), {"Meta": meta, "table": get_table(table.name), **declared}
+    )

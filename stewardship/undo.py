@@ -23,11 +23,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from pghistory.models import Context
 
-from refgov.identifiers import quote_pg as q
-
 from reference.history import Action, action_label, change_context
 from reference.history_models import EventLabel, ReferenceEvent
 from reference.registry import ReferenceTable, dependency_order, get_table
+from refgov.identifiers import quote_pg as q
 from stewardship.merge import undo_merges
 
 SAMPLES = 5
@@ -196,7 +195,9 @@ def _refuse_later_changes(cur) -> None:
     later = cur.fetchall()
     if not later:
         return
-    described = "; ".join(_describe(table, key, label, at, json.loads(metadata or "{}")) for table, key, label, at, metadata in later)
+    described = "; ".join(
+        _describe(table, key, label, at, json.loads(metadata or "{}")) for table, key, label, at, metadata in later
+    )
     raise UndoRefused(_("Cannot undo: rows were changed again later. %(changes)s") % {"changes": described})
 
 
@@ -249,7 +250,7 @@ def _apply(cur, tables: list[str]) -> dict[str, list[int]]:
         columns = [q(f.column) for f in table.model._meta.concrete_fields]
         cur.execute(
             f"""
-            UPDATE {q(name)} t SET ({', '.join(columns)}) = ({', '.join('r.' + c for c in columns)})
+            UPDATE {q(name)} t SET ({", ".join(columns)}) = ({", ".join("r." + c for c in columns)})
             FROM _undo u, jsonb_populate_record(NULL::{q(name)}, u.before) r
             WHERE u."table" = %s AND u.before IS NOT NULL AND u.after IS NOT NULL AND t.{q(table.key_column)} = u.key
             """,

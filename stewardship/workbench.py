@@ -64,7 +64,9 @@ def export_feedback(modeladmin, request, queryset):
     count = write_feedback(table=table, queryset=queryset, stream=stream)
     if not count:
         modeladmin.message_user(
-            request, _("None of the selected rows was promoted by a steward and is still missing at the source."), messages.WARNING
+            request,
+            _("None of the selected rows was promoted by a steward and is still missing at the source."),
+            messages.WARNING,
         )
         return None
     response = HttpResponse(stream.getvalue(), content_type=XLSX_TYPE)
@@ -89,20 +91,28 @@ class CompletionForm(forms.Form):
                 continue
             formfield = field.formfield(required=False)
             if field.is_relation:
-                formfield = forms.CharField(label=field.verbose_name, required=False, max_length=field.target_field.max_length)
+                formfield = forms.CharField(
+                    label=field.verbose_name, required=False, max_length=field.target_field.max_length
+                )
             self.fields[field.name] = formfield
             self.value_fields.append(field.name)
         self.fields["clear"] = forms.MultipleChoiceField(
-            label=gettext_lazy("set to empty"), required=False, widget=forms.CheckboxSelectMultiple,
+            label=gettext_lazy("set to empty"),
+            required=False,
+            widget=forms.CheckboxSelectMultiple,
             choices=[(name, model._meta.get_field(name).verbose_name) for name in self.value_fields],
-        )  # fmt: skip
+        )
 
     def clean(self):
         data = super().clean()
         for name in self.value_fields:
             field = self.model._meta.get_field(name)
             if field.is_relation and data.get(name) and not field.related_model.objects.filter(pk=data[name]).exists():
-                self.add_error(name, _("no %(model)s with key %(key)s") % {"model": field.related_model._meta.verbose_name, "key": data[name]})
+                self.add_error(
+                    name,
+                    _("no %(model)s with key %(key)s")
+                    % {"model": field.related_model._meta.verbose_name, "key": data[name]},
+                )
         values = self.values()
         both = set(values) & set(data.get("clear") or [])
         if both:
@@ -118,10 +128,14 @@ class CompletionForm(forms.Form):
 
 @admin.action(description=gettext_lazy("Complete fields of selected rows…"), permissions=["change"])
 def complete_selected(modeladmin, request, queryset):
-    form = CompletionForm(request.POST if "_preview" in request.POST or "_apply" in request.POST else None, model=queryset.model)
+    form = CompletionForm(
+        request.POST if "_preview" in request.POST or "_apply" in request.POST else None, model=queryset.model
+    )
     preview = None
     if form.is_bound and form.is_valid():
-        arguments = dict(values=form.values(), clear=form.cleaned_data["clear"], overwrite=form.cleaned_data["mode"] == "overwrite")
+        arguments = dict(
+            values=form.values(), clear=form.cleaned_data["clear"], overwrite=form.cleaned_data["mode"] == "overwrite"
+        )
         if "_apply" in request.POST:
             changed = complete(queryset=queryset, user=request.user, **arguments)
             modeladmin.message_user(request, _("%d rows completed.") % changed, messages.SUCCESS)
@@ -244,7 +258,10 @@ class StewardshipAdminMixin:
                 else:
                     self.message_user(
                         request,
-                        _("%(wrong)s merged into %(right)s: %(n)d fact rows re-pointed; later loads resolve %(wrong)s to %(right)s.")
+                        _(
+                            "%(wrong)s merged into %(right)s: %(n)d fact rows re-pointed; "
+                            "later loads resolve %(wrong)s to %(right)s."
+                        )
                         % {"wrong": obj.pk, "right": target.pk, "n": impact.total_fact_rows},
                         messages.SUCCESS,
                     )
@@ -275,13 +292,19 @@ class StewardshipAdminMixin:
         usage = [
             {"table": fact._meta.verbose_name, "months": rows}
             for fact, attr in fact_relations(self.model)
-            if (rows := list(
-                fact.objects.filter(**{attr: obj.pk}).order_by("-month").values("month")
-                .annotate(rows=Count("pk"), **({"assets": Sum("closing_assets")} if _has_assets(fact) else {}))[:24]
-            ))
-        ]  # fmt: skip
+            if (
+                rows := list(
+                    fact.objects.filter(**{attr: obj.pk})
+                    .order_by("-month")
+                    .values("month")
+                    .annotate(rows=Count("pk"), **({"assets": Sum("closing_assets")} if _has_assets(fact) else {}))[:24]
+                )
+            )
+        ]
         return {
-            "provenance": DerivedReference.objects.filter(table=table, key=obj.pk).select_related("batch").order_by("-created_at")[:PROVENANCE_SHOWN],
+            "provenance": DerivedReference.objects.filter(table=table, key=obj.pk)
+            .select_related("batch")
+            .order_by("-created_at")[:PROVENANCE_SHOWN],
             "fact_usage": usage,
             "missing_required": [f.verbose_name for f in missing_of(obj, required_fields(table))],
             "can_promote": can_change and (obj.needs_review or obj.source != "authoritative"),
@@ -298,7 +321,7 @@ class StewardshipAdminMixin:
                 protected.append(
                     _("%(key)s: %(n)d fact rows use it — merge it into the right key instead (%(url)s)")
                     % {"key": obj.pk, "n": rows, "url": self._url("merge", obj)}
-                )  # fmt: skip
+                )
         if protected:
             return [], {}, set(), protected
         return super().get_deleted_objects(objs, request)

@@ -11,5 +11,7 @@ class NotATestDatabase(RuntimeError):
 
 def require_test_database(name: str, *, what: str) -> str:
     if not TEST_NAME.fullmatch(name or ""):
-        raise NotATestDatabase(f"refusing to use {what} database {name!r}: test database names must match {TEST_NAME.pattern}")
+        raise NotATestDatabase(
+            f"refusing to use {what} database {name!r}: test database names must match {TEST_NAME.pattern}"
+        )
     return name

@@ -447,7 +447,7 @@ def test_seed_dashboard_query_runs_as_written():
     AnnuityPlan.objects.create(plan_code="D2", **auto_derived(reviewed=True))
 
     result = fetch(
-        'SELECT _source, COUNT(*) as record_count, SUM(CASE WHEN _needs_review THEN 1 ELSE 0 END) as pending_review '
+        "SELECT _source, COUNT(*) as record_count, SUM(CASE WHEN _needs_review THEN 1 ELSE 0 END) as pending_review "
         'FROM "business"."年金计划" GROUP BY _source'
     )
 
@@ -472,7 +472,7 @@ def test_tracking_columns_database_defaults(table):
     execute(f'INSERT INTO {table.qualified_name} ("{table.key_column}") VALUES (%s)', ("K1",))
 
     assert fetch(
-        f"SELECT {', '.join(TRACKING_COLUMNS)} FROM {table.qualified_name} WHERE \"{table.key_column}\" = %s", ("K1",)
+        f'SELECT {", ".join(TRACKING_COLUMNS)} FROM {table.qualified_name} WHERE "{table.key_column}" = %s', ("K1",)
     ) == [("authoritative", False, None, None)]
 
 

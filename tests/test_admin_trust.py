@@ -81,13 +81,19 @@ def root(root_user):
 
 def pending(code: str, **values) -> AnnuityPlan:
     return AnnuityPlan.objects.create(
-        plan_code=code, source=Source.AUTO_DERIVED, needs_review=True, derived_from_domain="annuity_performance",
-        derived_at=timezone.now() - timedelta(days=1), **values,
-    )  # fmt: skip
+        plan_code=code,
+        source=Source.AUTO_DERIVED,
+        needs_review=True,
+        derived_from_domain="annuity_performance",
+        derived_at=timezone.now() - timedelta(days=1),
+        **values,
+    )
 
 
 def complete_row(code: str, **values) -> AnnuityPlan:
-    return pending(code, **{"short_name": f"计划{code}", "plan_type": "单一计划", "customer_name": f"客户{code}", **values})
+    return pending(
+        code, **{"short_name": f"计划{code}", "plan_type": "单一计划", "customer_name": f"客户{code}", **values}
+    )
 
 
 def url(name: str, *args) -> str:
@@ -108,17 +114,31 @@ def offered_actions(response) -> set[str]:
 def failed_task(name: str = "preload-night", func: str = "math.floor") -> Failure:
     now = timezone.now()
     return Failure.objects.create(
-        id=uuid.uuid4().hex, name=name, func=func, args=(1.5,), kwargs={}, started=now, stopped=now, success=False,
+        id=uuid.uuid4().hex,
+        name=name,
+        func=func,
+        args=(1.5,),
+        kwargs={},
+        started=now,
+        stopped=now,
+        success=False,
         result="boom",
-    )  # fmt: skip
+    )
 
 
 def succeeded_task(name: str = "facts-night") -> Success:
     now = timezone.now()
     return Success.objects.create(
-        id=uuid.uuid4().hex, name=name, func="math.floor", args=(2.5,), kwargs={}, started=now, stopped=now,
-        success=True, result=2,
-    )  # fmt: skip
+        id=uuid.uuid4().hex,
+        name=name,
+        func="math.floor",
+        args=(2.5,),
+        kwargs={},
+        started=now,
+        stopped=now,
+        success=True,
+        result=2,
+    )
 
 
 def post_action(client: Client, changelist: str, action: str, selected: list, **extra):
@@ -248,7 +268,9 @@ def test_steward_cannot_undo_a_context_through_an_unrelated_rows_url(steward, st
 def test_preload_contexts_are_undone_only_by_superusers(steward, root):
     complete_row("P1")
     with change_context(action=Action.PRELOAD, run_id=7) as context_id:
-        AnnuityPlan.objects.filter(pk="P1").update(source=Source.AUTHORITATIVE, needs_review=False, full_name="来自源系统")
+        AnnuityPlan.objects.filter(pk="P1").update(
+            source=Source.AUTHORITATIVE, needs_review=False, full_name="来自源系统"
+        )
     undo = url("undo", "P1", context_id)
 
     assert steward.get(undo).status_code == 403 and steward.post(undo).status_code == 403
@@ -353,7 +375,9 @@ def test_odd_keys_keep_their_buttons_panels_and_urls(steward, key):
     if decoy != key:
         complete_row(decoy, short_name="诱饵")
     batch = FactBatch.objects.create(domain="annuity_performance", file_name="f.csv", file_path="/tmp/f.csv")
-    DerivedReference.objects.create(table="年金计划", key=key, batch=batch, file_name=f"来源-{key}.csv", row_numbers=[7])
+    DerivedReference.objects.create(
+        table="年金计划", key=key, batch=batch, file_name=f"来源-{key}.csv", row_numbers=[7]
+    )
 
     change = steward.get(url("change", quote(key)))
     page = text(change)

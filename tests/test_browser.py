@@ -49,9 +49,12 @@ def test_steward_sees_preloaded_data_and_completes_an_auto_derived_plan(live_ser
     legacy.load(LegacyDataset(plans=30, portfolios=40))
     assert run_preload().ok
     AnnuityPlan.objects.create(
-        plan_code="N9001", source=Source.AUTO_DERIVED, needs_review=True,
-        derived_from_domain="annuity_performance", derived_at=timezone.now(),
-    )  # fmt: skip
+        plan_code="N9001",
+        source=Source.AUTO_DERIVED,
+        needs_review=True,
+        derived_from_domain="annuity_performance",
+        derived_at=timezone.now(),
+    )
     OUTPUT.mkdir(parents=True, exist_ok=True)
 
     with sync_playwright() as p:
@@ -94,9 +97,13 @@ def test_steward_clears_the_review_queue_in_the_browser(live_server, steward, tm
     AnnuityPlan.objects.create(plan_code="P0001", short_name="权威计划")
     for i, name in enumerate(["甲计划", "乙计划", "丙计划"], start=1):
         AnnuityPlan.objects.create(
-            plan_code=f"N900{i}", short_name=name, source=Source.AUTO_DERIVED, needs_review=True,
-            derived_from_domain="annuity_performance", derived_at=timezone.now(),
-        )  # fmt: skip
+            plan_code=f"N900{i}",
+            short_name=name,
+            source=Source.AUTO_DERIVED,
+            needs_review=True,
+            derived_from_domain="annuity_performance",
+            derived_at=timezone.now(),
+        )
     today = timezone.localdate()
     for days_ago, auto, pending in [(20, 30, 30), (12, 12, 8), (5, 4, 3)]:
         ShareSnapshot.objects.create(

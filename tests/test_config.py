@@ -333,18 +333,14 @@ def test_data_file_row_without_key(make_config, key_value):
         rows[5]["产品线代码"] = key_value
     config_dir = make_config(rows=rows)
 
-    assert problems_of(config_dir) == [
-        data_problem(config_dir, "rows[5].产品线代码", "key column is missing or empty")
-    ]
+    assert problems_of(config_dir) == [data_problem(config_dir, "rows[5].产品线代码", "key column is missing or empty")]
 
 
 def test_data_file_without_rows_list(make_config):
     config_dir = make_config()
     dump(config_dir / PRODUCT_LINES, {"row": read_real(PRODUCT_LINES)["rows"]})
 
-    assert problems_of(config_dir) == [
-        data_problem(config_dir, "rows", "expected a mapping with a list under 'rows'")
-    ]
+    assert problems_of(config_dir) == [data_problem(config_dir, "rows", "expected a mapping with a list under 'rows'")]
 
 
 # --- several problems at once -----------------------------------------------------------------------------------------

@@ -31,7 +31,9 @@ def records(data: bytes) -> list[list[str]]:
 
 @pytest.mark.parametrize("parts", [2, 3, 7])
 def test_ranges_start_at_records_even_inside_quoted_line_breaks(tmp_path, parts):
-    lines = [["月度", "计划名称"]] + [["202411", f"名称{i}" + ('\n"第二行"\n' if i % 7 == 3 else "")] for i in range(400)]
+    lines = [["月度", "计划名称"]] + [
+        ["202411", f"名称{i}" + ('\n"第二行"\n' if i % 7 == 3 else "")] for i in range(400)
+    ]
     path = tmp_path / "quoted.csv"
     with path.open("w", encoding="utf-8", newline="") as fh:
         csv.writer(fh).writerows(lines)
@@ -42,7 +44,7 @@ def test_ranges_start_at_records_even_inside_quoted_line_breaks(tmp_path, parts)
 
     assert len(ranges) == parts
     assert ranges[0][0] == body and ranges[-1][1] == len(data)
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))  # contiguous, nothing lost or read twice
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))  # contiguous, nothing lost or read twice
     pieces = [records(data[a:b]) for a, b in ranges]
     assert all(pieces) and sum(pieces, []) == lines[1:]  # every part parses into whole records
 
@@ -73,7 +75,9 @@ def parallel(config_copy, settings, monkeypatch):
     return config_copy
 
 
-def big_csv(tmp_path, *, changes: dict[int, dict] | None = None, multiline: bool = True, encoding: str = "utf-8") -> tuple:
+def big_csv(
+    tmp_path, *, changes: dict[int, dict] | None = None, multiline: bool = True, encoding: str = "utf-8"
+) -> tuple:
     """ROWS rows; every 1,000th row has a new plan (row number = index + 2); some names span lines."""
     rows = []
     for i in range(ROWS):
@@ -131,7 +135,10 @@ def test_a_refused_load_leaves_no_part_tables_and_no_rows(parallel, tmp_path):
 
 @pytest.mark.django_db(transaction=True)
 def test_part_tables_left_by_a_crashed_load_are_swept_once_stale(parallel, tmp_path):
-    stale, recent = f"fact_{int(time.time()) - csv_parts.STALE_AFTER_SECONDS - 60}_dead_1", f"fact_{int(time.time())}_live_1"
+    stale, recent = (
+        f"fact_{int(time.time()) - csv_parts.STALE_AFTER_SECONDS - 60}_dead_1",
+        f"fact_{int(time.time())}_live_1",
+    )
     with connection.cursor() as cur:
         for name in (stale, recent):
             cur.execute(f'CREATE UNLOGGED TABLE "{csv_parts.STAGING_SCHEMA}"."{name}" (x int)')
@@ -164,8 +171,14 @@ def test_a_worker_connection_reaches_the_same_database():
 def test_records_are_counted_as_postgresql_delimits_them_whatever_the_blocks(tmp_path):
     """The count a COPY is checked against: line breaks outside quotes (doubled quotes, quoted line breaks, \\r\\n,
     a last line without a line break), the same for any cut into blocks."""
-    rows = [["202411", f"名称{i}" + ('\n"第二行"' if i % 5 == 1 else "") + ("\\.\n" if i % 7 == 2 else ""), 'a""b' * (i % 3)]
-            for i in range(60)]  # fmt: skip
+    rows = [
+        [
+            "202411",
+            f"名称{i}" + ('\n"第二行"' if i % 5 == 1 else "") + ("\\.\n" if i % 7 == 2 else ""),
+            'a""b' * (i % 3),
+        ]
+        for i in range(60)
+    ]
     for terminator, tail in (("\n", b""), ("\r\n", b""), ("\n", b"last,row,x")):
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator=terminator).writerows(rows)

@@ -21,16 +21,26 @@ def login(client, django_user_model, group):
 def test_admin_index_dashboard(client, django_user_model, group):
     AnnuityPlan.objects.bulk_create(AnnuityPlan(plan_code=f"P{i}") for i in range(8))
     old = timezone.now() - timezone.timedelta(days=9)
-    AnnuityPlan.objects.create(plan_code="N1", source=Source.AUTO_DERIVED, needs_review=True, derived_from_domain="d", derived_at=old)
-    AnnuityPlan.objects.create(plan_code="N2", source=Source.AUTO_DERIVED, needs_review=False, derived_from_domain="d", derived_at=timezone.now())
+    AnnuityPlan.objects.create(
+        plan_code="N1", source=Source.AUTO_DERIVED, needs_review=True, derived_from_domain="d", derived_at=old
+    )
+    AnnuityPlan.objects.create(
+        plan_code="N2",
+        source=Source.AUTO_DERIVED,
+        needs_review=False,
+        derived_from_domain="d",
+        derived_at=timezone.now(),
+    )
     run = SyncRun.objects.create(status=RunStatus.PARTIAL)
-    batch = FactBatch.objects.create(domain="annuity_performance", file_name="202411.xlsx", file_path="/x", checksum="c", status=FactStatus.LOADED)
+    batch = FactBatch.objects.create(
+        domain="annuity_performance", file_name="202411.xlsx", file_path="/x", checksum="c", status=FactStatus.LOADED
+    )
     login(client, django_user_model, group)
 
     page = client.get("/admin/").content.decode()
 
     assert 'id="refgov-dashboard"' in page
-    row = page[page.index('href="/admin/reference/annuityplan/"'):].split("</tr>")[0]
+    row = page[page.index('href="/admin/reference/annuityplan/"') :].split("</tr>")[0]
     cells = [c.split(">", 1)[1].split("<")[0].strip() for c in row.split("<td")[1:]]
     assert cells[:3] == ["10", "8", "2"]
     assert '?needs_review__exact=1">1</a>' in row

@@ -93,7 +93,12 @@ def test_xlsx_other_sheet_and_reiteration(big_workbook):
 def test_xlsx_headers_trimmed_and_aliased_after_leading_empty_rows(tmp_path):
     path = write_xlsx(
         tmp_path / "raw.xlsx",
-        {"规模明细": [[" 机构 ", "\u3000计划号\u3000", "\ufeff流失（含待遇支付）", "备注 ", None], ["上海", "P1", 5, " x "]]},
+        {
+            "规模明细": [
+                [" 机构 ", "\u3000计划号\u3000", "\ufeff流失（含待遇支付）", "备注 ", None],
+                ["上海", "P1", 5, " x "],
+            ]
+        },
         start_row=2,
     )
 
@@ -204,7 +209,9 @@ def test_missing_required_columns_are_all_named(tmp_path):
     path = write_xlsx(tmp_path / "cols.xlsx", {"规模明细": [["月度", "机构", "其他"], ["202411", "x", "y"]]})
 
     with pytest.raises(FactFileError) as caught:
-        open_fact_file(path, sheet="规模明细", aliases=RAW_ALIASES, required=["月度", "计划代码", "机构名称", "期末资产规模"])
+        open_fact_file(
+            path, sheet="规模明细", aliases=RAW_ALIASES, required=["月度", "计划代码", "机构名称", "期末资产规模"]
+        )
 
     assert str(caught.value) == (
         "cols.xlsx, sheet 规模明细, row 1: missing required columns 计划代码, 期末资产规模; "
@@ -228,7 +235,9 @@ def test_duplicate_column_after_alias_mapping(tmp_path):
 
 def test_empty_header_cell_between_columns(tmp_path):
     path = write_xlsx(tmp_path / "hole.xlsx", {"规模明细": [["a", " ", "c"], ["1", "2", "3"]]})
-    with pytest.raises(FactFileError, match=r"^hole.xlsx, sheet 规模明细, row 1: the header cell in column B is empty$"):
+    with pytest.raises(
+        FactFileError, match=r"^hole.xlsx, sheet 规模明细, row 1: the header cell in column B is empty$"
+    ):
         open_fact_file(path, sheet="规模明细")
 
     text = tmp_path / "hole.csv"
@@ -279,8 +288,11 @@ def test_unsupported_suffix_and_missing_file(tmp_path):
 
 
 def test_utf8_csv_with_bom(tmp_path):
-    path = write_csv(tmp_path / "bom.csv", [["月度", "机构", "期末资产规模"], ["2024年11月", "上海分公司", "1,234.50"]],
-                     encoding="utf-8-sig")
+    path = write_csv(
+        tmp_path / "bom.csv",
+        [["月度", "机构", "期末资产规模"], ["2024年11月", "上海分公司", "1,234.50"]],
+        encoding="utf-8-sig",
+    )
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")
 
     fact = open_fact_file(path, aliases=RAW_ALIASES, required=["月度"])
@@ -293,7 +305,11 @@ def test_utf8_csv_with_bom(tmp_path):
 def test_gbk_csv_detected_automatically(tmp_path):
     path = write_csv(
         tmp_path / "gbk.csv",
-        [["月度", "计划号", "机构", "客户名称"], ["202411", "P001", "北京分公司", "中国石油天然气集团"], ["202411", "", "总部", ""]],
+        [
+            ["月度", "计划号", "机构", "客户名称"],
+            ["202411", "P001", "北京分公司", "中国石油天然气集团"],
+            ["202411", "", "总部", ""],
+        ],
         encoding="gbk",
     )
     with pytest.raises(UnicodeDecodeError):
@@ -303,7 +319,9 @@ def test_gbk_csv_detected_automatically(tmp_path):
 
     assert fact.encoding == "gb18030"
     assert fact.columns == ["月度", "计划代码", "机构名称", "客户名称"]
-    assert list(fact.chunks()) == [[("202411", "P001", "北京分公司", "中国石油天然气集团"), ("202411", None, "总部", None)]]
+    assert list(fact.chunks()) == [
+        [("202411", "P001", "北京分公司", "中国石油天然气集团"), ("202411", None, "总部", None)]
+    ]
 
 
 def test_gbk_csv_read_as_utf8_names_the_row(tmp_path):
@@ -313,8 +331,9 @@ def test_gbk_csv_read_as_utf8_names_the_row(tmp_path):
     assert caught.value.row == 1
     assert str(caught.value).startswith("gbk.csv, row 1: cannot decode byte(s) b'\\xd4' as utf-8: invalid")
 
-    values_gbk = write_csv(tmp_path / "values.csv", [["month", "branch"], ["202411", "ok"], ["202411", "上海"]],
-                           encoding="gbk")
+    values_gbk = write_csv(
+        tmp_path / "values.csv", [["month", "branch"], ["202411", "ok"], ["202411", "上海"]], encoding="gbk"
+    )
     fact = open_fact_file(values_gbk, encoding="UTF8")
     assert fact.encoding == "utf-8"
     with pytest.raises(FactFileError) as caught:
@@ -352,8 +371,11 @@ def test_undetectable_encoding(tmp_path):
     path = tmp_path / "binary.csv"
     path.write_bytes(b"a,b\n1,\xff\xfe\xff\n")
 
-    with pytest.raises(FactFileError, match=r"^binary.csv: cannot detect the encoding: not utf-8 \(row 2: .*\) and "
-                                            r"not gb18030 \(row 2: .*\); pass --encoding"):
+    with pytest.raises(
+        FactFileError,
+        match=r"^binary.csv: cannot detect the encoding: not utf-8 \(row 2: .*\) and "
+        r"not gb18030 \(row 2: .*\); pass --encoding",
+    ):
         open_fact_file(path)
 
 
@@ -373,7 +395,7 @@ def test_csv_row_numbers_skip_empty_rows_and_pad_short_rows(tmp_path):
         "1,2,3\n"  # 3
         "\n"  # 4: blank
         ",,\n"  # 5: only empty fields
-        "4,\"multi\nline\",6\n"  # 6-7: one row with a quoted line break
+        '4,"multi\nline",6\n'  # 6-7: one row with a quoted line break
         "7\n"  # 8: short row, padded
         "8,9,10,,\n"  # 9: trailing empty fields beyond the header are ignored
         "\n\n",
@@ -429,13 +451,36 @@ def test_header_changed_after_open_is_detected(tmp_path):
 
 def test_200k_row_csv_streams_in_bounded_memory(tmp_path):
     path = tmp_path / "big.csv"
-    header = ["月度", "业务类型", "计划代码", "计划名称", "组合代码", "机构名称", "期初资产规模", "期末资产规模", "供款", "投资收益"]
+    header = [
+        "月度",
+        "业务类型",
+        "计划代码",
+        "计划名称",
+        "组合代码",
+        "机构名称",
+        "期初资产规模",
+        "期末资产规模",
+        "供款",
+        "投资收益",
+    ]
     with open(path, "w", encoding="utf-8", newline="") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(header)
         for i in range(200_000):
-            writer.writerow(["202411", "企年投资", f"P{i:06d}", f"计划{i}", f"F{i:06d}", "上海分公司",
-                             f"{i * 3.5:.2f}", f"{i * 4.25:.2f}", str(i), f"{i / 7:.4f}"])
+            writer.writerow(
+                [
+                    "202411",
+                    "企年投资",
+                    f"P{i:06d}",
+                    f"计划{i}",
+                    f"F{i:06d}",
+                    "上海分公司",
+                    f"{i * 3.5:.2f}",
+                    f"{i * 4.25:.2f}",
+                    str(i),
+                    f"{i / 7:.4f}",
+                ]
+            )
     assert path.stat().st_size > 15 << 20
 
     tracemalloc.start()
@@ -452,8 +497,21 @@ def test_200k_row_csv_streams_in_bounded_memory(tmp_path):
         tracemalloc.stop()
 
     assert count == 200_000
-    assert last == (200_001, ("202411", "企年投资", "P199999", "计划199999", "F199999", "上海分公司",
-                              "699996.50", "849995.75", "199999", "28571.2857"))
+    assert last == (
+        200_001,
+        (
+            "202411",
+            "企年投资",
+            "P199999",
+            "计划199999",
+            "F199999",
+            "上海分公司",
+            "699996.50",
+            "849995.75",
+            "199999",
+            "28571.2857",
+        ),
+    )
     assert peak < 50 << 20, f"peak traced memory {peak / 2**20:.1f} MB"
 
 
@@ -461,13 +519,20 @@ def test_200k_row_csv_streams_in_bounded_memory(tmp_path):
 
 
 def test_fact_file_error_is_one_line_and_picklable(tmp_path):
-    error = FactFileError(tmp_path / "2024年11月规模明细.xlsx", "not a number:\n'abc'", sheet="规模明细", row=17,
-                          column="期末资产规模")
+    error = FactFileError(
+        tmp_path / "2024年11月规模明细.xlsx", "not a number:\n'abc'", sheet="规模明细", row=17, column="期末资产规模"
+    )
 
     assert str(error) == "2024年11月规模明细.xlsx, sheet 规模明细, row 17, column 期末资产规模: not a number: 'abc'"
     copy = pickle.loads(pickle.dumps(error))
     assert (copy.file, copy.sheet, copy.row, copy.column, copy.reason, str(copy)) == (
-        error.file, "规模明细", 17, "期末资产规模", "not a number: 'abc'", str(error))
+        error.file,
+        "规模明细",
+        17,
+        "期末资产规模",
+        "not a number: 'abc'",
+        str(error),
+    )
 
 
 # --- value helpers -------------------------------------------------------------------------------------------------
@@ -593,7 +658,10 @@ def test_excel_row_numbers_if_calamine_starts_at_the_used_range():
 
 
 def test_xlsx_numeric_cells_of_named_columns_stay_numbers(tmp_path):
-    path = write_xlsx(tmp_path / "n.xlsx", {"规模明细": [["计划号", "期末资产规模", "年金账户号"], ["P1", 1234.5, 900000001], ["P2", "1,000", 7.0]]})
+    path = write_xlsx(
+        tmp_path / "n.xlsx",
+        {"规模明细": [["计划号", "期末资产规模", "年金账户号"], ["P1", 1234.5, 900000001], ["P2", "1,000", 7.0]]},
+    )
     file = open_fact_file(path, sheet="规模明细")
 
     [chunk] = list(file.chunks_with_row_numbers(numbers=["期末资产规模"]))

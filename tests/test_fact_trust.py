@@ -83,7 +83,9 @@ def write_fact_file(tmp_path, kind: str, rows: list[dict], *, name: str = "规�
     """The rows as a file read by the path ``kind``; ``csv-rows`` writes the first row's 期末资产规模 with thousands
     separators, which COPY cannot type, so the whole file is read row by row."""
     if kind == "xlsx":
-        return write_xlsx(tmp_path / f"{name}.xlsx", {"规模明细": rows}, columns={"规模明细": columns} if columns else None)
+        return write_xlsx(
+            tmp_path / f"{name}.xlsx", {"规模明细": rows}, columns={"规模明细": columns} if columns else None
+        )
     if kind == "csv-rows":
         rows = [{**rows[0], "期末资产规模": "1,100.00"}, *rows[1:]] if rows else rows
     return write_csv(tmp_path / f"{name}.csv", rows, columns=columns)
@@ -93,7 +95,7 @@ def csv_lines(rows: list[dict], *, columns=None) -> list[str]:
     """Each row as one CSV line (with its line break), header first."""
     header = columns or SCALE_COLUMNS
     lines = []
-    for row in [dict(zip(header, header)), *rows]:
+    for row in [dict(zip(header, header, strict=True)), *rows]:
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerow(["" if row.get(c) is None else row.get(c) for c in header])
         lines.append(buffer.getvalue())
@@ -183,7 +185,9 @@ def test_quoted_backslash_dot_lines_are_data_and_load_through_the_fast_parallel_
 
     assert read_row_by_row == []
     assert (result.batch.rows_read, result.batch.rows_loaded) == (300, 300)
-    assert dict(ScaleFact.objects.values_list("customer_name", "plan_name")) == {f"客户{i}": n for i, n in names.items()}
+    assert dict(ScaleFact.objects.values_list("customer_name", "plan_name")) == {
+        f"客户{i}": n for i, n in names.items()
+    }
 
 
 @pytest.mark.parametrize("kind", ["csv", "csv-rows"])
@@ -247,7 +251,8 @@ def test_resending_an_older_version_loads_it_and_a_true_resend_names_the_batch_i
     (tmp_path / "v1").mkdir(), (tmp_path / "v2").mkdir()
     v1 = write_csv(tmp_path / "v1/规模明细.csv", month_rows(n=3))
     v2 = write_csv(tmp_path / "v2/规模明细.csv", month_rows(n=2, 期末资产规模=5))
-    first, second = process(v1), process(v2)
+    process(v1)
+    second = process(v2)
     assert ScaleFact.objects.count() == 2 and second.batch.rows_replaced == 3
 
     third = process(v1)
@@ -378,8 +383,14 @@ def test_absent_optional_columns_load_as_null_on_every_path(refs, tmp_path, kind
     assert result.batch.rows_loaded == 2
     assert set(read_row_by_row) == (set() if kind == "csv" else {path.name})
     values = ScaleFact.objects.values_list(
-        "annualised_return", "period_return", "investment_income", "portfolio_type", "account_no", "branch_name",
-        "company_id", "branch_id",
+        "annualised_return",
+        "period_return",
+        "investment_income",
+        "portfolio_type",
+        "account_no",
+        "branch_name",
+        "company_id",
+        "branch_id",
     )
     assert set(values) == {(None, None, None, None, None, None, None, "G00")}
     assert sorted(ScaleFact.objects.values_list("customer_name", "closing_assets")) == [("a", 1100), ("b", 1100)]

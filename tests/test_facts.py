@@ -68,11 +68,16 @@ def test_demo_workbook_loads_every_row_and_derives_exactly_the_new_keys(refs, tm
     batch = result.batch
     assert (batch.status, batch.rows_read, batch.rows_loaded) == (FactStatus.LOADED, 12_000, 12_000)
     assert ScaleFact.objects.count() == 12_000
-    assert sorted(AnnuityPlan.objects.filter(source=Source.AUTO_DERIVED).values_list("plan_code", flat=True)) == expected_new_plans
+    assert (
+        sorted(AnnuityPlan.objects.filter(source=Source.AUTO_DERIVED).values_list("plan_code", flat=True))
+        == expected_new_plans
+    )
     assert batch.new_references["年金计划"] == len(expected_new_plans)
     assert AnnuityPlan.objects.count() == 30 + len(expected_new_plans)  # dirty spellings resolved to known plans
     assert not ScaleFact.objects.filter(plan__isnull=True).exists()
-    assert ScaleFact.objects.filter(portfolio__isnull=True).count() == sum(1 for r in book.rows("规模明细") if r[6] == "(空白)")
+    assert ScaleFact.objects.filter(portfolio__isnull=True).count() == sum(
+        1 for r in book.rows("规模明细") if r[6] == "(空白)"
+    )
     provenance = DerivedReference.objects.get(table="年金计划", key=expected_new_plans[0])
     assert provenance.batch == batch and provenance.file_name == path.name and provenance.sheet == "规模明细"
     assert provenance.fact_rows == ScaleFact.objects.filter(plan_id=expected_new_plans[0]).count()
@@ -80,25 +85,54 @@ def test_demo_workbook_loads_every_row_and_derives_exactly_the_new_keys(refs, tm
 
     with connection.cursor() as cur:
         cur.execute(
-            'SELECT _source, COUNT(*) as record_count, SUM(CASE WHEN _needs_review THEN 1 ELSE 0 END) as pending_review '
+            "SELECT _source, COUNT(*) as record_count, "
+            "SUM(CASE WHEN _needs_review THEN 1 ELSE 0 END) as pending_review "
             'FROM "business"."年金计划" GROUP BY _source'
         )
         assert dict((s, (n, p)) for s, n, p in cur.fetchall()) == {
-            "authoritative": (30, 0), "auto_derived": (len(expected_new_plans), len(expected_new_plans)),
-        }  # fmt: skip
+            "authoritative": (30, 0),
+            "auto_derived": (len(expected_new_plans), len(expected_new_plans)),
+        }
 
 
 def test_every_derivation_rule(refs, tmp_path, config):
-    config.edit("domains/annuity_performance.yml", lambda d: d["foreign_keys"][0]["derive"].update(
-        {"计划状态": {"rule": "constant", "value": "待确认"}}))  # fmt: skip
+    config.edit(
+        "domains/annuity_performance.yml",
+        lambda d: d["foreign_keys"][0]["derive"].update({"计划状态": {"rule": "constant", "value": "待确认"}}),
+    )
     rows = [
-        scale_row(计划号="N0001", 计划名称="新计划", 计划类型="集合计划", 客户名称="小客户", 期末资产规模=10, 业务类型="职年投资",
-                  组合代码="QTAN0001", 机构="上海分公司", company_id="INABCDEFGHIJKLMNOP"),
-        scale_row(计划号="N0001", 计划名称="新计划（全称很长的名字）", 计划类型="单一计划", 客户名称="大客户", 期末资产规模=99999,
-                  业务类型="企年投资", 组合代码="QTAN0002", 机构="北京分公司", company_id="INABCDEFGHIJKLMNOQ"),
-        scale_row(计划号="N0001", 计划名称="新计划", 客户名称=None, 期末资产规模=500, 业务类型="企年受托", 组合代码="QTAN0002",
-                  company_id="698765432"),
-    ]  # fmt: skip
+        scale_row(
+            计划号="N0001",
+            计划名称="新计划",
+            计划类型="集合计划",
+            客户名称="小客户",
+            期末资产规模=10,
+            业务类型="职年投资",
+            组合代码="QTAN0001",
+            机构="上海分公司",
+            company_id="INABCDEFGHIJKLMNOP",
+        ),
+        scale_row(
+            计划号="N0001",
+            计划名称="新计划（全称很长的名字）",
+            计划类型="单一计划",
+            客户名称="大客户",
+            期末资产规模=99999,
+            业务类型="企年投资",
+            组合代码="QTAN0002",
+            机构="北京分公司",
+            company_id="INABCDEFGHIJKLMNOQ",
+        ),
+        scale_row(
+            计划号="N0001",
+            计划名称="新计划",
+            客户名称=None,
+            期末资产规模=500,
+            业务类型="企年受托",
+            组合代码="QTAN0002",
+            company_id="698765432",
+        ),
+    ]
     process(write_xlsx(tmp_path / "f.xlsx", {"规模明细": rows}))
 
     plan = AnnuityPlan.objects.get(plan_code="N0001")
@@ -112,7 +146,11 @@ def test_every_derivation_rule(refs, tmp_path, config):
     assert plan.status == "待确认"  # constant
     assert plan.short_name == "新计划"  # function most_frequent
     assert plan.full_name == "新计划（全称很长的名字）"  # function longest
-    assert (plan.source, plan.needs_review, plan.derived_from_domain) == (Source.AUTO_DERIVED, True, "annuity_performance")
+    assert (plan.source, plan.needs_review, plan.derived_from_domain) == (
+        Source.AUTO_DERIVED,
+        True,
+        "annuity_performance",
+    )
     assert plan.derived_at is not None
 
 
@@ -120,7 +158,10 @@ def test_dirty_keys_resolve_to_the_clean_key_and_placeholders_never_become_refer
     clean_plan, clean_portfolio = plan_code(2), portfolio_code(2)
     dirty = [
         scale_row(计划号=f"  {clean_plan.lower()} ", 组合代码=f"F{clean_portfolio}"),
-        scale_row(计划号=clean_plan.translate(str.maketrans("0123456789PZ", "０１２３４５６７８９ＰＺ")), 组合代码=clean_portfolio.lower()),
+        scale_row(
+            计划号=clean_plan.translate(str.maketrans("0123456789PZ", "０１２３４５６７８９ＰＺ")),
+            组合代码=clean_portfolio.lower(),
+        ),
         scale_row(计划号=clean_plan, 组合代码="(空白)"),
         scale_row(计划号=clean_plan, 组合代码="0"),
         scale_row(计划号=clean_plan, 组合代码=None),
@@ -129,13 +170,19 @@ def test_dirty_keys_resolve_to_the_clean_key_and_placeholders_never_become_refer
 
     assert result.batch.new_references == {"年金计划": 0, "组合计划": 0, "产品线": 0, "组织架构": 0}
     assert set(ScaleFact.objects.values_list("plan_id", flat=True)) == {clean_plan}
-    assert list(ScaleFact.objects.exclude(portfolio=None).values_list("portfolio_id", flat=True)) == [clean_portfolio] * 2
+    assert (
+        list(ScaleFact.objects.exclude(portfolio=None).values_list("portfolio_id", flat=True)) == [clean_portfolio] * 2
+    )
     assert ScaleFact.objects.filter(portfolio=None).count() == 3
     assert not PortfolioPlan.objects.filter(portfolio_code__in=["(空白)", "0", ""]).exists()
 
 
 def test_new_portfolio_of_a_new_plan_creates_both_parent_first(refs, tmp_path):
-    process(write_xlsx(tmp_path / "f.xlsx", {"规模明细": [scale_row(计划号="N0100", 组合代码="XNP0100", 组合名称="新组合")]}))
+    process(
+        write_xlsx(
+            tmp_path / "f.xlsx", {"规模明细": [scale_row(计划号="N0100", 组合代码="XNP0100", 组合名称="新组合")]}
+        )
+    )
 
     portfolio = PortfolioPlan.objects.get(portfolio_code="XNP0100")
     assert portfolio.plan_id == "N0100" and portfolio.plan.source == Source.AUTO_DERIVED
@@ -143,12 +190,14 @@ def test_new_portfolio_of_a_new_plan_creates_both_parent_first(refs, tmp_path):
 
 
 def test_missing_columns_are_derived_from_reference_tables(refs, tmp_path):
-    """Raw files may lack 产品线代码 (from 业务类型 via 产品线) and 机构代码 (from 机构名称 via 组织架构, unknown → G00)."""
+    """Raw files may lack 产品线代码 (from 业务类型 via 产品线) and 机构代码 (from 机构名称 via 组织架构, unknown
+    → G00)."""
     rows = [scale_row(业务类型="职年受托", 机构="广东分公司"), scale_row(业务类型="企年投资", 机构="火星分公司")]
     process(write_xlsx(tmp_path / "f.xlsx", {"规模明细": rows}))
 
     assert set(ScaleFact.objects.values_list("branch_name", "product_line_id", "branch_id")) == {
-        ("广东分公司", "PL204", "G19"), ("火星分公司", "PL201", "G00"),
+        ("广东分公司", "PL204", "G19"),
+        ("火星分公司", "PL201", "G00"),
     }
     assert not Organization.objects.filter(source=Source.AUTO_DERIVED).exists()
 
@@ -194,7 +243,11 @@ def test_backfill_disabled_blocks_like_preload_only(refs, tmp_path, config):
 
 
 def test_gbk_csv_with_thousands_separators(refs, tmp_path):
-    rows = [scale_row(月度="2024-11", 客户名称="中文客户（甲）", 期末资产规模="1,234,567.89", 供款="(1,000)", 当期收益率="1.5%")]
+    rows = [
+        scale_row(
+            月度="2024-11", 客户名称="中文客户（甲）", 期末资产规模="1,234,567.89", 供款="(1,000)", 当期收益率="1.5%"
+        )
+    ]
     path = write_csv(tmp_path / "规模明细.csv", rows, encoding="gbk")
 
     process(path)
@@ -253,7 +306,10 @@ def test_a_file_with_a_header_only_is_rejected_and_loads_nothing_unless_allowed(
 def test_text_with_backslashes_tabs_and_line_breaks_arrives_unchanged(refs, tmp_path):
     """Text read in Python reaches PostgreSQL through COPY: escapes round-trip, ``\\N`` text is not NULL."""
     names = ["a\\b", "制表\t符", "换\n行", "回\r车", "\\N", "尾\\", "普通"]
-    rows = [scale_row(计划名称=name, 客户名称=None if i % 2 else "客户", 计划类型=f"类型{i}") for i, name in enumerate(names)]
+    rows = [
+        scale_row(计划名称=name, 客户名称=None if i % 2 else "客户", 计划类型=f"类型{i}")
+        for i, name in enumerate(names)
+    ]
     process(write_xlsx(tmp_path / "escapes.xlsx", {"规模明细": rows}))
     loaded = dict(ScaleFact.objects.values_list("plan_type", "plan_name"))
     assert loaded == {f"类型{i}": name for i, name in enumerate(names)}
@@ -315,8 +371,15 @@ def test_process_facts_command_exit_code_and_message_for_a_rejected_file(refs, t
     good = write_xlsx(tmp_path / "good.xlsx", {"规模明细": [scale_row()]})
     stderr = io.StringIO()
     with pytest.raises(SystemExit) as info:
-        call_command("process_facts", "--domain", "annuity_performance", str(good), str(tmp_path / "nope.xlsx"),
-                     stdout=io.StringIO(), stderr=stderr)  # fmt: skip
+        call_command(
+            "process_facts",
+            "--domain",
+            "annuity_performance",
+            str(good),
+            str(tmp_path / "nope.xlsx"),
+            stdout=io.StringIO(),
+            stderr=stderr,
+        )
     assert info.value.code == 1
     assert "1 of 2 files not loaded: nope.xlsx: file not found" in stderr.getvalue()
     assert ScaleFact.objects.count() == 1
@@ -371,7 +434,12 @@ def test_a_plain_csv_is_parsed_by_postgresql_itself_with_the_right_row_numbers(r
         raise AssertionError("a plain CSV must not be read row by row")
 
     monkeypatch.setattr(FactStager, "_copy", not_row_by_row)
-    rows = [scale_row(), scale_row(客户名称="中文客户"), scale_row(计划号="N0900", 组合代码="XNP0900"), scale_row(月度="2024年11月")]
+    rows = [
+        scale_row(),
+        scale_row(客户名称="中文客户"),
+        scale_row(计划号="N0900", 组合代码="XNP0900"),
+        scale_row(月度="2024年11月"),
+    ]
     process(write_csv(tmp_path / "plain.csv", rows, encoding=encoding))
 
     assert ScaleFact.objects.count() == 4
@@ -384,7 +452,9 @@ def test_a_plain_csv_is_parsed_by_postgresql_itself_with_the_right_row_numbers(r
 
 def test_backfill_mode_always_fills_empty_fields_of_pending_rows_only(refs, tmp_path, config):
     process(write_xlsx(tmp_path / "a.xlsx", {"规模明细": [scale_row(计划号="N0200", 客户名称=None, company_id=None)]}))
-    AnnuityPlan.objects.create(plan_code="N0201", source=Source.AUTO_DERIVED, needs_review=False, derived_from_domain="d")
+    AnnuityPlan.objects.create(
+        plan_code="N0201", source=Source.AUTO_DERIVED, needs_review=False, derived_from_domain="d"
+    )
     first = AnnuityPlan.objects.get(plan_code="N0200")
     assert first.customer_name is None and first.short_name == "计划1"
     AnnuityPlan.objects.filter(plan_code="N0200").update(short_name="管理员改过")

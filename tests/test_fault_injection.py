@@ -102,10 +102,7 @@ def write_files(tmp_path: Path, count: int) -> list[Path]:
         own = FactWorkbook(
             month="202411", scale_rows=10_000, new_plans=5, new_portfolios=8, new_share=1.0, seed=k, legacy=legacy
         )
-        tail = [
-            ",".join(str(v) for v in row).encode() + b"\r\n"
-            for row in own.iter_rows("规模明细")
-        ]
+        tail = [",".join(str(v) for v in row).encode() + b"\r\n" for row in own.iter_rows("规模明细")]
         # keys new to this file only (the demo generator's new keys repeat across seeds)
         tail = [line.replace(b"N90", f"K{k:02d}".encode()).replace(b"XNP70", f"Y{k:02d}".encode()) for line in tail]
         kept = lines if k % 2 == 0 else lines[: BASE_ROWS - 50_000]

@@ -50,21 +50,29 @@ def superuser(django_user_model):
 
 @pytest.fixture
 def rows():
-    derived_at = timezone.make_aware(dt.datetime(2026, 11, 3, 1, 2, 3, 456789), dt.timezone.utc)
+    derived_at = timezone.make_aware(dt.datetime(2026, 11, 3, 1, 2, 3, 456789), dt.UTC)
     plan = AnnuityPlan.objects.create(
         plan_code="P0001", short_name="甲公司企业年金计划", customer_name="甲公司", portfolio_count=3, is_umbrella=False
     )
     AnnuityPlan.objects.create(
-        plan_code="P9001", short_name="乙公司", source=Source.AUTO_DERIVED, needs_review=True,
-        derived_from_domain="annuity_performance", derived_at=derived_at,
-    )  # fmt: skip
+        plan_code="P9001",
+        short_name="乙公司",
+        source=Source.AUTO_DERIVED,
+        needs_review=True,
+        derived_from_domain="annuity_performance",
+        derived_at=derived_at,
+    )
     PortfolioPlan.objects.create(
         portfolio_code="QTAN001", plan=plan, name="甲公司固收组合", start_date=dt.date(2020, 2, 29), is_deposit=True
     )
     PortfolioPlan.objects.create(
-        portfolio_code="QTAN901", name="乙公司组合", source=Source.AUTO_DERIVED, needs_review=True,
-        derived_from_domain="annuity_performance", derived_at=derived_at,
-    )  # fmt: skip
+        portfolio_code="QTAN901",
+        name="乙公司组合",
+        source=Source.AUTO_DERIVED,
+        needs_review=True,
+        derived_from_domain="annuity_performance",
+        derived_at=derived_at,
+    )
     ProductLine.objects.create(code="PL201", name="企年投资", line_no=1)
     Organization.objects.create(code="G01", name="北京分公司", region="华北")
 
@@ -94,7 +102,9 @@ def test_bulk_update_of_10k_rows_in_a_context_writes_10k_events_with_user_and_ac
         PortfolioPlan(portfolio_code=f"QP{i:05d}", source=Source.AUTO_DERIVED, needs_review=True) for i in range(10_000)
     )
     with stewardship_context(user=steward, action=Action.PROMOTE) as context_id:
-        changed = PortfolioPlan.objects.filter(needs_review=True).update(source=Source.AUTHORITATIVE, needs_review=False)
+        changed = PortfolioPlan.objects.filter(needs_review=True).update(
+            source=Source.AUTHORITATIVE, needs_review=False
+        )
 
     assert changed == 10_000
     events = ReferenceEvent.objects.filter(table="组合计划")
@@ -235,9 +245,13 @@ def test_preload_records_its_upgrades_under_the_run_but_not_its_inserts(legacy, 
 
     legacy.load(LegacyDataset(plans=30, portfolios=40))
     AnnuityPlan.objects.create(
-        plan_code=plan_code(7), short_name="管理员填写的简称", source=Source.AUTO_DERIVED, needs_review=True,
-        derived_from_domain="annuity_performance", derived_at=timezone.now(),
-    )  # fmt: skip
+        plan_code=plan_code(7),
+        short_name="管理员填写的简称",
+        source=Source.AUTO_DERIVED,
+        needs_review=True,
+        derived_from_domain="annuity_performance",
+        derived_at=timezone.now(),
+    )
 
     result = run_preload()
 

@@ -35,9 +35,12 @@ def viewer(django_user_model):
 @pytest.fixture
 def plan():
     return AnnuityPlan.objects.create(
-        plan_code="P9001", short_name="乙公司", source=Source.AUTO_DERIVED, needs_review=True,
+        plan_code="P9001",
+        short_name="乙公司",
+        source=Source.AUTO_DERIVED,
+        needs_review=True,
         derived_from_domain="annuity_performance",
-    )  # fmt: skip
+    )
 
 
 def history_url(key: str) -> str:
@@ -79,7 +82,12 @@ def test_admin_add_is_recorded_as_insert(steward):
     user, client = steward
     url = reverse("admin:reference_portfolioplan_add")
     AnnuityPlan.objects.create(plan_code="P0001", short_name="甲公司")
-    data = {"portfolio_code": "QTAN777", "name": "新组合", "plan": "P0001", "portfolio_type": "固定收益型"}  # required fields
+    data = {
+        "portfolio_code": "QTAN777",
+        "name": "新组合",
+        "plan": "P0001",
+        "portfolio_type": "固定收益型",
+    }  # required fields
     response = csrf_post(client, url, {**data, "source": "authoritative"})
 
     assert response.status_code == 302
@@ -96,11 +104,23 @@ def test_history_page_shows_before_and_after_in_chinese(plan, steward, viewer):
         assert response.status_code == 200
         text = response.content.decode()
         assert "P9001 乙公司 的历史" in text
-        for expected in ("修改前", "修改后", "升级为权威记录", "steward", "数据来源", "自动派生", "权威", "待审核", "是", "否"):
+        for expected in (
+            "修改前",
+            "修改后",
+            "升级为权威记录",
+            "steward",
+            "数据来源",
+            "自动派生",
+            "权威",
+            "待审核",
+            "是",
+            "否",
+        ):
             assert expected in text, expected
-    assert undo_url("P9001", row_history(table="年金计划", key="P9001")[0].context_id) in steward[1].get(
-        history_url("P9001")
-    ).content.decode()
+    assert (
+        undo_url("P9001", row_history(table="年金计划", key="P9001")[0].context_id)
+        in steward[1].get(history_url("P9001")).content.decode()
+    )
     assert "撤销" not in viewer[1].get(history_url("P9001")).content.decode()
 
 

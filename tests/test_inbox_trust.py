@@ -17,14 +17,14 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
 
+from operations.orchestration import run_fact_window
+from operations.tasks import TaskFailed, process_inbox_task
 from pipeline.demo.facts import FactWorkbook
 from pipeline.demo.legacy import LegacyDataset
 from pipeline.facts.inbox import UNFINISHED, process_inbox
 from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import process_fact_file
 from pipeline.models import Alert, AlertKind, FactBatch, FactStatus, InboxFile, InboxState, ScaleFact
-from operations.orchestration import run_fact_window
-from operations.tasks import TaskFailed, process_inbox_task
 from reference.permissions import VIEWER_GROUP
 from tests.facts_support import create_references, scale_row, write_csv, write_xlsx
 from tests.legacy import edit_config
@@ -299,9 +299,11 @@ def test_names_of_copies_in_progress_are_left_alone_and_a_renamed_file_loads_at_
 
 @pytest.mark.parametrize(
     "tail, reason",
-    [("202411,企年投资,单一计划,P0001", "has 4 of the header's 22 columns"),
-     ('202411,企年投资,单一计划,P0001,"计划1 cut', "ends inside a quoted field")],
-)  # fmt: skip
+    [
+        ("202411,企年投资,单一计划,P0001", "has 4 of the header's 22 columns"),
+        ('202411,企年投资,单一计划,P0001,"计划1 cut', "ends inside a quoted field"),
+    ],
+)
 def test_a_cut_off_last_record_is_rejected_naming_its_row(inbox, tail, reason):
     path = write_csv(inbox / "202411_规模明细.csv", [scale_row(), scale_row()])
     with path.open("a", encoding="utf-8", newline="") as fh:
@@ -373,7 +375,10 @@ def test_workbook_size_and_row_limits_are_configurable(inbox, settings):
         process_fact_file(domain="annuity_performance", path=path)
     settings.REFGOV_XLSX_MAX_UNCOMPRESSED_BYTES = 512 << 20
     settings.REFGOV_FACT_MAX_ROWS_PER_SHEET = 20
-    too_long = r"^202412_年金业务明细.xlsx, sheet 规模明细: the sheet has 31 rows, more than the limit of 20 \(REFGOV_FACT_MAX_"
+    too_long = (
+        r"^202412_年金业务明细.xlsx, sheet 规模明细: the sheet has 31 rows, more than the limit of 20 "
+        r"\(REFGOV_FACT_MAX_"
+    )
     with pytest.raises(FactFileError, match=too_long):
         process_fact_file(domain="annuity_performance", path=path)
 
@@ -400,15 +405,22 @@ def test_an_attempt_killed_mid_way_is_rejected_not_retried(config_copy, tmp_path
     db = connection.settings_dict
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "REFGOV_"))}
     env.update(
-        DJANGO_SETTINGS_MODULE="refgov.settings.dev", DJANGO_SECRET_KEY=settings.SECRET_KEY,
+        DJANGO_SETTINGS_MODULE="refgov.settings.dev",
+        DJANGO_SECRET_KEY=settings.SECRET_KEY,
         DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         REFGOV_CONFIG_DIR=str(config_copy),
-        REFGOV_INBOX_DIR=str(inbox), REFGOV_INBOX_SETTLE_SECONDS="0", REFGOV_REPORTS_DIR=str(tmp_path / "reports"),
-    )  # fmt: skip
+        REFGOV_INBOX_DIR=str(inbox),
+        REFGOV_INBOX_SETTLE_SECONDS="0",
+        REFGOV_REPORTS_DIR=str(tmp_path / "reports"),
+    )
     worker = subprocess.Popen(
         [sys.executable, "-c", "import django; django.setup(); import pipeline.facts.inbox as i; i.process_inbox()"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not InboxFile.objects.filter(state=InboxState.PROCESSING).exists():
@@ -474,8 +486,9 @@ def test_the_real_monthly_workbook_name_is_loaded_by_both_domains(inbox):
     [processed] = result.processed
     assert processed["file"] == name
     assert sorted(FactBatch.objects.filter(status=FactStatus.LOADED).values_list("domain", "sheet")) == [
-        ("annuity_income", "收入明细"), ("annuity_performance", "规模明细"),
-    ]  # fmt: skip
+        ("annuity_income", "收入明细"),
+        ("annuity_performance", "规模明细"),
+    ]
 
 
 def test_a_month_folder_loads_its_latest_version(inbox):
@@ -495,8 +508,10 @@ def test_a_month_folder_loads_its_latest_version(inbox):
     batches = FactBatch.objects.filter(status=FactStatus.LOADED)
     assert sorted(batches.values_list("domain", "rows_read")) == [("annuity_income", 8), ("annuity_performance", 40)]
     assert all("/202411/收集数据/数据采集/V2/24年11月规模收入数据_更正.xlsx" in b.file_path for b in batches)
-    assert all(b.message.startswith("month folder 202411, version V2; older versions not loaded: 202411/收集数据/数据采集/V1")
-               for b in batches)  # fmt: skip
+    assert all(
+        b.message.startswith("month folder 202411, version V2; older versions not loaded: 202411/收集数据/数据采集/V1")
+        for b in batches
+    )
     assert ScaleFact.objects.count() == 40
     moved = inbox / "processed" / "202411" / "收集数据" / "数据采集"
     assert listing(moved) == ["V1", "V2"] and listing(inbox) == ["misc", "processed", "rejected"]
@@ -508,5 +523,8 @@ def test_a_version_folder_under_a_hostile_folder_name_is_rejected_unread(inbox):
 
     [rejected] = process_inbox().rejected
 
-    assert rejected["file"] == "202411" and "202411/收集\\n数据/V1: a folder name contains control" in rejected["errors"][0]
+    assert (
+        rejected["file"] == "202411"
+        and "202411/收集\\n数据/V1: a folder name contains control" in rejected["errors"][0]
+    )
     assert not FactBatch.objects.exists() and listing(inbox / "rejected") == ["202411", "202411.error.txt"]

@@ -17,16 +17,16 @@ from django.utils import timezone
 from django_q.models import Schedule, Task
 
 from operations.alert_checks import check_alerts
+from operations.orchestration import CATCH_UP_TRIGGER, preload_state, run_fact_window
+from operations.schedules import sync_schedules
+from operations.tasks import TaskFailed, preload_task
 from pipeline.alerts import raise_alert, resolve_alerts
 from pipeline.config import load_config
 from pipeline.demo.facts import FactWorkbook
 from pipeline.demo.legacy import LegacyDataset, plan_code
 from pipeline.models import Alert, AlertKind, FactBatch, FactStatus, SyncRun, SyncUpgrade
-from operations.orchestration import CATCH_UP_TRIGGER, preload_state, run_fact_window
 from pipeline.preload import PreloadBusy, run_preload
 from pipeline.preload.service import PRELOAD_LOCK
-from operations.schedules import sync_schedules
-from operations.tasks import TaskFailed, preload_task
 from reference.models import AnnuityPlan, Source
 from tests.legacy import edit_config
 
@@ -81,8 +81,9 @@ def test_a_due_preload_runs_and_chains_the_waiting_files(night):
     assert (run.trigger, run.status) == ("schedule", "success")
     batches = FactBatch.objects.order_by("domain")
     assert [(b.domain, b.status, b.degraded) for b in batches] == [
-        ("annuity_income", FactStatus.LOADED, False), ("annuity_performance", FactStatus.LOADED, False),
-    ]  # fmt: skip
+        ("annuity_income", FactStatus.LOADED, False),
+        ("annuity_performance", FactStatus.LOADED, False),
+    ]
     assert (night.inbox / "processed" / name).exists() and not (night.inbox / name).exists()
     chained = Task.objects.get(name=f"refgov.facts after preload #{run.pk}")
     assert chained.success and chained.result["trigger"] == "preload" and chained.result["outcome"] == "processed"
@@ -185,7 +186,9 @@ def test_the_preload_lock_keeps_a_second_preload_and_the_fact_run_out(night):
 
 def test_alerts_are_sent_once_per_condition(night, sent):
     for _ in range(3):
-        raise_alert(kind=AlertKind.BATCH_REJECTED, key="batch_rejected:x:a.xlsx", subject="a.xlsx rejected", channel="ops")
+        raise_alert(
+            kind=AlertKind.BATCH_REJECTED, key="batch_rejected:x:a.xlsx", subject="a.xlsx rejected", channel="ops"
+        )
     assert sent() == ["[ops] a.xlsx rejected: "]
     assert Alert.objects.get().times_seen == 3
 

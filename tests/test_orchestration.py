@@ -14,12 +14,12 @@ from django.db import connection
 from django.utils import timezone
 from django_q.models import Schedule
 
+from operations.schedules import sync_schedules
 from pipeline.config import load_config
 from pipeline.demo.facts import FactWorkbook
 from pipeline.demo.legacy import LegacyDataset
 from pipeline.facts.inbox import INBOX_LOCK, month_of, process_inbox
 from pipeline.models import FactBatch, FactStatus, SyncRun
-from operations.schedules import sync_schedules
 from tests.facts_support import create_references
 from tests.legacy import edit_config
 
@@ -30,10 +30,18 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 def test_schedules_follow_the_config(config_copy):
     first = sync_schedules(config=load_config())
     assert sorted(first.created) == [
-        "refgov.alerts", "refgov.facts", "refgov.facts_poll", "refgov.preload", "refgov.review_report",
-    ]  # fmt: skip
+        "refgov.alerts",
+        "refgov.facts",
+        "refgov.facts_poll",
+        "refgov.preload",
+        "refgov.review_report",
+    ]
     preload = Schedule.objects.get(name="refgov.preload")
-    assert (preload.func, preload.cron, preload.schedule_type) == ("operations.tasks.preload_task", "0 1 * * *", Schedule.CRON)
+    assert (preload.func, preload.cron, preload.schedule_type) == (
+        "operations.tasks.preload_task",
+        "0 1 * * *",
+        Schedule.CRON,
+    )
     local = preload.next_run.astimezone(SHANGHAI)
     assert (local.hour, local.minute) == (1, 0)  # 01:00 in Asia/Shanghai
 
@@ -73,7 +81,9 @@ def test_inbox_files_are_processed_in_month_order_and_moved(config_copy, tmp_pat
     inbox = tmp_path / "inbox"
     settings.REFGOV_INBOX_DIR = inbox
     legacy = LegacyDataset(plans=30, portfolios=40)
-    FactWorkbook(month="202411", scale_rows=60, income_rows=30, legacy=legacy).write(inbox / "2024年11月_年金业务明细.xlsx")
+    FactWorkbook(month="202411", scale_rows=60, income_rows=30, legacy=legacy).write(
+        inbox / "2024年11月_年金业务明细.xlsx"
+    )
     FactWorkbook(month="202410", scale_rows=50, income_rows=20, legacy=legacy).write(inbox / "202410_年金业务明细.xlsx")
     (inbox / "202409_规模明细.xlsx").write_bytes(b"not a workbook")
     (inbox / "notes.txt").write_text("not a fact file", encoding="utf-8")
@@ -83,10 +93,15 @@ def test_inbox_files_are_processed_in_month_order_and_moved(config_copy, tmp_pat
     assert [p["file"] for p in result.processed] == ["202410_年金业务明细.xlsx", "2024年11月_年金业务明细.xlsx"]
     loaded = list(FactBatch.objects.filter(status=FactStatus.LOADED).order_by("id").values_list("domain", "periods"))
     assert loaded == [
-        ("annuity_income", ["2024-10-01"]), ("annuity_performance", ["2024-10-01"]),
-        ("annuity_income", ["2024-11-01"]), ("annuity_performance", ["2024-11-01"]),
-    ]  # fmt: skip
-    assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["202410_年金业务明细.xlsx", "2024年11月_年金业务明细.xlsx"]
+        ("annuity_income", ["2024-10-01"]),
+        ("annuity_performance", ["2024-10-01"]),
+        ("annuity_income", ["2024-11-01"]),
+        ("annuity_performance", ["2024-11-01"]),
+    ]
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == [
+        "202410_年金业务明细.xlsx",
+        "2024年11月_年金业务明细.xlsx",
+    ]
     [rejected] = result.rejected
     assert rejected["file"] == "202409_规模明细.xlsx"
     error_text = (inbox / "rejected" / "202409_规模明细.xlsx.error.txt").read_text(encoding="utf-8")
@@ -101,7 +116,9 @@ def test_only_one_inbox_run_at_a_time(config_copy, tmp_path, settings):
 
     settings.REFGOV_INBOX_DIR = tmp_path
     params = connection.get_connection_params()
-    other = psycopg.connect(**{k: v for k, v in params.items() if k in {"host", "port", "user", "dbname", "password"}}, autocommit=True)
+    other = psycopg.connect(
+        **{k: v for k, v in params.items() if k in {"host", "port", "user", "dbname", "password"}}, autocommit=True
+    )
     try:
         other.execute("SELECT pg_advisory_lock(hashtext(%s))", [INBOX_LOCK])
         assert process_inbox().busy is True
@@ -113,9 +130,13 @@ def test_only_one_inbox_run_at_a_time(config_copy, tmp_path, settings):
 
 @pytest.mark.parametrize(
     "name, month",
-    [("202411_规模明细.xlsx", dt.date(2024, 11, 1)), ("2024年3月_年金业务明细.xlsx", dt.date(2024, 3, 1)),
-     ("规模明细_2024-12.csv", dt.date(2024, 12, 1)), ("明细.xlsx", None)],
-)  # fmt: skip
+    [
+        ("202411_规模明细.xlsx", dt.date(2024, 11, 1)),
+        ("2024年3月_年金业务明细.xlsx", dt.date(2024, 3, 1)),
+        ("规模明细_2024-12.csv", dt.date(2024, 12, 1)),
+        ("明细.xlsx", None),
+    ],
+)
 def test_month_in_file_names(name, month):
     assert month_of(name) == month
 
@@ -139,9 +160,9 @@ def test_a_file_still_being_copied_waits(config_copy, tmp_path, settings):
     create_references()
     settings.REFGOV_INBOX_DIR = tmp_path
     settings.REFGOV_INBOX_SETTLE_SECONDS = 1
-    path = FactWorkbook(month="202411", scale_rows=20, income_rows=10, legacy=LegacyDataset(plans=30, portfolios=40)).write(
-        tmp_path / "202411_年金业务明细.xlsx"
-    )
+    path = FactWorkbook(
+        month="202411", scale_rows=20, income_rows=10, legacy=LegacyDataset(plans=30, portfolios=40)
+    ).write(tmp_path / "202411_年金业务明细.xlsx")
     assert process_inbox().processed == [] and path.exists() and not FactBatch.objects.exists()
 
     old = path.stat().st_mtime - 120

@@ -30,7 +30,9 @@ def nothing_pending():
 
 
 def workbook(tmp_path, rows: int, name: str = "book.xlsx"):
-    return write_xlsx(tmp_path / name, {"规模明细": [scale_row(计划名称=f"计划{i}") for i in range(rows)], "其他": [scale_row()]})
+    return write_xlsx(
+        tmp_path / name, {"规模明细": [scale_row(计划名称=f"计划{i}") for i in range(rows)], "其他": [scale_row()]}
+    )
 
 
 def test_the_reader_takes_the_sheet_parsed_in_the_background(tmp_path):
@@ -105,8 +107,11 @@ def test_the_command_line_loads_a_workbook(tmp_path):
 
     result = subprocess.run(
         [sys.executable, str(django_settings.BASE_DIR / "manage.py"), *argv(str(path), "--json")[1:]],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["files"][0]["rows_loaded"] == 2_000

@@ -13,8 +13,7 @@ from django.utils import timezone
 
 from pipeline.demo.legacy import LegacyDataset, plan_code, portfolio_code
 from pipeline.models import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark
-from pipeline.preload import PreloadError, run_preload
-from pipeline.preload import table_sync
+from pipeline.preload import PreloadError, run_preload, table_sync
 from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
 
 pytestmark = pytest.mark.django_db
@@ -48,7 +47,11 @@ def test_full_sync_loads_every_table_in_dependency_order(legacy, config_dir):
     assert (counts["组合计划"].rows_read, counts["组合计划"].inserted, counts["组合计划"].errors) == (40, 40, 0)
 
     portfolio = PortfolioPlan.objects.get(portfolio_code=portfolio_code(1))
-    source_row = legacy.fetch(legacy.hub, "SELECT `年金计划号`, `组合名称`, `运作开始日`, `是否存款组合` FROM `组合计划` WHERE `组合代码` = %s", [portfolio_code(1)])[0]
+    source_row = legacy.fetch(
+        legacy.hub,
+        "SELECT `年金计划号`, `组合名称`, `运作开始日`, `是否存款组合` FROM `组合计划` WHERE `组合代码` = %s",
+        [portfolio_code(1)],
+    )[0]
     assert portfolio.plan_id == source_row[0]
     assert portfolio.name == source_row[1]
     assert portfolio.start_date == source_row[2]
@@ -60,8 +63,11 @@ def test_full_sync_loads_every_table_in_dependency_order(legacy, config_dir):
 
 def test_chinese_names_and_utf8mb4_values_survive(legacy, config_dir):
     legacy.load(SMALL)
-    legacy.execute(legacy.hub, "UPDATE `年金计划` SET `客户名称` = %s, `备注` = %s WHERE `年金计划号` = %s",
-                   ["𠮷野家（中国）有限公司", "emoji 😀 与全角：ＡＢＣ", plan_code(1)])  # fmt: skip
+    legacy.execute(
+        legacy.hub,
+        "UPDATE `年金计划` SET `客户名称` = %s, `备注` = %s WHERE `年金计划号` = %s",
+        ["𠮷野家（中国）有限公司", "emoji 😀 与全角：ＡＢＣ", plan_code(1)],
+    )
     run_preload()
     plan = AnnuityPlan.objects.get(plan_code=plan_code(1))
     assert plan.customer_name == "𠮷野家（中国）有限公司"
@@ -70,7 +76,9 @@ def test_chinese_names_and_utf8mb4_values_survive(legacy, config_dir):
 
 def test_mysql_zero_date_becomes_null_and_dirty_keys_are_normalised(legacy, config_dir):
     legacy.load(SMALL)
-    legacy.execute(legacy.hub, "UPDATE `组合计划` SET `运作开始日` = '0000-00-00' WHERE `组合代码` = %s", [portfolio_code(2)])
+    legacy.execute(
+        legacy.hub, "UPDATE `组合计划` SET `运作开始日` = '0000-00-00' WHERE `组合代码` = %s", [portfolio_code(2)]
+    )
     legacy.execute(legacy.enterprise, "INSERT INTO `组织架构` (`机构代码`, `机构`) VALUES (' ｇ９９ ', '测试分公司')")
     run_preload()
     assert PortfolioPlan.objects.get(portfolio_code=portfolio_code(2)).start_date is None
@@ -97,7 +105,11 @@ def test_incremental_sync_reads_only_rows_changed_since_the_watermark(legacy, co
     assert results(first.run)["年金计划"].mode == "full"
     assert SyncWatermark.objects.get(table="年金计划").value == SMALL.updated_at
 
-    legacy.execute(legacy.hub, "UPDATE `年金计划` SET `计划简称` = '改名计划', `updated_at` = '2024-11-02 03:00:00' WHERE `年金计划号` = %s", [plan_code(3)])
+    legacy.execute(
+        legacy.hub,
+        "UPDATE `年金计划` SET `计划简称` = '改名计划', `updated_at` = '2024-11-02 03:00:00' WHERE `年金计划号` = %s",
+        [plan_code(3)],
+    )
     second = run_preload()
 
     plans = results(second.run)["年金计划"]
@@ -129,11 +141,18 @@ def test_auto_derived_row_is_upgraded_keeping_steward_values_the_source_lacks(le
     legacy.load(SMALL)
     derived_at = timezone.now()
     AnnuityPlan.objects.create(
-        plan_code=plan_code(7), short_name="管理员填写的简称", remark="管理员备注", source=Source.AUTO_DERIVED,
-        needs_review=True, derived_from_domain="annuity_performance", derived_at=derived_at,
-    )  # fmt: skip
+        plan_code=plan_code(7),
+        short_name="管理员填写的简称",
+        remark="管理员备注",
+        source=Source.AUTO_DERIVED,
+        needs_review=True,
+        derived_from_domain="annuity_performance",
+        derived_at=derived_at,
+    )
     legacy.execute(legacy.hub, "UPDATE `年金计划` SET `备注` = NULL WHERE `年金计划号` = %s", [plan_code(7)])
-    source_short_name = legacy.fetch(legacy.hub, "SELECT `计划简称` FROM `年金计划` WHERE `年金计划号` = %s", [plan_code(7)])[0][0]
+    source_short_name = legacy.fetch(
+        legacy.hub, "SELECT `计划简称` FROM `年金计划` WHERE `年金计划号` = %s", [plan_code(7)]
+    )[0][0]
 
     result = run_preload()
 
@@ -153,7 +172,9 @@ def test_auto_derived_row_is_upgraded_keeping_steward_values_the_source_lacks(le
 
 def test_bad_rows_are_rejected_with_key_and_reason_and_the_rest_load(legacy, config_dir):
     legacy.load(SMALL)
-    legacy.execute(legacy.hub, "UPDATE `组合计划` SET `年金计划号` = 'NOPE01' WHERE `组合代码` = %s", [portfolio_code(4)])
+    legacy.execute(
+        legacy.hub, "UPDATE `组合计划` SET `年金计划号` = 'NOPE01' WHERE `组合代码` = %s", [portfolio_code(4)]
+    )
     legacy.execute(legacy.hub, "UPDATE `组合计划` SET `组合代码` = '  ' WHERE `组合代码` = %s", [portfolio_code(6)])
     legacy.execute(legacy.enterprise, "ALTER TABLE `组织架构` DROP PRIMARY KEY")
     legacy.execute(legacy.enterprise, "INSERT INTO `组织架构` (`机构代码`, `机构`) VALUES ('g01 ', '重复的北京')")
@@ -176,7 +197,9 @@ def test_bad_rows_are_rejected_with_key_and_reason_and_the_rest_load(legacy, con
 def test_free_text_source_columns_are_parsed_and_checked(legacy, config_dir):
     legacy.load(SMALL)
     legacy.execute(legacy.hub, "ALTER TABLE `年金计划` MODIFY `组合数` VARCHAR(20), MODIFY `是否统括` VARCHAR(10)")
-    legacy.execute(legacy.hub, "UPDATE `年金计划` SET `组合数` = ' 12 ', `是否统括` = '是' WHERE `年金计划号` = %s", [plan_code(1)])
+    legacy.execute(
+        legacy.hub, "UPDATE `年金计划` SET `组合数` = ' 12 ', `是否统括` = '是' WHERE `年金计划号` = %s", [plan_code(1)]
+    )
     legacy.execute(legacy.hub, "UPDATE `年金计划` SET `组合数` = '十二' WHERE `年金计划号` = %s", [plan_code(2)])
 
     result = run_preload(tables=["年金计划"])
@@ -256,7 +279,9 @@ def test_column_renames_from_config(legacy, tmp_path, settings):
 
     run_preload(tables=["年金计划"])
 
-    source = legacy.fetch(legacy.hub, "SELECT `plan_short` FROM `年金计划` WHERE `年金计划号` = %s", [plan_code(1)])[0][0]
+    source = legacy.fetch(legacy.hub, "SELECT `plan_short` FROM `年金计划` WHERE `年金计划号` = %s", [plan_code(1)])[0][
+        0
+    ]
     assert AnnuityPlan.objects.get(plan_code=plan_code(1)).short_name == source
 
 
@@ -264,7 +289,9 @@ def test_unknown_table_request_and_disabled_preload_are_refused(config_dir, sett
     with pytest.raises(PreloadError, match="no preload source configured for 规模明细"):
         run_preload(tables=["规模明细"])
     text = (config_dir / "reference_management.yml").read_text(encoding="utf-8")
-    (config_dir / "reference_management.yml").write_text(text.replace("strategy: hybrid", "strategy: backfill_only"), encoding="utf-8")
+    (config_dir / "reference_management.yml").write_text(
+        text.replace("strategy: hybrid", "strategy: backfill_only"), encoding="utf-8"
+    )
     with pytest.raises(PreloadError, match="preload is disabled"):
         run_preload()
     assert not SyncRun.objects.exists()
@@ -277,7 +304,12 @@ def test_dry_run_writes_nothing_and_reports_what_would_change(legacy, config_dir
     summary = json.loads(out.getvalue())
 
     assert summary["dry_run"] is True and summary["run_id"] is None
-    assert {t["table"]: t["inserted"] for t in summary["tables"]} == {"年金计划": 30, "产品线": 12, "组织架构": 38, "组合计划": 40}
+    assert {t["table"]: t["inserted"] for t in summary["tables"]} == {
+        "年金计划": 30,
+        "产品线": 12,
+        "组织架构": 38,
+        "组合计划": 40,
+    }
     assert AnnuityPlan.objects.count() == 0 and not SyncRun.objects.exists() and not SyncWatermark.objects.exists()
 
 
@@ -298,7 +330,10 @@ def test_bulk_first_sync_of_a_large_table_keeps_constraints_and_indexes(legacy, 
 
     def catalog() -> tuple[list, list]:
         with connection.cursor() as cur:
-            cur.execute("SELECT conname, convalidated FROM pg_constraint WHERE conrelid = '\"组合计划\"'::regclass AND contype = 'f'")
+            cur.execute(
+                "SELECT conname, convalidated FROM pg_constraint "
+                "WHERE conrelid = '\"组合计划\"'::regclass AND contype = 'f'"
+            )
             fks = cur.fetchall()
             cur.execute("SELECT indexname FROM pg_indexes WHERE tablename = '组合计划' ORDER BY 1")
             return fks, [r[0] for r in cur.fetchall()]

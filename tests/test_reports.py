@@ -21,7 +21,6 @@ from django.utils import timezone
 from pipeline.facts.service import process_fact_file
 from pipeline.models import Alert, DerivedReference, FactBatch, FactStatus
 from pipeline.notify import notify
-from reference.selectors import auto_derived_shares
 from pipeline.reports import (
     pending_review,
     render_html,
@@ -30,6 +29,7 @@ from pipeline.reports import (
     write_xlsx,
 )
 from reference.models import AnnuityPlan, Organization, PortfolioPlan, Source
+from reference.selectors import auto_derived_shares
 from tests.facts_support import create_references, scale_row
 from tests.facts_support import write_xlsx as write_fact_xlsx
 
@@ -57,9 +57,12 @@ def reports(tmp_path, settings):
 
 def _auto(model, **values):
     return model.objects.create(
-        source=Source.AUTO_DERIVED, needs_review=True, derived_from_domain="annuity_performance",
-        derived_at=timezone.now(), **values,
-    )  # fmt: skip
+        source=Source.AUTO_DERIVED,
+        needs_review=True,
+        derived_from_domain="annuity_performance",
+        derived_at=timezone.now(),
+        **values,
+    )
 
 
 @pytest.fixture
@@ -72,19 +75,52 @@ def data():
     _auto(AnnuityPlan, plan_code="N003", short_name="无来源")
     _auto(PortfolioPlan, portfolio_code="XN001", plan_id="N001", name="新组合")
     Organization.objects.create(code="G01", name="北京分公司")
-    old = FactBatch.objects.create(domain="annuity_performance", file_name="old.xlsx", file_path="/x/old.xlsx",
-                                   checksum="a" * 64, status=FactStatus.LOADED)  # fmt: skip
-    new = FactBatch.objects.create(domain="annuity_performance", file_name="202411.xlsx", file_path="/x/202411.xlsx",
-                                   sheet="规模明细", checksum="b" * 64, status=FactStatus.LOADED)  # fmt: skip
+    old = FactBatch.objects.create(
+        domain="annuity_performance",
+        file_name="old.xlsx",
+        file_path="/x/old.xlsx",
+        checksum="a" * 64,
+        status=FactStatus.LOADED,
+    )
+    new = FactBatch.objects.create(
+        domain="annuity_performance",
+        file_name="202411.xlsx",
+        file_path="/x/202411.xlsx",
+        sheet="规模明细",
+        checksum="b" * 64,
+        status=FactStatus.LOADED,
+    )
     earlier = timezone.now() - timedelta(days=3)
-    DerivedReference.objects.create(table="年金计划", key="N001", batch=old, file_name="old.xlsx", row_numbers=[9],
-                                    fact_rows=1, created_at=earlier)  # fmt: skip
-    DerivedReference.objects.create(table="年金计划", key="N001", batch=new, file_name="202411.xlsx", sheet="规模明细",
-                                    row_numbers=[2, 5], fact_rows=2)  # fmt: skip
-    DerivedReference.objects.create(table="年金计划", key="N002", batch=new, file_name="202411.xlsx", sheet="规模明细",
-                                    row_numbers=[3, 4, 6], fact_rows=7)  # fmt: skip
-    DerivedReference.objects.create(table="组合计划", key="XN001", batch=new, file_name="202411.xlsx",
-                                    sheet="规模明细", row_numbers=[2], fact_rows=1)  # fmt: skip
+    DerivedReference.objects.create(
+        table="年金计划", key="N001", batch=old, file_name="old.xlsx", row_numbers=[9], fact_rows=1, created_at=earlier
+    )
+    DerivedReference.objects.create(
+        table="年金计划",
+        key="N001",
+        batch=new,
+        file_name="202411.xlsx",
+        sheet="规模明细",
+        row_numbers=[2, 5],
+        fact_rows=2,
+    )
+    DerivedReference.objects.create(
+        table="年金计划",
+        key="N002",
+        batch=new,
+        file_name="202411.xlsx",
+        sheet="规模明细",
+        row_numbers=[3, 4, 6],
+        fact_rows=7,
+    )
+    DerivedReference.objects.create(
+        table="组合计划",
+        key="XN001",
+        batch=new,
+        file_name="202411.xlsx",
+        sheet="规模明细",
+        row_numbers=[2],
+        fact_rows=1,
+    )
     return {"old": old, "new": new}
 
 
@@ -92,15 +128,21 @@ def test_pending_review_content_order_and_bounded_queries(data, django_assert_ma
     with django_assert_max_num_queries(5):  # 4 tables + 1 provenance query
         rows = pending_review()
     assert [(r["table"], r["key"]) for r in rows] == [
-        ("年金计划", "N002"), ("年金计划", "N001"), ("年金计划", "N003"), ("组合计划", "XN001"),
-    ]  # fmt: skip
+        ("年金计划", "N002"),
+        ("年金计划", "N001"),
+        ("年金计划", "N003"),
+        ("组合计划", "XN001"),
+    ]
     first = rows[0]
     assert first["name"] == "N002 新计划二" and first["source"] == Source.AUTO_DERIVED
     assert first["derived_from_domain"] == "annuity_performance" and first["derived_at"] is not None
     assert first["provenance"] == {
-        "batch_id": data["new"].pk, "file_name": "202411.xlsx", "sheet": "规模明细", "row_numbers": [3, 4, 6],
+        "batch_id": data["new"].pk,
+        "file_name": "202411.xlsx",
+        "sheet": "规模明细",
+        "row_numbers": [3, 4, 6],
         "fact_rows": 7,
-    }  # fmt: skip
+    }
     assert rows[1]["provenance"]["batch_id"] == data["new"].pk  # the most recent of N001's two derivations
     assert rows[2]["provenance"] is None
 
@@ -260,8 +302,9 @@ def config(tmp_path, settings) -> ConfigCopy:
     return copy
 
 
-def test_fact_batch_with_new_plan_reports_and_notifies(config, reports, logs, tmp_path,
-                                                      django_capture_on_commit_callbacks):  # fmt: skip
+def test_fact_batch_with_new_plan_reports_and_notifies(
+    config, reports, logs, tmp_path, django_capture_on_commit_callbacks
+):
     backfill = yaml.safe_load((config.directory / "reference_management.yml").read_text(encoding="utf-8"))["backfill"]
     assert backfill["notify_on_new_records"] is True
     create_references()

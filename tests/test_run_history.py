@@ -14,9 +14,9 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import Schedule, Task
 
+from operations.schedules import sync_schedules
 from pipeline.config import load_config
 from pipeline.models import Alert, AlertKind, FactBatch, FactStatus, RunStatus, SyncRun, SyncTableResult
-from operations.schedules import sync_schedules
 from reference.permissions import STEWARD_GROUP, VIEWER_GROUP
 
 pytestmark = pytest.mark.django_db
@@ -31,9 +31,14 @@ def login(client, django_user_model, group=None):
 
 def task(name: str, func: str, started, seconds: float, *, success: bool, result) -> Task:
     return Task.objects.create(
-        id=f"{name}-id", name=name, func=f"operations.tasks.{func}", started=started,
-        stopped=started + dt.timedelta(seconds=seconds), success=success, result=result,
-    )  # fmt: skip
+        id=f"{name}-id",
+        name=name,
+        func=f"operations.tasks.{func}",
+        started=started,
+        stopped=started + dt.timedelta(seconds=seconds),
+        success=success,
+        result=result,
+    )
 
 
 @pytest.fixture
@@ -41,25 +46,52 @@ def last_night():
     now = timezone.now()
     one = now - dt.timedelta(hours=8)
     three = now - dt.timedelta(hours=6)
-    preload_task = task("refgov.preload", "preload_task", one, 60, success=False, result="TaskFailed: preload run partial")
-    run = SyncRun.objects.create(started_at=one + dt.timedelta(seconds=1), finished_at=one + dt.timedelta(seconds=50),
-                                 status=RunStatus.PARTIAL, trigger="schedule")  # fmt: skip
+    preload_task = task(
+        "refgov.preload", "preload_task", one, 60, success=False, result="TaskFailed: preload run partial"
+    )
+    run = SyncRun.objects.create(
+        started_at=one + dt.timedelta(seconds=1),
+        finished_at=one + dt.timedelta(seconds=50),
+        status=RunStatus.PARTIAL,
+        trigger="schedule",
+    )
     SyncTableResult.objects.create(run=run, table="年金计划", source="legacy", mode="full", status="failed")
     SyncTableResult.objects.create(run=run, table="产品线", source="file", mode="full", status="success")
     facts_task = task("refgov.facts", "process_inbox_task", three, 30, success=True, result={"outcome": "degraded"})
     batch = FactBatch.objects.create(
-        domain="annuity_performance", file_name="202411_年金业务明细.xlsx", file_path="/inbox/x", checksum="c",
-        status=FactStatus.LOADED, degraded=True, started_at=three + dt.timedelta(seconds=2), message="degraded: read 10",
-    )  # fmt: skip
+        domain="annuity_performance",
+        file_name="202411_年金业务明细.xlsx",
+        file_path="/inbox/x",
+        checksum="c",
+        status=FactStatus.LOADED,
+        degraded=True,
+        started_at=three + dt.timedelta(seconds=2),
+        message="degraded: read 10",
+    )
     stray = FactBatch.objects.create(
-        domain="annuity_income", file_name="manual.csv", file_path="/x", checksum="d", status=FactStatus.REJECTED,
+        domain="annuity_income",
+        file_name="manual.csv",
+        file_path="/x",
+        checksum="d",
+        status=FactStatus.REJECTED,
         started_at=now - dt.timedelta(hours=2),
-    )  # fmt: skip
-    alert = Alert.objects.create(kind=AlertKind.PRELOAD_FAILED, key="preload_failed", subject=f"preload run #{run.pk} partial",
-                                 first_seen=one + dt.timedelta(seconds=51))  # fmt: skip
+    )
+    alert = Alert.objects.create(
+        kind=AlertKind.PRELOAD_FAILED,
+        key="preload_failed",
+        subject=f"preload run #{run.pk} partial",
+        first_seen=one + dt.timedelta(seconds=51),
+    )
     old = SyncRun.objects.create(started_at=now - dt.timedelta(days=3), status=RunStatus.SUCCESS)
-    return {"run": run, "batch": batch, "stray": stray, "alert": alert, "old": old,
-            "preload_task": preload_task, "facts_task": facts_task}  # fmt: skip
+    return {
+        "run": run,
+        "batch": batch,
+        "stray": stray,
+        "alert": alert,
+        "old": old,
+        "preload_task": preload_task,
+        "facts_task": facts_task,
+    }
 
 
 @pytest.mark.parametrize("group", [STEWARD_GROUP, VIEWER_GROUP])
@@ -74,9 +106,13 @@ def test_run_history_shows_last_night_on_one_page(client, django_user_model, las
     kinds = [r.split('"')[0] for r in rows]
     # newest first; each run or batch right under the task that made it, the manual batch on its own
     assert kinds == [
-        "entry entry-facts", "entry entry-task", "child entry-facts", "entry entry-alert", "entry entry-task",
+        "entry entry-facts",
+        "entry entry-task",
+        "child entry-facts",
+        "entry entry-alert",
+        "entry entry-task",
         "child entry-preload",
-    ]  # fmt: skip
+    ]
     assert f"/admin/django_q/failure/{last_night['preload_task'].id}/change/" in rows[4]
     assert f"/admin/pipeline/syncrun/{last_night['run'].pk}/change/" in rows[5]
     assert "1 of 2 tables synced" in rows[5] or "2 张表中 1 张已同步" in rows[5]
@@ -87,7 +123,10 @@ def test_run_history_shows_last_night_on_one_page(client, django_user_model, las
     assert [int(s) for s in re.findall(r"\d+", counts)] == [1, 1, 1, 1]
 
     day = (timezone.localdate() - dt.timedelta(days=3)).isoformat()
-    assert f"/admin/pipeline/syncrun/{last_night['old'].pk}/change/" in client.get(f"/admin/history/?day={day}").content.decode()
+    assert (
+        f"/admin/pipeline/syncrun/{last_night['old'].pk}/change/"
+        in client.get(f"/admin/history/?day={day}").content.decode()
+    )
     bad = client.get("/admin/history/?day=yesterday", follow=True).content.decode()
     assert "yesterday" in bad and 'class="entry' in bad  # says what is wrong, shows the last 24 hours
 
@@ -137,7 +176,9 @@ def test_the_dashboard_charts_share_and_pending_over_time(client, django_user_mo
 
     today = timezone.localdate()
     for days_ago, auto, pending in [(30, 40, 40), (10, 20, 12)]:
-        ShareSnapshot.objects.create(day=today - dt.timedelta(days=days_ago), table="年金计划", total=100, auto_derived=auto, pending=pending)
+        ShareSnapshot.objects.create(
+            day=today - dt.timedelta(days=days_ago), table="年金计划", total=100, auto_derived=auto, pending=pending
+        )
     AnnuityPlan.objects.bulk_create(AnnuityPlan(plan_code=f"P{i}") for i in range(9))
     AnnuityPlan.objects.create(plan_code="N1", source=Source.AUTO_DERIVED, needs_review=True, derived_at=timezone.now())
 

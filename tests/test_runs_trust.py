@@ -24,6 +24,7 @@ from django.views.debug import ExceptionReporter
 from django_q.models import Task
 from django_q.tasks import async_task
 
+from operations.tasks import preload_task
 from pipeline.demo.facts import FactWorkbook
 from pipeline.demo.legacy import LegacyDataset
 from pipeline.facts.service import process_fact_file
@@ -31,7 +32,6 @@ from pipeline.models import Alert, FactBatch, FactStatus, RunStatus, ScaleFact, 
 from pipeline.notify import notify
 from pipeline.preload import run_preload
 from pipeline.preload.service import ReferenceSyncService
-from operations.tasks import preload_task
 from pipeline.runs_liveness import close_abandoned_runs, is_alive, lock_namespace, running_record
 from pipeline.sources.legacy_mysql import LegacyTableReader, MySQLServer, SourceError
 from tests.facts_support import PLANS, PORTFOLIOS, create_references, scale_row, write_csv
@@ -69,9 +69,12 @@ def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def start(tmp_path: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=subprocess_env(tmp_path),
-        stdout=(tmp_path / "out.log").open("w"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=subprocess_env(tmp_path),
+        stdout=(tmp_path / "out.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_for(condition, what: str, proc: subprocess.Popen | None = None, timeout: float = WAIT):
@@ -136,9 +139,10 @@ def slow_down(legacy, seconds_per_row: float) -> None:
 
 def restore(legacy) -> None:
     for (pid,) in legacy.fetch(
-        legacy.enterprise, "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
+        legacy.enterprise,
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()",
         [legacy.enterprise],
-    ):  # fmt: skip
+    ):
         legacy.execute(legacy.enterprise, f"KILL {int(pid)}")
     legacy.execute(legacy.enterprise, "DROP VIEW `组织架构`")
     legacy.execute(legacy.enterprise, "RENAME TABLE `组织架构_data` TO `组织架构`")
@@ -173,7 +177,9 @@ def test_a_preload_killed_midway_is_closed_as_abandoned_by_the_next_preload(lega
 @pytest.mark.django_db
 def test_a_run_whose_owner_is_alive_is_never_closed():
     run = SyncRun.objects.create()
-    batch = FactBatch.objects.create(domain="annuity_performance", file_name="a.csv", file_path="/in/a.csv", checksum="0" * 64)
+    batch = FactBatch.objects.create(
+        domain="annuity_performance", file_name="a.csv", file_path="/in/a.csv", checksum="0" * 64
+    )
     db = connection.settings_dict
     other = psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], autocommit=True)
     try:
@@ -246,7 +252,9 @@ def assert_no_password(*texts: str) -> None:
 
 
 @pytest.mark.django_db
-def test_a_malformed_legacy_url_fails_the_run_naming_the_variable_never_the_password(legacy, config_dir, settings, logs):
+def test_a_malformed_legacy_url_fails_the_run_naming_the_variable_never_the_password(
+    legacy, config_dir, settings, logs
+):
     settings.LEGACY_MYSQL_URL = MALFORMED
 
     try:
@@ -276,7 +284,10 @@ def test_a_malformed_legacy_url_fails_the_run_naming_the_variable_never_the_pass
 @pytest.mark.parametrize(
     "url",
     [
-        MALFORMED, "mysql://user:pa:ss@host:notaport", "mysql://u:Tr0ub4dor/3xyz@h:3306", f"http://u:{PASSWORD}@h:3306",
+        MALFORMED,
+        "mysql://user:pa:ss@host:notaport",
+        "mysql://u:Tr0ub4dor/3xyz@h:3306",
+        f"http://u:{PASSWORD}@h:3306",
         "mysql://u:Tr0ub4dor3xyz@h:99999",
     ],
 )

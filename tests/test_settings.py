@@ -12,11 +12,19 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     environment.update(DJANGO_SETTINGS_MODULE="refgov.settings.production", **env)
-    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], env=environment, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args], env=environment, capture_output=True, text=True
+    )
 
 
 def test_check_deploy_is_clean_with_production_settings():
-    result = run_manage("check", "--deploy", "--fail-level", "WARNING", DJANGO_SECRET_KEY="x" * 20 + "production-secret-from-env-0123456789")
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SECRET_KEY="x" * 20 + "production-secret-from-env-0123456789",
+    )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
 
@@ -69,13 +77,20 @@ print("MAIL", [(m.to, m.subject) for m in mail.outbox])
 
 def test_a_500_in_production_is_logged_to_stderr_and_mailed_to_the_admins():
     result = run_manage(
-        "shell", "-c", RAISE_500, DJANGO_SECRET_KEY=PRODUCTION_KEY, DJANGO_ADMINS="运维值班 <ops@example.com>, dba@example.com"
+        "shell",
+        "-c",
+        RAISE_500,
+        DJANGO_SECRET_KEY=PRODUCTION_KEY,
+        DJANGO_ADMINS="运维值班 <ops@example.com>, dba@example.com",
     )
     assert result.returncode == 0, result.stderr
     assert "STATUS 500" in result.stdout
     assert "ERROR django.request: Internal Server Error: /boom/" in result.stderr
     assert "RuntimeError: boom-in-production" in result.stderr  # with its traceback
-    assert "MAIL [(['ops@example.com', 'dba@example.com'], '[Django] ERROR (EXTERNAL IP): Internal Server Error: /boom/')]" in result.stdout
+    assert (
+        "MAIL [(['ops@example.com', 'dba@example.com'], '[Django] ERROR (EXTERNAL IP): Internal Server Error: /boom/')]"
+        in result.stdout
+    )
 
 
 def test_a_500_without_admins_is_still_logged():
@@ -90,31 +105,44 @@ def test_malformed_admins_refuse_to_start():
 
 
 def production_setting(name: str, **env: str):
-    code = f"import json; from django.conf import settings; print('VALUE=' + json.dumps(getattr(settings, {name!r}, None)))"
+    code = (
+        "import json; from django.conf import settings; "
+        f"print('VALUE=' + json.dumps(getattr(settings, {name!r}, None)))"
+    )
     result = run_manage("shell", "-c", code, DJANGO_SECRET_KEY=PRODUCTION_KEY, **env)
     assert result.returncode == 0, result.stderr
-    return json.loads(next(line for line in result.stdout.splitlines() if line.startswith("VALUE=")).removeprefix("VALUE="))
+    return json.loads(
+        next(line for line in result.stdout.splitlines() if line.startswith("VALUE=")).removeprefix("VALUE=")
+    )
 
 
 def test_the_proxy_ssl_header_is_trusted_only_when_the_environment_opts_in():
     assert production_setting("SECURE_PROXY_SSL_HEADER") is None
     assert production_setting("SECURE_PROXY_SSL_HEADER", DJANGO_SECURE_PROXY_SSL_HEADER="0") is None
-    assert production_setting("SECURE_PROXY_SSL_HEADER", DJANGO_SECURE_PROXY_SSL_HEADER="1") == ["HTTP_X_FORWARDED_PROTO", "https"]
+    assert production_setting("SECURE_PROXY_SSL_HEADER", DJANGO_SECURE_PROXY_SSL_HEADER="1") == [
+        "HTTP_X_FORWARDED_PROTO",
+        "https",
+    ]
 
 
 def test_check_deploy_stays_clean_behind_a_proxy_with_admins():
     result = run_manage(
-        "check", "--deploy", "--fail-level", "WARNING", DJANGO_SECRET_KEY=PRODUCTION_KEY,
-        DJANGO_SECURE_PROXY_SSL_HEADER="1", DJANGO_ADMINS="Ops <ops@example.com>",
-    )  # fmt: skip
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_SECRET_KEY=PRODUCTION_KEY,
+        DJANGO_SECURE_PROXY_SSL_HEADER="1",
+        DJANGO_ADMINS="Ops <ops@example.com>",
+    )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
 
 
 def test_weak_passwords_are_rejected():
     import pytest
-    from django.contrib.auth.password_validation import validate_password
     from django.contrib.auth.models import User
+    from django.contrib.auth.password_validation import validate_password
     from django.core.exceptions import ValidationError
 
     assert len(production_setting("AUTH_PASSWORD_VALIDATORS")) == 4

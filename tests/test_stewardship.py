@@ -22,7 +22,11 @@ pytestmark = pytest.mark.django_db
 
 def derived(code: str, **values) -> AnnuityPlan:
     return AnnuityPlan.objects.create(
-        plan_code=code, source=Source.AUTO_DERIVED, needs_review=True, derived_from_domain="annuity_performance", **values
+        plan_code=code,
+        source=Source.AUTO_DERIVED,
+        needs_review=True,
+        derived_from_domain="annuity_performance",
+        **values,
     )
 
 
@@ -54,10 +58,16 @@ def test_required_fields_come_from_the_config(config_copy, django_user_model):
 
 def test_promoting_ten_thousand_rows_is_one_statement(config_copy, django_user_model, django_assert_max_num_queries):
     AnnuityPlan.objects.bulk_create(
-        AnnuityPlan(plan_code=f"N{i:05d}", source=Source.AUTO_DERIVED, needs_review=True, short_name="s",
-                    plan_type="t", customer_name="c" if i % 10 else None)
+        AnnuityPlan(
+            plan_code=f"N{i:05d}",
+            source=Source.AUTO_DERIVED,
+            needs_review=True,
+            short_name="s",
+            plan_type="t",
+            customer_name="c" if i % 10 else None,
+        )
         for i in range(10_000)
-    )  # fmt: skip
+    )
     user = django_user_model.objects.create_user("s")
     with django_assert_max_num_queries(6):
         result = promote(queryset=AnnuityPlan.objects.filter(needs_review=True), user=user)
@@ -81,7 +91,9 @@ def test_bulk_completion_only_where_empty_or_overwrite_and_clear(config_copy, dj
     assert complete(queryset=rows, values={"customer_name": "新客户"}, clear=[], overwrite=False, user=user) == 0
 
     assert complete_preview(queryset=rows, values={"customer_name": "统一"}, clear=[], overwrite=True) == 3
-    complete(queryset=rows, values={"customer_name": "统一", "plan_type": "单一计划"}, clear=[], overwrite=True, user=user)
+    complete(
+        queryset=rows, values={"customer_name": "统一", "plan_type": "单一计划"}, clear=[], overwrite=True, user=user
+    )
     assert set(rows.values_list("customer_name", "plan_type")) == {("统一", "单一计划")}
     with pytest.raises(ValueError, match="both set and cleared: customer_name"):
         complete(queryset=rows, values={"customer_name": "x"}, clear=["customer_name"], overwrite=True, user=user)
@@ -96,7 +108,11 @@ def test_merge_repoints_facts_and_children_and_later_loads_resolve_the_typo(conf
     create_references()
     right, typo = plan_code(1), "P0O01"
     user = django_user_model.objects.create_user("s")
-    load(tmp_path, "a.xlsx", [scale_row(计划号=typo, 组合代码="XNP1"), scale_row(计划号=typo, 月度="202410"), scale_row()])
+    load(
+        tmp_path,
+        "a.xlsx",
+        [scale_row(计划号=typo, 组合代码="XNP1"), scale_row(计划号=typo, 月度="202410"), scale_row()],
+    )
     assert AnnuityPlan.objects.get(pk=typo).source == Source.AUTO_DERIVED
     assert PortfolioPlan.objects.get(pk="XNP1").plan_id == typo
 
@@ -114,16 +130,19 @@ def test_merge_repoints_facts_and_children_and_later_loads_resolve_the_typo(conf
 
     later = load(tmp_path, "b.xlsx", [scale_row(计划号=typo, 月度="202412")])
     income = load(tmp_path, "c.xlsx", [scale_row(计划号=typo.lower(), 月度="202412")], domain="annuity_income")
-    assert later.batch.new_references["年金计划"] == 0 and "merged keys resolved: 年金计划 1 rows" in later.batch.message
+    assert (
+        later.batch.new_references["年金计划"] == 0 and "merged keys resolved: 年金计划 1 rows" in later.batch.message
+    )
     assert income.batch.new_references["年金计划"] == 0
     assert not AnnuityPlan.objects.filter(pk=typo).exists()
     assert ScaleFact.objects.filter(plan_id=right, month__year=2024, month__month=12).count() == 1
     assert IncomeFact.objects.filter(plan_id=right).count() == 1
 
     backfill_only = process_fact_file(
-        domain="annuity_performance", path=write_xlsx(tmp_path / "d.xlsx", {"规模明细": [scale_row(计划号=typo)]}),
+        domain="annuity_performance",
+        path=write_xlsx(tmp_path / "d.xlsx", {"规模明细": [scale_row(计划号=typo)]}),
         load_facts=False,
-    )  # fmt: skip
+    )
     assert backfill_only.batch.new_references["年金计划"] == 0
     assert "merged keys resolved: 年金计划 1 rows" in backfill_only.batch.message
 
@@ -157,7 +176,11 @@ def test_review_weights_follow_loads_merges_and_the_periodic_refresh(config_copy
     from pipeline.facts.usage import refresh_pending_usage
 
     create_references()
-    rows = [scale_row(计划号="N7", 期末资产规模=100.0), scale_row(计划号="N7", 期末资产规模=50.5), scale_row(计划号="N8")]
+    rows = [
+        scale_row(计划号="N7", 期末资产规模=100.0),
+        scale_row(计划号="N7", 期末资产规模=50.5),
+        scale_row(计划号="N8"),
+    ]
     load(tmp_path, "a.xlsx", rows)
     usage = AnnuityPlan.objects.get(pk="N7").usage
     assert (usage.fact_rows, usage.closing_assets, usage.months) == (2, Decimal("150.50"), 1)
@@ -169,7 +192,9 @@ def test_review_weights_follow_loads_merges_and_the_periodic_refresh(config_copy
 
     merge(table="年金计划", wrong_key="N8", right_key="N7", user=django_user_model.objects.create_user("s"))
     assert AnnuityPlan.objects.get(pk="N7").usage.fact_rows == 4
-    assert list(AnnuityPlan.objects.filter(needs_review=True).order_by("-usage__fact_rows").values_list("pk", flat=True)) == ["N7"]
+    assert list(
+        AnnuityPlan.objects.filter(needs_review=True).order_by("-usage__fact_rows").values_list("pk", flat=True)
+    ) == ["N7"]
 
 
 def snapshot() -> dict:
@@ -180,9 +205,10 @@ def snapshot() -> dict:
 
     state = {t.name: {r.pk: model_to_dict(r) for r in t.model.objects.all()} for t in all_tables()}
     state["facts"] = {
-        (m._meta.db_table, pk): keys for m in (ScaleFact, IncomeFact)
+        (m._meta.db_table, pk): keys
+        for m in (ScaleFact, IncomeFact)
         for pk, *keys in m.objects.values_list("pk", "plan_id", "portfolio_id", "branch_id", "product_line_id")
-    }  # fmt: skip
+    }
     state["aliases"] = set(KeyAlias.objects.values_list("table", "alias", "canonical"))
     return state
 
@@ -211,7 +237,10 @@ def test_promote_is_recorded_per_row_and_undone_exactly(config_copy, django_user
 
     events = ReferenceEvent.objects.filter(context_id=result.context_id)
     assert events.count() == 100 and {e.after["_source"] for e in events} == {"authoritative"}
-    assert events.first().context.metadata["username"] == "steward" and events.first().context.metadata["action"] == "promote"
+    assert (
+        events.first().context.metadata["username"] == "steward"
+        and events.first().context.metadata["action"] == "promote"
+    )
     undo(context_id=result.context_id, user=user)
     assert snapshot() == before
 
@@ -234,7 +263,11 @@ def test_undo_of_a_merge_puts_facts_children_and_aliases_back_exactly(config_cop
     create_references()
     user = steward_user(django_user_model)
     typo, right = "P0O01", plan_code(1)
-    load(tmp_path, "a.xlsx", [scale_row(计划号=typo, 组合代码="XNP1"), scale_row(计划号=typo, 月度="202410"), scale_row()])
+    load(
+        tmp_path,
+        "a.xlsx",
+        [scale_row(计划号=typo, 组合代码="XNP1"), scale_row(计划号=typo, 月度="202410"), scale_row()],
+    )
     derived("N5")
     merge(table="年金计划", wrong_key="N5", right_key=typo, user=user)  # an older alias pointing at the typo
     before = snapshot()

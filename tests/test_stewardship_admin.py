@@ -47,9 +47,13 @@ def viewer(django_user_model):
 
 def pending(code: str, days: int = 1, **values) -> AnnuityPlan:
     return AnnuityPlan.objects.create(
-        plan_code=code, source=Source.AUTO_DERIVED, needs_review=True, derived_from_domain="annuity_performance",
-        derived_at=timezone.now() - timedelta(days=days), **values,
-    )  # fmt: skip
+        plan_code=code,
+        source=Source.AUTO_DERIVED,
+        needs_review=True,
+        derived_from_domain="annuity_performance",
+        derived_at=timezone.now() - timedelta(days=days),
+        **values,
+    )
 
 
 def complete_row(code: str, **extra) -> AnnuityPlan:
@@ -130,13 +134,27 @@ def test_bulk_completion_previews_then_applies_only_where_empty(steward):
     form = action(steward, "complete_selected", ["N1", "N2", "N3"])
     assert form.status_code == 200 and 'id="refgov-complete"' in form.content.decode()
 
-    preview = action(steward, "complete_selected", ["N1", "N2", "N3"], _preview="1", mode="empty", customer_name="新客户")
+    preview = action(
+        steward, "complete_selected", ["N1", "N2", "N3"], _preview="1", mode="empty", customer_name="新客户"
+    )
     assert "2 行将被修改" in preview.content.decode()
     assert AnnuityPlan.objects.get(pk="N2").customer_name is None  # a preview writes nothing
 
-    done = action(steward, "complete_selected", ["N1", "N2", "N3"], _apply="1", mode="empty", customer_name="新客户", clear=["remark"])
+    done = action(
+        steward,
+        "complete_selected",
+        ["N1", "N2", "N3"],
+        _apply="1",
+        mode="empty",
+        customer_name="新客户",
+        clear=["remark"],
+    )
     assert "2 行已补全" in done.content.decode()  # N1 already had a customer and no remark
-    assert dict(AnnuityPlan.objects.values_list("pk", "customer_name")) == {"N1": "已有", "N2": "新客户", "N3": "新客户"}
+    assert dict(AnnuityPlan.objects.values_list("pk", "customer_name")) == {
+        "N1": "已有",
+        "N2": "新客户",
+        "N3": "新客户",
+    }
     assert AnnuityPlan.objects.get(pk="N3").remark is None
 
     bad = action(steward, "complete_selected", ["N1"], _preview="1", mode="empty")
@@ -156,7 +174,9 @@ def test_merge_shows_the_impact_then_repoints_and_remembers(steward, tmp_path):
     typo, right = "P0O01", plan_code(1)
     process_fact_file(
         domain="annuity_performance",
-        path=write_xlsx(tmp_path / "a.xlsx", {"规模明细": [scale_row(计划号=typo), scale_row(计划号=typo, 月度="202410")]}),
+        path=write_xlsx(
+            tmp_path / "a.xlsx", {"规模明细": [scale_row(计划号=typo), scale_row(计划号=typo, 月度="202410")]}
+        ),
     )
     url = reverse("admin:reference_annuityplan_merge", args=[typo])
 
@@ -176,7 +196,9 @@ def test_merge_shows_the_impact_then_repoints_and_remembers(steward, tmp_path):
 
 def test_deleting_a_row_facts_use_is_refused_with_the_merge_offered(django_user_model, tmp_path):
     create_references()
-    process_fact_file(domain="annuity_performance", path=write_xlsx(tmp_path / "a.xlsx", {"规模明细": [scale_row(计划号="N5")]}))
+    process_fact_file(
+        domain="annuity_performance", path=write_xlsx(tmp_path / "a.xlsx", {"规模明细": [scale_row(计划号="N5")]})
+    )
     admin = django_user_model.objects.create_superuser("root", password="pw")
     client = Client()
     client.force_login(admin)
@@ -209,11 +231,17 @@ def test_spreadsheet_round_trip_export_fill_import_with_preview(steward, tmp_pat
     create_references()
     process_fact_file(
         domain="annuity_performance",
-        path=write_xlsx(tmp_path / "f.xlsx", {"规模明细": [
-            scale_row(计划号="N1", 计划名称="新计划一", 客户名称=None), scale_row(计划号="N1", 计划名称="新计划一", 客户名称=None),
-            scale_row(计划号="N2", 计划名称="新计划二", 客户名称="客户二"),
-        ]}),
-    )  # fmt: skip
+        path=write_xlsx(
+            tmp_path / "f.xlsx",
+            {
+                "规模明细": [
+                    scale_row(计划号="N1", 计划名称="新计划一", 客户名称=None),
+                    scale_row(计划号="N1", 计划名称="新计划一", 客户名称=None),
+                    scale_row(计划号="N2", 计划名称="新计划二", 客户名称="客户二"),
+                ]
+            },
+        ),
+    )
     AnnuityPlan.objects.filter(pk="N1").update(short_name=None)
     export_url = reverse("admin:reference_annuityplan_export") + "?needs_review__exact=1"
     page = steward.get(export_url).content.decode()
@@ -226,7 +254,7 @@ def test_spreadsheet_round_trip_export_fill_import_with_preview(steward, tmp_pat
     sheet = book.active
     header = [c.value for c in sheet[1]]
     assert header[:3] == ["年金计划号", "计划简称", "计划全称"] and "_source" in header
-    rows = {r[0]: dict(zip(header, r)) for r in sheet.iter_rows(min_row=2, values_only=True)}
+    rows = {r[0]: dict(zip(header, r, strict=True)) for r in sheet.iter_rows(min_row=2, values_only=True)}
     assert set(rows) == {"N1", "N2"}  # the filtered queue only
     assert rows["N1"]["计划简称"] == "新计划一"  # suggested from the facts where empty
     assert rows["N1"]["_source"] == "auto_derived"
@@ -238,17 +266,23 @@ def test_spreadsheet_round_trip_export_fill_import_with_preview(steward, tmp_pat
     before = {p.pk: (p.short_name, p.customer_name) for p in AnnuityPlan.objects.all()}
 
     with (tmp_path / "filled.xlsx").open("rb") as fh:
-        preview = steward.post(reverse("admin:reference_annuityplan_import"), {"format": "0", "resource": "0", "import_file": fh})
+        preview = steward.post(
+            reverse("admin:reference_annuityplan_import"), {"format": "0", "resource": "0", "import_file": fh}
+        )
     html = preview.content.decode()
     assert preview.status_code == 200 and "process_import" in html
-    assert {p.pk: (p.short_name, p.customer_name) for p in AnnuityPlan.objects.all()} == before  # the dry run wrote nothing
+    assert {
+        p.pk: (p.short_name, p.customer_name) for p in AnnuityPlan.objects.all()
+    } == before  # the dry run wrote nothing
 
     steward.post(reverse("admin:reference_annuityplan_process_import"), hidden_inputs(html), follow=True)
 
     after = {p.pk: (p.short_name, p.customer_name) for p in AnnuityPlan.objects.all()}
     assert after["N2"] == (before["N2"][0], "客户二（已核实）")
     assert after["N1"] == ("新计划一", before["N1"][1])  # the suggestion the steward kept
-    assert {k: v for k, v in after.items() if k not in {"N1", "N2"}} == {k: v for k, v in before.items() if k not in {"N1", "N2"}}
+    assert {k: v for k, v in after.items() if k not in {"N1", "N2"}} == {
+        k: v for k, v in before.items() if k not in {"N1", "N2"}
+    }
     assert AnnuityPlan.objects.get(pk="N2").source == Source.AUTO_DERIVED  # importing never promotes
     from reference.history_models import ReferenceEvent
 
@@ -262,7 +296,9 @@ def test_import_of_an_unknown_key_is_refused_and_changes_nothing(steward, tmp_pa
     path = tmp_path / "new.csv"
     path.write_text("年金计划号,客户名称\nNEW1,某客户\nN1,客户一\n", encoding="utf-8")
     with path.open("rb") as fh:
-        response = steward.post(reverse("admin:reference_annuityplan_import"), {"format": "1", "resource": "0", "import_file": fh})
+        response = steward.post(
+            reverse("admin:reference_annuityplan_import"), {"format": "1", "resource": "0", "import_file": fh}
+        )
     html = response.content.decode()
     assert "NEW1" in html and "只能补全已有的行" in html and "process_import" not in html
     assert not AnnuityPlan.objects.filter(pk="NEW1").exists() and AnnuityPlan.objects.get(pk="N1").customer_name is None
@@ -277,7 +313,9 @@ def test_feedback_export_has_the_promoted_rows_in_the_legacy_layout(steward, dja
     from pipeline.models import SyncRun, SyncUpgrade
     from tests.legacy import edit_config
 
-    edit_config(settings.REFGOV_CONFIG_DIR, lambda d: d["preload"]["sources"]["年金计划"].update(columns={"计划简称": "简称"}))
+    edit_config(
+        settings.REFGOV_CONFIG_DIR, lambda d: d["preload"]["sources"]["年金计划"].update(columns={"计划简称": "简称"})
+    )
     complete_row("N1")
     complete_row("N2")
     AnnuityPlan.objects.create(plan_code="P1", short_name="一直是权威")
@@ -295,7 +333,9 @@ def test_feedback_export_has_the_promoted_rows_in_the_legacy_layout(steward, dja
     notes = list(book["来源说明"].iter_rows(min_row=2, values_only=True))
     assert notes[0][:2] == ("N1", "annuity_performance")
 
-    none = steward.post(CHANGELIST, {"action": "export_feedback", helpers.ACTION_CHECKBOX_NAME: ["P1"], "index": 0}, follow=True)
+    none = steward.post(
+        CHANGELIST, {"action": "export_feedback", helpers.ACTION_CHECKBOX_NAME: ["P1"], "index": 0}, follow=True
+    )
     assert "所选行中没有由数据管理员提升" in none.content.decode()
 
 
@@ -308,9 +348,15 @@ def test_queue_queries_do_not_grow_with_the_page_size(steward, monkeypatch):
 
     plan = AnnuityPlan.objects.create(plan_code="P1")
     PortfolioPlan.objects.bulk_create(
-        PortfolioPlan(portfolio_code=f"Q{i:04d}", plan=plan, source=Source.AUTO_DERIVED, needs_review=True, derived_at=timezone.now())
+        PortfolioPlan(
+            portfolio_code=f"Q{i:04d}",
+            plan=plan,
+            source=Source.AUTO_DERIVED,
+            needs_review=True,
+            derived_at=timezone.now(),
+        )
         for i in range(60)
-    )  # fmt: skip
+    )
     PortfolioPlanUsage.objects.bulk_create(PortfolioPlanUsage(row_id=f"Q{i:04d}", fact_rows=i) for i in range(60))
     import refgov.urls  # noqa: F401 — registers the admin classes (SimpleAdminConfig)
 

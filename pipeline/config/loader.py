@@ -13,8 +13,8 @@ from pydantic import BaseModel, ValidationError
 
 from pipeline.derivations import FUNCTIONS
 from pipeline.fact_tables import fact_table, fact_table_names
-from refgov.identifiers import check_identifier
 from reference.registry import DependencyCycle, dependency_order, get_table, table_names
+from refgov.identifiers import check_identifier
 
 from .domain_schema import DomainConfig, ForeignKey
 from .schema import ConfigFileSource, LegacyMySQLSource, ReferenceManagementConfig
@@ -97,9 +97,7 @@ def _check_columns(path: Path, key_path: str, table: str, columns: list[str], pr
     known = get_table(table).data_fields
     for column in columns:
         if column not in known:
-            problems.append(
-                Problem(path, f"{key_path}.{column}", f"unknown column {column!r} of table {table!r}")
-            )
+            problems.append(Problem(path, f"{key_path}.{column}", f"unknown column {column!r} of table {table!r}"))
 
 
 def _load_file_rows(
@@ -146,7 +144,8 @@ def _parse(path: Path, schema: type[ModelT]) -> ModelT:
 
 
 def load_config(config_dir: Path | str | None = None) -> LoadedConfig:
-    """Load and validate ``reference_management.yml`` and the files it names; raise ConfigError listing every problem."""
+    """Load and validate ``reference_management.yml`` and the files it names; raise ConfigError listing every
+    problem."""
     config_dir = Path(config_dir or settings.REFGOV_CONFIG_DIR)
     main = config_dir / MAIN_FILE
     config = _parse(main, ReferenceManagementConfig)
@@ -195,13 +194,21 @@ class LoadedDomain:
 
 def _fk_parents(fk: ForeignKey, all_fks: list[ForeignKey]) -> set[str]:
     by_table = {other.target_table: other.name for other in all_fks}
-    implied = {by_table[t] for t in get_table(fk.target_table).depends_on if t in by_table} if fk.target_table in table_names() else set()
+    implied = (
+        {by_table[t] for t in get_table(fk.target_table).depends_on if t in by_table}
+        if fk.target_table in table_names()
+        else set()
+    )
     return set(fk.depends_on) | implied
 
 
 def _check_domain(path: Path, domain: DomainConfig, problems: list[Problem]) -> None:
     if domain.fact_table not in fact_table_names():
-        problems.append(Problem(path, "fact_table", f"unknown fact table {domain.fact_table!r} (known: {', '.join(fact_table_names())})"))
+        problems.append(
+            Problem(
+                path, "fact_table", f"unknown fact table {domain.fact_table!r} (known: {', '.join(fact_table_names())})"
+            )
+        )
         return
     fact = fact_table(domain.fact_table)
     columns = fact.columns
@@ -222,8 +229,13 @@ def _check_domain(path: Path, domain: DomainConfig, problems: list[Problem]) -> 
         key_path = f"derived_columns.{name}"
         fact_column(key_path, name)
         fact_column(f"{key_path}.from", lookup.from_column)
-        if _check_table(path, f"{key_path}.table", lookup.table, problems) and lookup.match not in get_table(lookup.table).data_fields:
-            problems.append(Problem(path, f"{key_path}.match", f"unknown column {lookup.match!r} of table {lookup.table!r}"))
+        if (
+            _check_table(path, f"{key_path}.table", lookup.table, problems)
+            and lookup.match not in get_table(lookup.table).data_fields
+        ):
+            problems.append(
+                Problem(path, f"{key_path}.match", f"unknown column {lookup.match!r} of table {lookup.table!r}")
+            )
 
     names = [fk.name for fk in domain.foreign_keys]
     for i, fk in enumerate(domain.foreign_keys):
@@ -233,14 +245,33 @@ def _check_domain(path: Path, domain: DomainConfig, problems: list[Problem]) -> 
         fact_column(f"{key_path}.source_column", fk.source_column)
         for j, parent in enumerate(fk.depends_on):
             if parent not in names:
-                problems.append(Problem(path, f"{key_path}.depends_on[{j}]", f"unknown foreign key {parent!r} (known: {', '.join(names)})"))
+                problems.append(
+                    Problem(
+                        path,
+                        f"{key_path}.depends_on[{j}]",
+                        f"unknown foreign key {parent!r} (known: {', '.join(names)})",
+                    )
+                )
         if not _check_table(path, f"{key_path}.target_table", fk.target_table, problems):
             continue
         table = get_table(fk.target_table)
         if fk.target_key != table.key_column:
-            problems.append(Problem(path, f"{key_path}.target_key", f"{fk.target_key!r} is not the key of {table.name} (its key is {table.key_column!r})"))
+            problems.append(
+                Problem(
+                    path,
+                    f"{key_path}.target_key",
+                    f"{fk.target_key!r} is not the key of {table.name} (its key is {table.key_column!r})",
+                )
+            )
         if fact.reference_columns.get(fk.source_column, table.name) != table.name:
-            problems.append(Problem(path, f"{key_path}.target_table", f"fact column {fk.source_column!r} references {fact.reference_columns[fk.source_column]}, not {table.name}"))
+            problems.append(
+                Problem(
+                    path,
+                    f"{key_path}.target_table",
+                    f"fact column {fk.source_column!r} references "
+                    f"{fact.reference_columns[fk.source_column]}, not {table.name}",
+                )
+            )
         for target, rule in fk.derive.items():
             rule_path = f"{key_path}.derive.{target}"
             if target not in table.data_fields or target == table.key_column:
@@ -248,11 +279,23 @@ def _check_domain(path: Path, domain: DomainConfig, problems: list[Problem]) -> 
             fact_column(f"{rule_path}.column", rule.column)
             fact_column(f"{rule_path}.order_by", rule.order_by)
             if rule.rule == "function" and rule.function not in FUNCTIONS:
-                problems.append(Problem(path, f"{rule_path}.function", f"unknown derivation function {rule.function!r} (registered: {', '.join(sorted(FUNCTIONS))})"))
+                problems.append(
+                    Problem(
+                        path,
+                        f"{rule_path}.function",
+                        f"unknown derivation function {rule.function!r} (registered: {', '.join(sorted(FUNCTIONS))})",
+                    )
+                )
     covered = {fk.source_column for fk in domain.foreign_keys}
     for column, table in fact.reference_columns.items():
         if column not in covered:
-            problems.append(Problem(path, "foreign_keys", f"fact column {column!r} references {table} but no foreign key entry covers it"))
+            problems.append(
+                Problem(
+                    path,
+                    "foreign_keys",
+                    f"fact column {column!r} references {table} but no foreign key entry covers it",
+                )
+            )
 
 
 def load_domain(name: str, config_dir: Path | str | None = None) -> LoadedDomain:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Iterator
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,16 +19,52 @@ import xlsxwriter
 from .legacy import LegacyDataset, branches, plan_code, portfolio_code
 
 SCALE_COLUMNS = [
-    "月度", "业务类型", "计划类型", "计划号", "计划名称", "组合类型", "组合代码", "组合名称", "客户名称",
-    "期初资产规模", "期末资产规模", "供款", "流失（含待遇支付）", "流失", "待遇支付", "投资收益", "当期收益率",
-    "年化收益率", "机构", "年金账户号", "年金账户名", "company_id",
-]  # fmt: skip
+    "月度",
+    "业务类型",
+    "计划类型",
+    "计划号",
+    "计划名称",
+    "组合类型",
+    "组合代码",
+    "组合名称",
+    "客户名称",
+    "期初资产规模",
+    "期末资产规模",
+    "供款",
+    "流失（含待遇支付）",
+    "流失",
+    "待遇支付",
+    "投资收益",
+    "当期收益率",
+    "年化收益率",
+    "机构",
+    "年金账户号",
+    "年金账户名",
+    "company_id",
+]
 INCOME_COLUMNS = [
-    "月度", "业务类型", "计划类型", "计划号", "计划名称", "组合类型", "组合代码", "组合名称", "客户名称",
-    "固费", "浮费", "回补", "税", "机构", "年金账户号", "年金账户名", "company_id",
-]  # fmt: skip
+    "月度",
+    "业务类型",
+    "计划类型",
+    "计划号",
+    "计划名称",
+    "组合类型",
+    "组合代码",
+    "组合名称",
+    "客户名称",
+    "固费",
+    "浮费",
+    "回补",
+    "税",
+    "机构",
+    "年金账户号",
+    "年金账户名",
+    "company_id",
+]
 BUSINESS_TYPES = ["企年投资", "企年受托", "职年投资", "职年受托"]
-FULL_WIDTH = str.maketrans(string.digits + string.ascii_uppercase, "０１２３４５６７８９ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ")
+FULL_WIDTH = str.maketrans(
+    string.digits + string.ascii_uppercase, "０１２３４５６７８９ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ"
+)
 BASE32 = string.ascii_uppercase + "234567"
 
 
@@ -58,7 +94,10 @@ class FactWorkbook:
 
     def _references(self, rnd: random.Random) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(plan, portfolio) pairs: known ones from the legacy dataset plus a few brand-new keys."""
-        known = [(plan_code(1 + (i - 1) % self.legacy.plans), portfolio_code(i)) for i in range(1, self.legacy.portfolios + 1)]
+        known = [
+            (plan_code(1 + (i - 1) % self.legacy.plans), portfolio_code(i))
+            for i in range(1, self.legacy.portfolios + 1)
+        ]
         new_plans = [f"N{9000 + i:04d}" for i in range(self.new_plans)]
         new = [(rnd.choice(new_plans), f"XNP{7000 + i:04d}") for i in range(self.new_portfolios)]
         return known, new
@@ -80,18 +119,33 @@ class FactWorkbook:
             company_id = f"IN{company}" if rnd.random() < 0.05 else str(rnd.randrange(600_000_000, 699_999_999))
             portfolio_value = "(空白)" if rnd.random() < 0.01 else dirty(portfolio, rnd, portfolio=True)
             head = [
-                month, rnd.choice(BUSINESS_TYPES), "单一计划" if plan.startswith("P") else "集合计划",
-                dirty(plan, rnd, portfolio=False), f"{plan}年金计划", rnd.choice(["固定收益型", "含权益型"]),
-                portfolio_value, f"{portfolio}组合", f"客户{plan}",
-            ]  # fmt: skip
+                month,
+                rnd.choice(BUSINESS_TYPES),
+                "单一计划" if plan.startswith("P") else "集合计划",
+                dirty(plan, rnd, portfolio=False),
+                f"{plan}年金计划",
+                rnd.choice(["固定收益型", "含权益型"]),
+                portfolio_value,
+                f"{portfolio}组合",
+                f"客户{plan}",
+            ]
             if kind == "规模明细":
                 opening = round(rnd.uniform(1e5, 5e8), 2)
                 contribution = round(rnd.uniform(0, 1e7), 2)
                 payout = round(rnd.uniform(0, 5e6), 2)
                 income = round(opening * rnd.uniform(-0.01, 0.02), 2)
                 closing = round(opening + contribution - payout + income, 2)
-                measures = [opening, closing, contribution, payout, round(payout * 0.7, 2), round(payout * 0.3, 2),
-                            income, round(income / opening, 6), round(income / opening * 12, 6)]  # fmt: skip
+                measures = [
+                    opening,
+                    closing,
+                    contribution,
+                    payout,
+                    round(payout * 0.7, 2),
+                    round(payout * 0.3, 2),
+                    income,
+                    round(income / opening, 6),
+                    round(income / opening * 12, 6),
+                ]
             else:
                 fixed = round(rnd.uniform(0, 2e5), 2)
                 measures = [fixed, round(fixed * 0.3, 2), round(rnd.uniform(0, 1e4), 2), round(fixed * 0.06, 2)]

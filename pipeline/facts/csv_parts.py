@@ -49,7 +49,7 @@ def record_ranges(path: Path, start: int, parts: int) -> list[tuple[int, int]]:
                 break
             bounds.append(boundary)
     bounds.append(size)
-    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
 def _next_record(fh, position: int, quotes: int) -> tuple[int | None, int, int]:

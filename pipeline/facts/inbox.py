@@ -38,8 +38,15 @@ from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
 from pipeline.config import load_config
 from pipeline.config.loader import LoadedConfig
 from pipeline.facts.inbox_fs import (
-    PROCESSED, REJECTED, InboxFolders, InboxRefused, move, open_inbox, shown, write_error,
-)  # fmt: skip
+    PROCESSED,
+    REJECTED,
+    InboxFolders,
+    InboxRefused,
+    move,
+    open_inbox,
+    shown,
+    write_error,
+)
 from pipeline.facts.inbox_scan import Candidate, Entry, domain_patterns, month_of, scan, signature
 from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import FactLoadError, process_fact_file
@@ -64,9 +71,13 @@ class InboxResult:
 
     def summary(self) -> dict:
         return {
-            "processed": self.processed, "rejected": self.rejected, "unmatched": self.unmatched,
-            "settling": self.settling, "refused": self.refused, "busy": self.busy,
-        }  # fmt: skip
+            "processed": self.processed,
+            "rejected": self.rejected,
+            "unmatched": self.unmatched,
+            "settling": self.settling,
+            "refused": self.refused,
+            "busy": self.busy,
+        }
 
 
 def inbox_dir(inbox: Path | None = None) -> Path:
@@ -144,9 +155,12 @@ class InboxRun:
             logger.error("inbox %s refused: %s", self.inbox, exc)
             subject = _("inbox %(inbox)s is not processed: %(reason)s") % {"inbox": self.inbox, "reason": _line(exc)}
             raise_alert(
-                kind=AlertKind.INBOX_REFUSED, key=refused_key, channel=self.channel, subject=_subject(subject),
+                kind=AlertKind.INBOX_REFUSED,
+                key=refused_key,
+                channel=self.channel,
+                subject=_subject(subject),
                 text=_line(exc),
-            )  # fmt: skip
+            )
             return
         if self.folders is None:  # no inbox (yet)
             return
@@ -310,20 +324,27 @@ class InboxRun:
                 {"file": name, "moved_to": moved_to, "batches": list(batches), "version": entry.version}
             )
             resolve_alerts(
-                key=_alert_key(AlertKind.INBOX_REJECTED, name), channel=self.channel,
+                key=_alert_key(AlertKind.INBOX_REJECTED, name),
+                channel=self.channel,
                 resolution=_("%(file)s was processed") % {"file": name},
-            )  # fmt: skip
+            )
             return
         self.result.rejected.append({"file": name, "moved_to": moved_to, "errors": errors, "version": entry.version})
         logger.error("inbox: %s rejected: %s", name, " | ".join(errors))
         if alert:
             subject = _("inbox: %(file)s rejected, moved to rejected/ with %(error_file)s: %(reason)s") % {
-                "file": name, "error_file": shown(error_file), "reason": errors[0] if errors else "",
-            }  # fmt: skip
+                "file": name,
+                "error_file": shown(error_file),
+                "reason": errors[0] if errors else "",
+            }
             raise_alert(
-                kind=AlertKind.INBOX_REJECTED, key=_alert_key(AlertKind.INBOX_REJECTED, name), channel=self.channel,
-                subject=_subject(subject), text="\n".join(errors), data={"file": name, "moved_to": moved_to},
-            )  # fmt: skip
+                kind=AlertKind.INBOX_REJECTED,
+                key=_alert_key(AlertKind.INBOX_REJECTED, name),
+                channel=self.channel,
+                subject=_subject(subject),
+                text="\n".join(errors),
+                data={"file": name, "moved_to": moved_to},
+            )
 
     def reject(self, entry: Entry, errors: list[str]) -> None:
         self.move_out(entry, REJECTED, errors, alert=True)
@@ -340,12 +361,18 @@ class InboxRun:
                     other.state = InboxState.WAITING
                     other.save(update_fields=["state"])
         subject = _("inbox: %(file)s cannot be moved to %(folder)s/ (%(reason)s); it is not processed again") % {
-            "file": name, "folder": outcome, "reason": reason,
-        }  # fmt: skip
+            "file": name,
+            "folder": outcome,
+            "reason": reason,
+        }
         raise_alert(
-            kind=AlertKind.INBOX_REFUSED, key=_alert_key(AlertKind.INBOX_REFUSED, name), channel=self.channel,
-            subject=_subject(subject), text="\n".join(errors), data={"file": name, "outcome": outcome},
-        )  # fmt: skip
+            kind=AlertKind.INBOX_REFUSED,
+            key=_alert_key(AlertKind.INBOX_REFUSED, name),
+            channel=self.channel,
+            subject=_subject(subject),
+            text="\n".join(errors),
+            data={"file": name, "outcome": outcome},
+        )
 
     def resolve_stuck(self, entry: Entry, resolution: str) -> None:
         key = _alert_key(AlertKind.INBOX_REFUSED, shown(entry.name))
@@ -363,18 +390,24 @@ class InboxRun:
         found.state, found.message, found.signature = InboxState.UNMATCHED, entry.reason, ""
         found.save()
         subject = _("inbox: %(file)s waits, nothing processes it: %(reason)s") % {
-            "file": entry.key, "reason": entry.reason,
-        }  # fmt: skip
+            "file": entry.key,
+            "reason": entry.reason,
+        }
         raise_alert(
-            kind=AlertKind.INBOX_UNMATCHED, key=_alert_key(AlertKind.INBOX_UNMATCHED, entry.key), channel=self.channel,
-            subject=_subject(subject), text=entry.reason, data={"file": entry.key, "inbox": str(self.inbox)},
-        )  # fmt: skip
+            kind=AlertKind.INBOX_UNMATCHED,
+            key=_alert_key(AlertKind.INBOX_UNMATCHED, entry.key),
+            channel=self.channel,
+            subject=_subject(subject),
+            text=entry.reason,
+            data={"file": entry.key, "inbox": str(self.inbox)},
+        )
 
     def resolve_unmatched(self, found: InboxFile) -> None:
         resolve_alerts(
-            key=_alert_key(AlertKind.INBOX_UNMATCHED, found.path), channel=self.channel,
+            key=_alert_key(AlertKind.INBOX_UNMATCHED, found.path),
+            channel=self.channel,
             resolution=_("%(file)s is now processed") % {"file": found.path},
-        )  # fmt: skip
+        )
         found.state, found.message = InboxState.WAITING, ""
         found.save(update_fields=["state", "message"])
 
@@ -385,9 +418,10 @@ class InboxRun:
                 continue
             if found.state == InboxState.UNMATCHED:
                 resolve_alerts(
-                    key=_alert_key(AlertKind.INBOX_UNMATCHED, path), channel=self.channel,
+                    key=_alert_key(AlertKind.INBOX_UNMATCHED, path),
+                    channel=self.channel,
                     resolution=_("%(file)s is no longer in the inbox") % {"file": path},
-                )  # fmt: skip
+                )
             if found.state == InboxState.PROCESSING:
                 file_path = str((self.inbox / path).resolve())
                 FactBatch.objects.filter(file_path=file_path, status=FactStatus.RUNNING).update(

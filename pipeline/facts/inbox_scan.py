@@ -166,8 +166,9 @@ def _month_folder(inbox: Path, fd: int, name: str, domains: Domains) -> Entry:
     folder.older = sorted(shown(rel) for n, found in versions.items() if n != number for rel, _ in found)
     if hostile_name(version_rel):
         folder.kind = "hostile"
-        folder.reason = f"{shown(version_rel)}: a folder name contains control characters or bytes that are not " \
-                        "UTF-8; not read"
+        folder.reason = (
+            f"{shown(version_rel)}: a folder name contains control characters or bytes that are not UTF-8; not read"
+        )
         return folder
     for file_name, st in files:
         if in_progress(file_name) or stat.S_ISDIR(st.st_mode):

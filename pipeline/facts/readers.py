@@ -29,9 +29,9 @@ from typing import Any
 from python_calamine import CalamineError, CalamineWorkbook
 
 from pipeline.facts import prefetch
+from pipeline.facts.archive import ArchiveTooLarge, WorkbookLimits, check_archive
 from pipeline.facts.file_kinds import EXCEL_SUFFIXES, TEXT_SUFFIXES, sheets_named
 from pipeline.facts.file_kinds import trim as _trim
-from pipeline.facts.archive import ArchiveTooLarge, WorkbookLimits, check_archive
 from pipeline.facts.text_tail import cut_off_reason
 
 __all__ = ["FactFile", "FactFileError", "open_fact_file", "parse_month", "parse_number"]
@@ -232,6 +232,7 @@ def open_fact_file(
 
 # --- header and row helpers ----------------------------------------------------------------------------------------
 
+
 def _blank(value: str | float | None) -> bool:
     return value is None or (isinstance(value, str) and not _trim(value))
 
@@ -294,9 +295,11 @@ def _open_excel(path: Path, sheet: str | None) -> tuple[str, RecordSource, int]:
         workbook.close()
     if calamine_sheet.height > limits.max_rows_per_sheet:
         raise FactFileError(
-            path, f"the sheet has {calamine_sheet.height:,} rows, more than the limit of {limits.max_rows_per_sheet:,} "
-            "(REFGOV_FACT_MAX_ROWS_PER_SHEET)", sheet=name,
-        )  # fmt: skip
+            path,
+            f"the sheet has {calamine_sheet.height:,} rows, more than the limit of {limits.max_rows_per_sheet:,} "
+            "(REFGOV_FACT_MAX_ROWS_PER_SHEET)",
+            sheet=name,
+        )
     return name, partial(_excel_records, calamine_sheet), (calamine_sheet.start or (0, 0))[1]
 
 
@@ -324,7 +327,8 @@ def _excel_records(calamine_sheet, numbers: frozenset[int] = frozenset()) -> Ite
     for number, row in enumerate(rows, start=offset + 1):
         if numbers:
             cells = [
-                v if (v.__class__ is str and v) or (i in numbers and (v.__class__ is float or v.__class__ is int))
+                v
+                if (v.__class__ is str and v) or (i in numbers and (v.__class__ is float or v.__class__ is int))
                 else _excel_text(v)
                 for i, v in enumerate(row)
             ]
@@ -369,12 +373,15 @@ def _open_text(path: Path, encoding: str | None) -> tuple[str, RecordSource]:
         except LookupError as exc:
             raise FactFileError(path, f"unknown encoding {encoding!r}") from exc
         try:
-            ascii_compatible = "\n,\t\"".encode(name) == b"\n,\t\""
+            ascii_compatible = '\n,\t"'.encode(name) == b'\n,\t"'
         except UnicodeError:
             ascii_compatible = False
         if not ascii_compatible:
-            raise FactFileError(path, f"encoding {encoding!r} is not supported: use an ASCII-compatible encoding "
-                                      "such as utf-8, gb18030 or gbk")
+            raise FactFileError(
+                path,
+                f"encoding {encoding!r} is not supported: use an ASCII-compatible encoding "
+                "such as utf-8, gb18030 or gbk",
+            )
         detected = False
     else:
         name = _detect_encoding(path)
@@ -448,16 +455,24 @@ def _decoded_lines(path: Path, stream, encoding: str, detected: bool) -> Iterato
     utf8 = encoding == "utf-8"
     for number, raw in enumerate(iter(partial(stream.readline, MAX_LINE_BYTES), b""), start=1):
         if number == 1 and utf8 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8):]
+            raw = raw[len(codecs.BOM_UTF8) :]
         if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
-            raise FactFileError(path, f"line longer than {MAX_LINE_BYTES >> 20} MB: not a CSV file with "
-                                      r"\n line endings?", row=number)
+            raise FactFileError(
+                path,
+                f"line longer than {MAX_LINE_BYTES >> 20} MB: not a CSV file with "
+                r"\n line endings?",
+                row=number,
+            )
         try:
             yield raw.decode(encoding)
         except UnicodeDecodeError as exc:
             how = f"the encoding was detected as {encoding} from the first MB; " if detected else ""
-            raise FactFileError(path, f"cannot decode byte(s) {exc.object[exc.start:exc.end][:8]!r} as {encoding}: "
-                                      f"{exc.reason}; {how}{ENCODING_HINT}", row=number) from exc
+            raise FactFileError(
+                path,
+                f"cannot decode byte(s) {exc.object[exc.start : exc.end][:8]!r} as {encoding}: "
+                f"{exc.reason}; {how}{ENCODING_HINT}",
+                row=number,
+            ) from exc
 
 
 # --- value helpers -------------------------------------------------------------------------------------------------

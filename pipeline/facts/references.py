@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from pipeline.config.domain_schema import Derivation, ForeignKey
 from pipeline.derivations import FUNCTIONS
-from refgov.identifiers import quote_pg as q
 from reference.models import KeyAlias, Source
 from reference.registry import get_table
+from refgov.identifiers import quote_pg as q
 
 ROW_SAMPLE = 20
 
@@ -53,7 +53,7 @@ def resolve_aliases(cur, *, relation: str, column: str, table: str, batch_id: in
     steward merged away by the right key; returns the rows changed."""
     batch = "AND t._batch_id = %s" if batch_id is not None else ""
     cur.execute(
-        f'UPDATE {q(relation)} t SET {q(column)} = a.canonical FROM {q(KeyAlias._meta.db_table)} a '
+        f"UPDATE {q(relation)} t SET {q(column)} = a.canonical FROM {q(KeyAlias._meta.db_table)} a "
         f'WHERE a."table" = %s {batch} AND t.{q(column)} = a.alias',
         [table] + ([batch_id] if batch_id is not None else []),
     )
@@ -124,9 +124,13 @@ def _aggregate(rule: Derivation, index: int, params: dict[str, object]) -> str |
 def template_values(months: list[date], domain: str, file_name: str) -> dict[str, str]:
     month = max(months)
     return {
-        "yymm": month.strftime("%y%m"), "yyyymm": month.strftime("%Y%m"), "yyyy": month.strftime("%Y"),
-        "mm": month.strftime("%m"), "domain": domain, "file": file_name,
-    }  # fmt: skip
+        "yymm": month.strftime("%y%m"),
+        "yyyymm": month.strftime("%Y%m"),
+        "yyyy": month.strftime("%Y"),
+        "mm": month.strftime("%m"),
+        "domain": domain,
+        "file": file_name,
+    }
 
 
 def derive_candidates(
@@ -168,7 +172,10 @@ def _stage_candidates(cur, fk: ForeignKey, candidates: list[dict]) -> list[str]:
     columns = [table.key_column, *[c for c in fk.derive if c in fields]]
     typed = ", ".join(f"{q(c)} {fields[c].db_type(connection)}" for c in columns)
     cur.execute(f"CREATE TEMP TABLE _candidates ({typed}) ON COMMIT DROP")
-    with cur.connection.cursor() as raw, raw.copy(f"COPY _candidates ({', '.join(q(c) for c in columns)}) FROM STDIN") as copy:
+    with (
+        cur.connection.cursor() as raw,
+        raw.copy(f"COPY _candidates ({', '.join(q(c) for c in columns)}) FROM STDIN") as copy,
+    ):
         for row in candidates:
             copy.write_row([_fit(fields[c], row.get(c)) for c in columns])
     return columns

@@ -14,16 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from django.utils.translation import gettext as _
 from django.db import DatabaseError, DataError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
 from pipeline.bulk import bulk_write_mode, skip_jit, use_bulk_memory
 from pipeline.config import load_config, load_domain
-from pipeline.dry_run import rolled_back_if
 from pipeline.config.loader import LoadedConfig, LoadedDomain
 from pipeline.config.schema import Strategy
+from pipeline.dry_run import rolled_back_if
+from pipeline.fact_tables import fact_table
 from pipeline.facts.csv_parts import drop_after_load
 from pipeline.facts.readers import FactFileError, open_fact_file
 from pipeline.facts.references import (
@@ -37,16 +38,15 @@ from pipeline.facts.references import (
     template_values,
     unknown_keys,
 )
-from pipeline.fact_tables import fact_table
 from pipeline.facts.staging import FactStager, Progress
+from pipeline.facts.usage import CLOSING_ASSETS, record_batch_usage, refresh_usage
 from pipeline.models import AlertKind, DerivedReference, FactBatch, FactKind, FactStatus
 from pipeline.reports import report_batch
 from pipeline.runs_liveness import close_abandoned_runs, running_record
-from refgov.identifiers import quote_pg as q
 from reference.history import Action, change_context
 from reference.models import Source
 from reference.registry import get_table
-from pipeline.facts.usage import CLOSING_ASSETS, record_batch_usage, refresh_usage
+from refgov.identifiers import quote_pg as q
 
 logger = logging.getLogger("refgov.facts")
 UNKNOWN_LIST_LIMIT = 200
@@ -93,7 +93,14 @@ class FactResult:
 
 def _jsonable(candidate: dict) -> dict:
     key_column, key = next(iter(candidate.items()))
-    return {"key": key, **{k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v) for k, v in candidate.items() if k != key_column}}
+    return {
+        "key": key,
+        **{
+            k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+            for k, v in candidate.items()
+            if k != key_column
+        },
+    }
 
 
 def file_checksum(path: Path) -> tuple[str, int]:
@@ -148,14 +155,28 @@ def process_fact_file(
 
     def work() -> FactResult:
         with running_record(
-            FactBatch, domain=domain, file_name=path.name, file_path=str(path.resolve()), sheet=sheet or "",
-            checksum=checksum, size_bytes=size, degraded=degraded,
+            FactBatch,
+            domain=domain,
+            file_name=path.name,
+            file_path=str(path.resolve()),
+            sheet=sheet or "",
+            checksum=checksum,
+            size_bytes=size,
+            degraded=degraded,
             kind=FactKind.FACTS if load_facts else FactKind.REFERENCES,
-        ) as batch:  # fmt: skip
+        ) as batch:
             return _run(
-                batch, loaded, config, path, sheet, encoding, load_facts=load_facts, progress=progress or _quiet,
-                part_tables=part_tables, allow_empty=allow_empty,
-            )  # fmt: skip
+                batch,
+                loaded,
+                config,
+                path,
+                sheet,
+                encoding,
+                load_facts=load_facts,
+                progress=progress or _quiet,
+                part_tables=part_tables,
+                allow_empty=allow_empty,
+            )
 
     try:
         result = rolled_back_if(dry_run, work)
@@ -199,8 +220,17 @@ def _current_load(loaded: LoadedDomain, *, checksum: str, sheet: str) -> FactBat
 
 
 def _run(
-    batch: FactBatch, loaded: LoadedDomain, config: LoadedConfig, path: Path, sheet, encoding, *, load_facts: bool,
-    progress: Progress, part_tables: list[str], allow_empty: bool,
+    batch: FactBatch,
+    loaded: LoadedDomain,
+    config: LoadedConfig,
+    path: Path,
+    sheet,
+    encoding,
+    *,
+    load_facts: bool,
+    progress: Progress,
+    part_tables: list[str],
+    allow_empty: bool,
 ) -> FactResult:
     domain = loaded.config
     fact = fact_table(domain.fact_table)
@@ -211,17 +241,22 @@ def _run(
             use_bulk_memory(cur)
             skip_jit(cur)
             file = open_fact_file(
-                path, sheet=sheet, aliases=domain.aliases, required=domain.required_columns,
+                path,
+                sheet=sheet,
+                aliases=domain.aliases,
+                required=domain.required_columns,
                 encoding=encoding or domain.files.encoding,
-            )  # fmt: skip
+            )
             stager = FactStager(domain=domain, fact=fact, file=file, progress=progress, part_tables=part_tables)
             progress("reading")
             staged = stager.stage(cur)
             if not staged.rows and not allow_empty:
                 raise FactFileError(
-                    file.path, "no data rows (a header only, or blank rows): usually an export error; "
-                    "--allow-empty accepts an empty file", sheet=file.sheet,
-                )  # fmt: skip
+                    file.path,
+                    "no data rows (a header only, or blank rows): usually an export error; "
+                    "--allow-empty accepts an empty file",
+                    sheet=file.sheet,
+                )
             batch.rows_read = staged.rows
             batch.periods = [m.isoformat() for m in staged.months]
             for month in staged.months:
@@ -264,7 +299,9 @@ def _run(
     logger.info("fact batch %s %s: %s", batch.pk, path.name, batch.message)
     if load_facts:
         resolve_alerts(
-            key=_rejected_key(batch), channel=alert_channel(config), resolution=_("batch #%(batch)d loaded %(file)s") % {"batch": batch.pk, "file": batch.file_name}
+            key=_rejected_key(batch),
+            channel=alert_channel(config),
+            resolution=_("batch #%(batch)d loaded %(file)s") % {"batch": batch.pk, "file": batch.file_name},
         )
     return result
 
@@ -279,11 +316,14 @@ def _record_failure(batch: FactBatch, config: LoadedConfig, status: str, message
     batch.save()
     logger.error("fact batch %s %s %s: %s", batch.pk, batch.file_name, status, message)
     raise_alert(
-        kind=AlertKind.BATCH_REJECTED, key=_rejected_key(batch), channel=alert_channel(config),
+        kind=AlertKind.BATCH_REJECTED,
+        key=_rejected_key(batch),
+        channel=alert_channel(config),
         subject=_("%(domain)s: %(file)s %(status)s (batch #%(batch)d), nothing loaded")
         % {"domain": batch.domain, "file": batch.file_name, "status": batch.get_status_display(), "batch": batch.pk},
-        text=message, data={"batch_id": batch.pk, "domain": batch.domain, "file": batch.file_path},
-    )  # fmt: skip
+        text=message,
+        data={"batch_id": batch.pk, "domain": batch.domain, "file": batch.file_path},
+    )
 
 
 def _summary_line(batch: FactBatch, started, tables: dict[str, DerivedTable]) -> str:
@@ -313,10 +353,14 @@ def _check_lengths(cur, fact, file) -> None:
     cases = " ".join(
         f"WHEN octet_length({q(c)}) > {n} AND char_length({q(c)}) > {n} THEN {i}" for i, (c, n) in enumerate(checks)
     )
-    cur.execute(f"SELECT _row, CASE {cases} END AS col FROM _fact WHERE CASE {cases} END IS NOT NULL ORDER BY _row LIMIT 1")
+    cur.execute(
+        f"SELECT _row, CASE {cases} END AS col FROM _fact WHERE CASE {cases} END IS NOT NULL ORDER BY _row LIMIT 1"
+    )
     if found := cur.fetchone():
         row, (column, limit) = found[0], checks[found[1]]
-        raise FactFileError(file=file.path, sheet=file.sheet, row=row, column=column, reason=f"longer than {limit} characters")
+        raise FactFileError(
+            file=file.path, sheet=file.sheet, row=row, column=column, reason=f"longer than {limit} characters"
+        )
 
 
 def _ensure_references(
@@ -335,14 +379,21 @@ def _ensure_references(
             continue
         keys = [u.key for u in found + pending]
         candidates = derive_candidates(
-            cur, fk, keys, temporary_company_id=domain.keys.temporary_company_id, template_values=values,
-        )  # fmt: skip
+            cur,
+            fk,
+            keys,
+            temporary_company_id=domain.keys.temporary_company_id,
+            template_values=values,
+        )
         unknown = {u.key for u in found}
         inserted = set(
             insert_derived(
-                cur, fk, [c for c in candidates if next(iter(c.values())) in unknown], domain=domain.domain,
+                cur,
+                fk,
+                [c for c in candidates if next(iter(c.values())) in unknown],
+                domain=domain.domain,
                 mark_for_review=config.config.backfill.mark_for_review,
-            )  # fmt: skip
+            )
         )
         derived.inserted = sorted(inserted)
         derived.candidates = [c for c in candidates if next(iter(c.values())) in inserted]
@@ -350,16 +401,23 @@ def _ensure_references(
             derived.filled = fill_pending(cur, fk, [c for c in candidates if next(iter(c.values())) not in unknown])
         DerivedReference.objects.bulk_create(
             DerivedReference(
-                table=fk.target_table, key=u.key, batch=batch, file_name=file.path.name, sheet=file.sheet or "",
-                row_numbers=u.rows, fact_rows=u.fact_rows,
-            )  # fmt: skip
+                table=fk.target_table,
+                key=u.key,
+                batch=batch,
+                file_name=file.path.name,
+                sheet=file.sheet or "",
+                row_numbers=u.rows,
+                fact_rows=u.fact_rows,
+            )
             for u in found + pending
             if u.key in inserted or u.key in derived.filled
         )
     if blocking:
         unknown = [(t, u) for t, d in tables.items() for u in d.unknown]
         if unknown:
-            listed = "; ".join(f"{t} {u.key} (rows {', '.join(map(str, u.rows))})" for t, u in unknown[:UNKNOWN_LIST_LIMIT])
+            listed = "; ".join(
+                f"{t} {u.key} (rows {', '.join(map(str, u.rows))})" for t, u in unknown[:UNKNOWN_LIST_LIMIT]
+            )
             more = f"; and {len(unknown) - UNKNOWN_LIST_LIMIT} more" if len(unknown) > UNKNOWN_LIST_LIMIT else ""
             reason = "preload_only strategy" if config.config.strategy == Strategy.PRELOAD_ONLY else "backfill disabled"
             raise FactLoadError(
@@ -376,9 +434,11 @@ def _record_usage(loaded: LoadedDomain, fact, tables: dict[str, DerivedTable]) -
     for fk in loaded.fk_order:
         derived = tables[fk.target_table]
         record_batch_usage(
-            table=fk.target_table, column=fk.source_column, keys=derived.inserted,
+            table=fk.target_table,
+            column=fk.source_column,
+            keys=derived.inserted,
             assets=CLOSING_ASSETS in fact.columns,
-        )  # fmt: skip
+        )
         if derived.filled:
             refresh_usage(table=fk.target_table, keys=derived.filled)
 
@@ -392,7 +452,8 @@ def _existing_rows(cur, fact, *, up_to: int) -> int:
 def _insert(cur, fact, stager: FactStager, batch: FactBatch, *, with_pending: bool) -> tuple[int, dict[str, int]]:
     """Normalise the staged rows into the fact table in one pass, resolve keys stewards merged away, then keep the
     rows with a key the reference tables lack (and, ``with_pending``, a key still pending review) as ``_fact``: all
-    that deriving references needs, a few percent of the batch. Returns (rows loaded, alias-resolved rows per column)."""
+    that deriving references needs, a few percent of the batch. Returns (rows loaded, alias-resolved rows per
+    column)."""
     target = q(fact.name)
     columns = ", ".join(q(c) for c in fact.columns)
     wanted = []
@@ -401,7 +462,8 @@ def _insert(cur, fact, stager: FactStager, batch: FactBatch, *, with_pending: bo
         wanted.append(f"i.{q(column)} NOT IN (SELECT {key} FROM {ref})")
         if with_pending:
             wanted.append(
-                f"i.{q(column)} IN (SELECT {key} FROM {ref} WHERE _needs_review AND _source = '{Source.AUTO_DERIVED.value}')"
+                f"i.{q(column)} IN (SELECT {key} FROM {ref} "
+                f"WHERE _needs_review AND _source = '{Source.AUTO_DERIVED.value}')"
             )
     try:
         with transaction.atomic():
@@ -442,7 +504,9 @@ def _resolve_aliases(cur, fact, *, relation: str, batch_id: int | None = None) -
 def _replace_scope(cur, fact, scope: list[str], batch: FactBatch) -> int:
     """Delete the earlier rows of the batch's scope (e.g. 月度 + 业务类型 + 计划类型); returns how many."""
     target = q(fact.name)
-    match = " AND ".join(f"t.{q(c)} IS NOT DISTINCT FROM s.{q(c)}" if c != "月度" else f"t.{q(c)} = s.{q(c)}" for c in scope)
+    match = " AND ".join(
+        f"t.{q(c)} IS NOT DISTINCT FROM s.{q(c)}" if c != "月度" else f"t.{q(c)} = s.{q(c)}" for c in scope
+    )
     cur.execute(
         f"DELETE FROM {target} t USING (SELECT DISTINCT {', '.join(q(c) for c in scope)} FROM {target} "
         f"WHERE _batch_id = %s) s WHERE {match} AND t._batch_id <> %s",

@@ -30,12 +30,12 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.errors import DataError
 
 from pipeline.config.domain_schema import DomainConfig
+from pipeline.fact_tables import FactTable
 from pipeline.facts import csv_parts
 from pipeline.facts.file_kinds import BLANK_CHARACTERS
 from pipeline.facts.readers import FactFile, FactFileError, parse_month, parse_number
-from pipeline.fact_tables import FactTable
-from refgov.identifiers import quote_pg as q
 from reference.registry import get_table
+from refgov.identifiers import quote_pg as q
 
 
 @dataclass
@@ -111,11 +111,14 @@ class FactStager:
         if self.part_tables:
             cur.execute(f"DROP TABLE IF EXISTS {', '.join(self.part_tables)}")
 
+    def _staged_type(self, column: str) -> str:
+        """Numbers are typed by COPY itself; everything else arrives as text."""
+        field = self.fact.columns.get(column)
+        return field.db_type(connection) if field is not None and _numeric(field) else "text"
+
     def _typed_columns(self, names: dict[str, str] | None = None) -> str:
         return ", ".join(
-            f"{q((names or {}).get(c, c))} "
-            f"{self.fact.columns[c].db_type(connection) if c in self.fact.columns and _numeric(self.fact.columns[c]) else 'text'}"
-            for c in (self.columns if names is None else names)
+            f"{q((names or {}).get(c, c))} {self._staged_type(c)}" for c in (self.columns if names is None else names)
         )
 
     def _copy_csv(self, cur) -> None:
@@ -160,7 +163,7 @@ class FactStager:
                 counts = self._copy_parts(raw, copy_sql, columns_sql, ranges, report)
         columns = ", ".join(f"{q(names[c])} AS {q(c)}" for c in self.columns)
         selects, offset = [], int(self.file.header_row)
-        for table, count in zip(["_fact_csv", *self.part_tables], counts):
+        for table, count in zip(["_fact_csv", *self.part_tables], counts, strict=True):
             selects.append(f"SELECT _seq + {offset} AS _row, {columns} FROM {table}")
             offset += count
         cur.execute(f"CREATE TEMP VIEW _fact_raw AS {' UNION ALL '.join(selects)}")
@@ -186,10 +189,14 @@ class FactStager:
                 for i in range(1, len(ranges))
             ]
             try:
-                first = csv_parts.copy_range(raw, copy_sql.format(table="_fact_csv"), self.file.path, *ranges[0], report)
+                first = csv_parts.copy_range(
+                    raw, copy_sql.format(table="_fact_csv"), self.file.path, *ranges[0], report
+                )
             except BaseException:
                 wait(futures)
-                csv_parts.drop_parts([csv_parts.part_table(token, i) for i, f in enumerate(futures, 1) if not f.exception()])
+                csv_parts.drop_parts(
+                    [csv_parts.part_table(token, i) for i, f in enumerate(futures, 1) if not f.exception()]
+                )
                 raise
         tables = [csv_parts.part_table(token, i) for i, f in enumerate(futures, 1) if not f.exception()]
         if len(tables) < len(futures):
@@ -314,18 +321,19 @@ class FactStager:
                 source = f"v.{q(lookup.from_column)}" if lookup.from_column in self.columns else "NULL"
                 joins.append(
                     f"LEFT JOIN (SELECT DISTINCT ON ({q(lookup.match)}) {q(lookup.match)} AS match, "
-                    f"{q(table.key_column)} AS key FROM {q(table.name)} ORDER BY {q(lookup.match)}, {q(table.key_column)}) "
+                    f"{q(table.key_column)} AS key FROM {q(table.name)} "
+                    f"ORDER BY {q(lookup.match)}, {q(table.key_column)}) "
                     f"{alias} ON {alias}.match = {source}"
                 )
                 default = _literal(lookup.default) if lookup.default is not None else "NULL"
                 value = f"COALESCE({value}, {alias}.key, {default})"
             outer.append(f"{value} AS {q(column)}")
         return f"""
-            SELECT {', '.join(outer)}
+            SELECT {", ".join(outer)}
             FROM (
-                SELECT {', '.join(inner)} FROM {staged}
+                SELECT {", ".join(inner)} FROM {staged}
                 OFFSET 0
-            ) v {' '.join(joins)}
+            ) v {" ".join(joins)}
             """
 
 

@@ -38,8 +38,11 @@ def cut_off_reason(path: Path, *, encoding: str, delimiter: str, width: int) -> 
             return None  # a record longer than MAX_RECORD_BYTES: the reader reports it by itself
         row = newlines - newlines_after + 1
         if quotes % 2:
-            return row, "the file ends inside a quoted field of this row, without a line break: it looks cut off " \
-                        "(still being copied?); nothing loaded"
+            return (
+                row,
+                "the file ends inside a quoted field of this row, without a line break: it looks cut off "
+                "(still being copied?); nothing loaded",
+            )
         fh.seek(start)
         text = fh.read(size - start).decode(encoding, errors="replace")
     fields = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])

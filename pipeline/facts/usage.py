@@ -38,7 +38,7 @@ def refresh_usage(*, table: str, keys: list[str] | None = None) -> int:
     else:
         selected, params = "SELECT unnest(%s::text[])", [list(keys)]
     parts = [
-        f"SELECT f.{q(column)} AS k, f.\"月度\" AS month, count(*) AS n, "
+        f'SELECT f.{q(column)} AS k, f."月度" AS month, count(*) AS n, '
         f"{f'sum(f.{q(assets)})' if assets else '0'} AS assets FROM {q(fact)} f "
         f"WHERE f.{q(column)} IN (SELECT key FROM wanted) GROUP BY 1, 2"
         for fact, column, assets in _facts_using(table)

@@ -8,131 +8,513 @@ from reference.schema_ops import use_business_schema
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipeline', '0001_initial'),
-        ('reference', '0002_sql_functions'),
+        ("pipeline", "0001_initial"),
+        ("reference", "0002_sql_functions"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='FactBatch',
+            name="FactBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('domain', models.CharField(max_length=50, verbose_name='domain')),
-                ('file_name', models.CharField(max_length=255, verbose_name='file')),
-                ('file_path', models.TextField(verbose_name='file path')),
-                ('sheet', models.CharField(blank=True, default='', max_length=100, verbose_name='sheet')),
-                ('checksum', models.CharField(db_index=True, max_length=64, verbose_name='SHA-256')),
-                ('size_bytes', models.BigIntegerField(default=0, verbose_name='size (bytes)')),
-                ('periods', models.JSONField(blank=True, default=list, verbose_name='months')),
-                ('status', models.CharField(choices=[('running', 'running'), ('loaded', 'loaded'), ('rejected', 'rejected'), ('failed', 'failed')], default='running', max_length=10, verbose_name='status')),
-                ('degraded', models.BooleanField(default=False, verbose_name='degraded (preload had failed)')),
-                ('rows_read', models.IntegerField(default=0, verbose_name='rows read')),
-                ('rows_loaded', models.IntegerField(default=0, verbose_name='rows loaded')),
-                ('rows_rejected', models.IntegerField(default=0, verbose_name='rows rejected')),
-                ('rows_replaced', models.IntegerField(default=0, verbose_name='rows replaced')),
-                ('new_references', models.JSONField(blank=True, default=dict, verbose_name='new references per table')),
-                ('message', models.TextField(blank=True, default='', verbose_name='message')),
-                ('started_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='started at')),
-                ('finished_at', models.DateTimeField(blank=True, null=True, verbose_name='finished at')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("domain", models.CharField(max_length=50, verbose_name="domain")),
+                ("file_name", models.CharField(max_length=255, verbose_name="file")),
+                ("file_path", models.TextField(verbose_name="file path")),
+                ("sheet", models.CharField(blank=True, default="", max_length=100, verbose_name="sheet")),
+                ("checksum", models.CharField(db_index=True, max_length=64, verbose_name="SHA-256")),
+                ("size_bytes", models.BigIntegerField(default=0, verbose_name="size (bytes)")),
+                ("periods", models.JSONField(blank=True, default=list, verbose_name="months")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "running"),
+                            ("loaded", "loaded"),
+                            ("rejected", "rejected"),
+                            ("failed", "failed"),
+                        ],
+                        default="running",
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                ("degraded", models.BooleanField(default=False, verbose_name="degraded (preload had failed)")),
+                ("rows_read", models.IntegerField(default=0, verbose_name="rows read")),
+                ("rows_loaded", models.IntegerField(default=0, verbose_name="rows loaded")),
+                ("rows_rejected", models.IntegerField(default=0, verbose_name="rows rejected")),
+                ("rows_replaced", models.IntegerField(default=0, verbose_name="rows replaced")),
+                ("new_references", models.JSONField(blank=True, default=dict, verbose_name="new references per table")),
+                ("message", models.TextField(blank=True, default="", verbose_name="message")),
+                (
+                    "started_at",
+                    models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name="started at"),
+                ),
+                ("finished_at", models.DateTimeField(blank=True, null=True, verbose_name="finished at")),
             ],
             options={
-                'verbose_name': 'fact batch',
-                'verbose_name_plural': 'fact batches',
-                'ordering': ['-started_at'],
-                'indexes': [models.Index(fields=['domain', 'checksum', 'sheet'], name='factbatch_same_file')],
+                "verbose_name": "fact batch",
+                "verbose_name_plural": "fact batches",
+                "ordering": ["-started_at"],
+                "indexes": [models.Index(fields=["domain", "checksum", "sheet"], name="factbatch_same_file")],
             },
         ),
         migrations.CreateModel(
-            name='DerivedReference',
+            name="DerivedReference",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('table', models.CharField(max_length=50, verbose_name='table')),
-                ('key', models.CharField(max_length=100, verbose_name='key')),
-                ('file_name', models.CharField(max_length=255, verbose_name='file')),
-                ('sheet', models.CharField(blank=True, default='', max_length=100, verbose_name='sheet')),
-                ('row_numbers', models.JSONField(blank=True, default=list, verbose_name='row numbers (first ones)')),
-                ('fact_rows', models.IntegerField(default=0, verbose_name='fact rows referencing it')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created at')),
-                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='derived', to='pipeline.factbatch', verbose_name='batch')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("table", models.CharField(max_length=50, verbose_name="table")),
+                ("key", models.CharField(max_length=100, verbose_name="key")),
+                ("file_name", models.CharField(max_length=255, verbose_name="file")),
+                ("sheet", models.CharField(blank=True, default="", max_length=100, verbose_name="sheet")),
+                ("row_numbers", models.JSONField(blank=True, default=list, verbose_name="row numbers (first ones)")),
+                ("fact_rows", models.IntegerField(default=0, verbose_name="fact rows referencing it")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="created at")),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="derived",
+                        to="pipeline.factbatch",
+                        verbose_name="batch",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'derivation provenance',
-                'verbose_name_plural': 'derivation provenance',
-                'ordering': ['table', 'key'],
-                'indexes': [models.Index(fields=['table', 'key'], name='derivedreference_key')],
-                'constraints': [models.UniqueConstraint(fields=('table', 'key', 'batch'), name='derivedreference_once')],
+                "verbose_name": "derivation provenance",
+                "verbose_name_plural": "derivation provenance",
+                "ordering": ["table", "key"],
+                "indexes": [models.Index(fields=["table", "key"], name="derivedreference_key")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("table", "key", "batch"), name="derivedreference_once")
+                ],
             },
         ),
         use_business_schema(),  # the fact tables below live in schema business
         migrations.CreateModel(
-            name='IncomeFact',
+            name="IncomeFact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('month', models.DateField(db_column='月度', verbose_name='month')),
-                ('business_type', models.CharField(blank=True, db_column='业务类型', max_length=50, null=True, verbose_name='business type')),
-                ('plan_type', models.CharField(blank=True, db_column='计划类型', max_length=50, null=True, verbose_name='plan type')),
-                ('plan_name', models.CharField(blank=True, db_column='计划名称', max_length=255, null=True, verbose_name='plan name')),
-                ('portfolio_type', models.CharField(blank=True, db_column='组合类型', max_length=50, null=True, verbose_name='portfolio type')),
-                ('portfolio_name', models.CharField(blank=True, db_column='组合名称', max_length=255, null=True, verbose_name='portfolio name')),
-                ('customer_name', models.CharField(blank=True, db_column='客户名称', max_length=255, null=True, verbose_name='customer name')),
-                ('branch_name', models.CharField(blank=True, db_column='机构名称', max_length=100, null=True, verbose_name='branch name')),
-                ('account_no', models.CharField(blank=True, db_column='年金账户号', max_length=100, null=True, verbose_name='annuity account number')),
-                ('account_name', models.CharField(blank=True, db_column='年金账户名', max_length=255, null=True, verbose_name='annuity account name')),
-                ('company_id', models.CharField(blank=True, db_column='company_id', max_length=50, null=True, verbose_name='company id')),
-                ('fixed_fee', models.DecimalField(blank=True, db_column='固费', decimal_places=2, max_digits=20, null=True, verbose_name='fixed fee')),
-                ('floating_fee', models.DecimalField(blank=True, db_column='浮费', decimal_places=2, max_digits=20, null=True, verbose_name='floating fee')),
-                ('rebate', models.DecimalField(blank=True, db_column='回补', decimal_places=2, max_digits=20, null=True, verbose_name='rebate')),
-                ('tax', models.DecimalField(blank=True, db_column='税', decimal_places=2, max_digits=20, null=True, verbose_name='tax')),
-                ('batch', models.ForeignKey(db_column='_batch_id', db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='pipeline.factbatch', verbose_name='batch')),
-                ('branch', models.ForeignKey(blank=True, db_column='机构代码', db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='%(class)s_rows', to='reference.organization', verbose_name='branch code')),
-                ('plan', models.ForeignKey(blank=True, db_column='计划代码', db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='%(class)s_rows', to='reference.annuityplan', verbose_name='plan code')),
-                ('portfolio', models.ForeignKey(blank=True, db_column='组合代码', db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='%(class)s_rows', to='reference.portfolioplan', verbose_name='portfolio code')),
-                ('product_line', models.ForeignKey(blank=True, db_column='产品线代码', db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='%(class)s_rows', to='reference.productline', verbose_name='product line code')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("month", models.DateField(db_column="月度", verbose_name="month")),
+                (
+                    "business_type",
+                    models.CharField(
+                        blank=True, db_column="业务类型", max_length=50, null=True, verbose_name="business type"
+                    ),
+                ),
+                (
+                    "plan_type",
+                    models.CharField(
+                        blank=True, db_column="计划类型", max_length=50, null=True, verbose_name="plan type"
+                    ),
+                ),
+                (
+                    "plan_name",
+                    models.CharField(
+                        blank=True, db_column="计划名称", max_length=255, null=True, verbose_name="plan name"
+                    ),
+                ),
+                (
+                    "portfolio_type",
+                    models.CharField(
+                        blank=True, db_column="组合类型", max_length=50, null=True, verbose_name="portfolio type"
+                    ),
+                ),
+                (
+                    "portfolio_name",
+                    models.CharField(
+                        blank=True, db_column="组合名称", max_length=255, null=True, verbose_name="portfolio name"
+                    ),
+                ),
+                (
+                    "customer_name",
+                    models.CharField(
+                        blank=True, db_column="客户名称", max_length=255, null=True, verbose_name="customer name"
+                    ),
+                ),
+                (
+                    "branch_name",
+                    models.CharField(
+                        blank=True, db_column="机构名称", max_length=100, null=True, verbose_name="branch name"
+                    ),
+                ),
+                (
+                    "account_no",
+                    models.CharField(
+                        blank=True,
+                        db_column="年金账户号",
+                        max_length=100,
+                        null=True,
+                        verbose_name="annuity account number",
+                    ),
+                ),
+                (
+                    "account_name",
+                    models.CharField(
+                        blank=True,
+                        db_column="年金账户名",
+                        max_length=255,
+                        null=True,
+                        verbose_name="annuity account name",
+                    ),
+                ),
+                (
+                    "company_id",
+                    models.CharField(
+                        blank=True, db_column="company_id", max_length=50, null=True, verbose_name="company id"
+                    ),
+                ),
+                (
+                    "fixed_fee",
+                    models.DecimalField(
+                        blank=True,
+                        db_column="固费",
+                        decimal_places=2,
+                        max_digits=20,
+                        null=True,
+                        verbose_name="fixed fee",
+                    ),
+                ),
+                (
+                    "floating_fee",
+                    models.DecimalField(
+                        blank=True,
+                        db_column="浮费",
+                        decimal_places=2,
+                        max_digits=20,
+                        null=True,
+                        verbose_name="floating fee",
+                    ),
+                ),
+                (
+                    "rebate",
+                    models.DecimalField(
+                        blank=True, db_column="回补", decimal_places=2, max_digits=20, null=True, verbose_name="rebate"
+                    ),
+                ),
+                (
+                    "tax",
+                    models.DecimalField(
+                        blank=True, db_column="税", decimal_places=2, max_digits=20, null=True, verbose_name="tax"
+                    ),
+                ),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        db_column="_batch_id",
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="pipeline.factbatch",
+                        verbose_name="batch",
+                    ),
+                ),
+                (
+                    "branch",
+                    models.ForeignKey(
+                        blank=True,
+                        db_column="机构代码",
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="%(class)s_rows",
+                        to="reference.organization",
+                        verbose_name="branch code",
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        blank=True,
+                        db_column="计划代码",
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="%(class)s_rows",
+                        to="reference.annuityplan",
+                        verbose_name="plan code",
+                    ),
+                ),
+                (
+                    "portfolio",
+                    models.ForeignKey(
+                        blank=True,
+                        db_column="组合代码",
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="%(class)s_rows",
+                        to="reference.portfolioplan",
+                        verbose_name="portfolio code",
+                    ),
+                ),
+                (
+                    "product_line",
+                    models.ForeignKey(
+                        blank=True,
+                        db_column="产品线代码",
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="%(class)s_rows",
+                        to="reference.productline",
+                        verbose_name="product line code",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'income detail',
-                'verbose_name_plural': 'income details',
-                'db_table': '收入明细',
-                'indexes': [models.Index(fields=['month', 'business_type', 'plan_type'], name='incomefact_scope'), models.Index(fields=['plan'], name='incomefact_plan'), models.Index(fields=['portfolio'], name='incomefact_portfolio'), models.Index(fields=['batch'], name='incomefact_batch')],
+                "verbose_name": "income detail",
+                "verbose_name_plural": "income details",
+                "db_table": "收入明细",
+                "indexes": [
+                    models.Index(fields=["month", "business_type", "plan_type"], name="incomefact_scope"),
+                    models.Index(fields=["plan"], name="incomefact_plan"),
+                    models.Index(fields=["portfolio"], name="incomefact_portfolio"),
+                    models.Index(fields=["batch"], name="incomefact_batch"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ScaleFact',
+            name="ScaleFact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('month', models.DateField(db_column='月度', verbose_name='month')),
-                ('business_type', models.CharField(blank=True, db_column='业务类型', max_length=50, null=True, verbose_name='business type')),
-                ('plan_type', models.CharField(blank=True, db_column='计划类型', max_length=50, null=True, verbose_name='plan type')),
-                ('plan_name', models.CharField(blank=True, db_column='计划名称', max_length=255, null=True, verbose_name='plan name')),
-                ('portfolio_type', models.CharField(blank=True, db_column='组合类型', max_length=50, null=True, verbose_name='portfolio type')),
-                ('portfolio_name', models.CharField(blank=True, db_column='组合名称', max_length=255, null=True, verbose_name='portfolio name')),
-                ('customer_name', models.CharField(blank=True, db_column='客户名称', max_length=255, null=True, verbose_name='customer name')),
-                ('branch_name', models.CharField(blank=True, db_column='机构名称', max_length=100, null=True, verbose_name='branch name')),
-                ('account_no', models.CharField(blank=True, db_column='年金账户号', max_length=100, null=True, verbose_name='annuity account number')),
-                ('account_name', models.CharField(blank=True, db_column='年金账户名', max_length=255, null=True, verbose_name='annuity account name')),
-                ('company_id', models.CharField(blank=True, db_column='company_id', max_length=50, null=True, verbose_name='company id')),
-                ('opening_assets', models.DecimalField(blank=True, db_column='期初资产规模', decimal_places=2, max_digits=20, null=True, verbose_name='opening assets')),
-                ('closing_assets', models.DecimalField(blank=True, db_column='期末资产规模', decimal_places=2, max_digits=20, null=True, verbose_name='closing assets')),
-                ('contribution', models.DecimalField(blank=True, db_column='供款', decimal_places=2, max_digits=20, null=True, verbose_name='contribution')),
-                ('outflow_incl_benefits', models.DecimalField(blank=True, db_column='流失_含待遇支付', decimal_places=2, max_digits=20, null=True, verbose_name='outflow incl. benefit payments')),
-                ('outflow', models.DecimalField(blank=True, db_column='流失', decimal_places=2, max_digits=20, null=True, verbose_name='outflow')),
-                ('benefit_payments', models.DecimalField(blank=True, db_column='待遇支付', decimal_places=2, max_digits=20, null=True, verbose_name='benefit payments')),
-                ('investment_income', models.DecimalField(blank=True, db_column='投资收益', decimal_places=2, max_digits=20, null=True, verbose_name='investment income')),
-                ('period_return', models.DecimalField(blank=True, db_column='当期收益率', decimal_places=10, max_digits=20, null=True, verbose_name='period return')),
-                ('annualised_return', models.DecimalField(blank=True, db_column='年化收益率', decimal_places=10, max_digits=20, null=True, verbose_name='annualised return')),
-                ('batch', models.ForeignKey(db_column='_batch_id', db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='pipeline.factbatch', verbose_name='batch')),
-                ('branch', models.ForeignKey(blank=True, db_column='机构代码', db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='%(class)s_rows', to='reference.organization', verbose_name='branch code')),
-                ('plan', models.ForeignKey(blank=True, db_column='计划代码', db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='%(class)s_rows', to='reference.annuityplan', verbose_name='plan code')),
-                ('portfolio', models.ForeignKey(blank=True, db_column='组合代码', db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='%(class)s_rows', to='reference.portfolioplan', verbose_name='portfolio code')),
-                ('product_line', models.ForeignKey(blank=True, db_column='产品线代码', db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='%(class)s_rows', to='reference.productline', verbose_name='product line code')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("month", models.DateField(db_column="月度", verbose_name="month")),
+                (
+                    "business_type",
+                    models.CharField(
+                        blank=True, db_column="业务类型", max_length=50, null=True, verbose_name="business type"
+                    ),
+                ),
+                (
+                    "plan_type",
+                    models.CharField(
+                        blank=True, db_column="计划类型", max_length=50, null=True, verbose_name="plan type"
+                    ),
+                ),
+                (
+                    "plan_name",
+                    models.CharField(
+                        blank=True, db_column="计划名称", max_length=255, null=True, verbose_name="plan name"
+                    ),
+                ),
+                (
+                    "portfolio_type",
+                    models.CharField(
+                        blank=True, db_column="组合类型", max_length=50, null=True, verbose_name="portfolio type"
+                    ),
+                ),
+                (
+                    "portfolio_name",
+                    models.CharField(
+                        blank=True, db_column="组合名称", max_length=255, null=True, verbose_name="portfolio name"
+                    ),
+                ),
+                (
+                    "customer_name",
+                    models.CharField(
+                        blank=True, db_column="客户名称", max_length=255, null=True, verbose_name="customer name"
+                    ),
+                ),
+                (
+                    "branch_name",
+                    models.CharField(
+                        blank=True, db_column="机构名称", max_length=100, null=True, verbose_name="branch name"
+                    ),
+                ),
+                (
+                    "account_no",
+                    models.CharField(
+                        blank=True,
+                        db_column="年金账户号",
+                        max_length=100,
+                        null=True,
+                        verbose_name="annuity account number",
+                    ),
+                ),
+                (
+                    "account_name",
+                    models.CharField(
+                        blank=True,
+                        db_column="年金账户名",
+                        max_length=255,
+                        null=True,
+                        verbose_name="annuity account name",
+                    ),
+                ),
+                (
+                    "company_id",
+                    models.CharField(
+                        blank=True, db_column="company_id", max_length=50, null=True, verbose_name="company id"
+                    ),
+                ),
+                (
+                    "opening_assets",
+                    models.DecimalField(
+                        blank=True,
+                        db_column="期初资产规模",
+                        decimal_places=2,
+                        max_digits=20,
+                        null=True,
+                        verbose_name="opening assets",
+                    ),
+                ),
+                (
+                    "closing_assets",
+                    models.DecimalField(
+                        blank=True,
+                        db_column="期末资产规模",
+                        decimal_places=2,
+                        max_digits=20,
+                        null=True,
+                        verbose_name="closing assets",
+                    ),
+                ),
+                (
+                    "contribution",
+                    models.DecimalField(
+                        blank=True,
+                        db_column="供款",
+                        decimal_places=2,
+                        max_digits=20,
+                        null=True,
+                        verbose_name="contribution",
+                    ),
+                ),
+                (
+                    "outflow_incl_benefits",
+                    models.DecimalField(
+                        blank=True,
+                        db_column="流失_含待遇支付",
+                        decimal_places=2,
+                        max_digits=20,
+                        null=True,
+                        verbose_name="outflow incl. benefit payments",
+                    ),
+                ),
+                (
+                    "outflow",
+                    models.DecimalField(
+                        blank=True, db_column="流失", decimal_places=2, max_digits=20, null=True, verbose_name="outflow"
+                    ),
+                ),
+                (
+                    "benefit_payments",
+                    models.DecimalField(
+                        blank=True,
+                        db_column="待遇支付",
+                        decimal_places=2,
+                        max_digits=20,
+                        null=True,
+                        verbose_name="benefit payments",
+                    ),
+                ),
+                (
+                    "investment_income",
+                    models.DecimalField(
+                        blank=True,
+                        db_column="投资收益",
+                        decimal_places=2,
+                        max_digits=20,
+                        null=True,
+                        verbose_name="investment income",
+                    ),
+                ),
+                (
+                    "period_return",
+                    models.DecimalField(
+                        blank=True,
+                        db_column="当期收益率",
+                        decimal_places=10,
+                        max_digits=20,
+                        null=True,
+                        verbose_name="period return",
+                    ),
+                ),
+                (
+                    "annualised_return",
+                    models.DecimalField(
+                        blank=True,
+                        db_column="年化收益率",
+                        decimal_places=10,
+                        max_digits=20,
+                        null=True,
+                        verbose_name="annualised return",
+                    ),
+                ),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        db_column="_batch_id",
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="pipeline.factbatch",
+                        verbose_name="batch",
+                    ),
+                ),
+                (
+                    "branch",
+                    models.ForeignKey(
+                        blank=True,
+                        db_column="机构代码",
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="%(class)s_rows",
+                        to="reference.organization",
+                        verbose_name="branch code",
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        blank=True,
+                        db_column="计划代码",
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="%(class)s_rows",
+                        to="reference.annuityplan",
+                        verbose_name="plan code",
+                    ),
+                ),
+                (
+                    "portfolio",
+                    models.ForeignKey(
+                        blank=True,
+                        db_column="组合代码",
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="%(class)s_rows",
+                        to="reference.portfolioplan",
+                        verbose_name="portfolio code",
+                    ),
+                ),
+                (
+                    "product_line",
+                    models.ForeignKey(
+                        blank=True,
+                        db_column="产品线代码",
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="%(class)s_rows",
+                        to="reference.productline",
+                        verbose_name="product line code",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'scale detail',
-                'verbose_name_plural': 'scale details',
-                'db_table': '规模明细',
-                'indexes': [models.Index(fields=['month', 'business_type', 'plan_type'], name='scalefact_scope'), models.Index(fields=['plan'], name='scalefact_plan'), models.Index(fields=['portfolio'], name='scalefact_portfolio'), models.Index(fields=['batch'], name='scalefact_batch')],
+                "verbose_name": "scale detail",
+                "verbose_name_plural": "scale details",
+                "db_table": "规模明细",
+                "indexes": [
+                    models.Index(fields=["month", "business_type", "plan_type"], name="scalefact_scope"),
+                    models.Index(fields=["plan"], name="scalefact_plan"),
+                    models.Index(fields=["portfolio"], name="scalefact_portfolio"),
+                    models.Index(fields=["batch"], name="scalefact_batch"),
+                ],
             },
         ),
     ]

@@ -5,32 +5,57 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipeline', '0002_facts'),
+        ("pipeline", "0002_facts"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('preload_failed', 'preload failed or partial'), ('batch_rejected', 'fact batch rejected'), ('facts_waiting', 'facts wait for the preload'), ('degraded', 'facts loaded in degraded mode'), ('share_high', 'auto-derived share above threshold'), ('stale_reviews', 'reviews waiting too long'), ('missed_schedule', 'schedule did not run')], max_length=20, verbose_name='kind')),
-                ('key', models.CharField(help_text='what the alert is about; one open alert per condition', max_length=200, verbose_name='condition')),
-                ('subject', models.CharField(max_length=300, verbose_name='subject')),
-                ('text', models.TextField(blank=True, default='', verbose_name='details')),
-                ('data', models.JSONField(blank=True, default=dict, verbose_name='data')),
-                ('first_seen', models.DateTimeField(default=django.utils.timezone.now, verbose_name='first seen')),
-                ('last_seen', models.DateTimeField(default=django.utils.timezone.now, verbose_name='last seen')),
-                ('times_seen', models.IntegerField(default=1, verbose_name='times seen')),
-                ('resolved_at', models.DateTimeField(blank=True, db_index=True, null=True, verbose_name='resolved at')),
-                ('resolution', models.TextField(blank=True, default='', verbose_name='resolution')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("preload_failed", "preload failed or partial"),
+                            ("batch_rejected", "fact batch rejected"),
+                            ("facts_waiting", "facts wait for the preload"),
+                            ("degraded", "facts loaded in degraded mode"),
+                            ("share_high", "auto-derived share above threshold"),
+                            ("stale_reviews", "reviews waiting too long"),
+                            ("missed_schedule", "schedule did not run"),
+                        ],
+                        max_length=20,
+                        verbose_name="kind",
+                    ),
+                ),
+                (
+                    "key",
+                    models.CharField(
+                        help_text="what the alert is about; one open alert per condition",
+                        max_length=200,
+                        verbose_name="condition",
+                    ),
+                ),
+                ("subject", models.CharField(max_length=300, verbose_name="subject")),
+                ("text", models.TextField(blank=True, default="", verbose_name="details")),
+                ("data", models.JSONField(blank=True, default=dict, verbose_name="data")),
+                ("first_seen", models.DateTimeField(default=django.utils.timezone.now, verbose_name="first seen")),
+                ("last_seen", models.DateTimeField(default=django.utils.timezone.now, verbose_name="last seen")),
+                ("times_seen", models.IntegerField(default=1, verbose_name="times seen")),
+                ("resolved_at", models.DateTimeField(blank=True, db_index=True, null=True, verbose_name="resolved at")),
+                ("resolution", models.TextField(blank=True, default="", verbose_name="resolution")),
             ],
             options={
-                'verbose_name': 'alert',
-                'verbose_name_plural': 'alerts',
-                'ordering': ['-last_seen'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('resolved_at__isnull', True)), fields=('key',), name='alert_open_once')],
+                "verbose_name": "alert",
+                "verbose_name_plural": "alerts",
+                "ordering": ["-last_seen"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("resolved_at__isnull", True)), fields=("key",), name="alert_open_once"
+                    )
+                ],
             },
         ),
     ]

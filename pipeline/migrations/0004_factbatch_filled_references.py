@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipeline', '0003_alerts'),
+        ("pipeline", "0003_alerts"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='factbatch',
-            name='filled_references',
-            field=models.JSONField(blank=True, default=dict, help_text='backfill.mode always: auto-derived rows pending review whose empty fields this batch filled', verbose_name='pending rows completed per table'),
+            model_name="factbatch",
+            name="filled_references",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="backfill.mode always: auto-derived rows pending review whose empty fields this batch filled",
+                verbose_name="pending rows completed per table",
+            ),
         ),
     ]

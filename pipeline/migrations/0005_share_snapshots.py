@@ -4,27 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipeline', '0004_factbatch_filled_references'),
+        ("pipeline", "0004_factbatch_filled_references"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ShareSnapshot',
+            name="ShareSnapshot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('day', models.DateField(verbose_name='day')),
-                ('table', models.CharField(max_length=50, verbose_name='table')),
-                ('total', models.IntegerField(default=0, verbose_name='rows')),
-                ('auto_derived', models.IntegerField(default=0, verbose_name='auto-derived')),
-                ('pending', models.IntegerField(default=0, verbose_name='pending review')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("day", models.DateField(verbose_name="day")),
+                ("table", models.CharField(max_length=50, verbose_name="table")),
+                ("total", models.IntegerField(default=0, verbose_name="rows")),
+                ("auto_derived", models.IntegerField(default=0, verbose_name="auto-derived")),
+                ("pending", models.IntegerField(default=0, verbose_name="pending review")),
             ],
             options={
-                'verbose_name': 'share snapshot',
-                'verbose_name_plural': 'share snapshots',
-                'ordering': ['day', 'table'],
-                'constraints': [models.UniqueConstraint(fields=('day', 'table'), name='sharesnapshot_once_a_day')],
+                "verbose_name": "share snapshot",
+                "verbose_name_plural": "share snapshots",
+                "ordering": ["day", "table"],
+                "constraints": [models.UniqueConstraint(fields=("day", "table"), name="sharesnapshot_once_a_day")],
             },
         ),
     ]

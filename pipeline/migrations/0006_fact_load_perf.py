@@ -12,70 +12,73 @@ ALTER SEQUENCE "收入明细_id_seq" CACHE {n};
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipeline', '0005_share_snapshots'),
+        ("pipeline", "0005_share_snapshots"),
     ]
 
     operations = [
         use_business_schema(),
         migrations.RemoveIndex(
-            model_name='incomefact',
-            name='incomefact_scope',
+            model_name="incomefact",
+            name="incomefact_scope",
         ),
         migrations.RemoveIndex(
-            model_name='incomefact',
-            name='incomefact_plan',
+            model_name="incomefact",
+            name="incomefact_plan",
         ),
         migrations.RemoveIndex(
-            model_name='incomefact',
-            name='incomefact_portfolio',
+            model_name="incomefact",
+            name="incomefact_portfolio",
         ),
         migrations.RemoveIndex(
-            model_name='scalefact',
-            name='scalefact_scope',
+            model_name="scalefact",
+            name="scalefact_scope",
         ),
         migrations.RemoveIndex(
-            model_name='scalefact',
-            name='scalefact_plan',
+            model_name="scalefact",
+            name="scalefact_plan",
         ),
         migrations.RemoveIndex(
-            model_name='scalefact',
-            name='scalefact_portfolio',
+            model_name="scalefact",
+            name="scalefact_portfolio",
         ),
         migrations.AddField(
-            model_name='incomefact',
-            name='source_row',
-            field=models.IntegerField(blank=True, db_column='_source_row', editable=False, null=True, verbose_name='row in the file'),
+            model_name="incomefact",
+            name="source_row",
+            field=models.IntegerField(
+                blank=True, db_column="_source_row", editable=False, null=True, verbose_name="row in the file"
+            ),
         ),
         migrations.AddField(
-            model_name='scalefact',
-            name='source_row',
-            field=models.IntegerField(blank=True, db_column='_source_row', editable=False, null=True, verbose_name='row in the file'),
+            model_name="scalefact",
+            name="source_row",
+            field=models.IntegerField(
+                blank=True, db_column="_source_row", editable=False, null=True, verbose_name="row in the file"
+            ),
         ),
         migrations.AddIndex(
-            model_name='incomefact',
-            index=models.Index(fields=['month'], name='incomefact_month'),
+            model_name="incomefact",
+            index=models.Index(fields=["month"], name="incomefact_month"),
         ),
         migrations.AddIndex(
-            model_name='incomefact',
-            index=models.Index(fields=['plan'], name='incomefact_plan', opclasses=['varchar_pattern_ops']),
+            model_name="incomefact",
+            index=models.Index(fields=["plan"], name="incomefact_plan", opclasses=["varchar_pattern_ops"]),
         ),
         migrations.AddIndex(
-            model_name='incomefact',
-            index=models.Index(fields=['portfolio'], name='incomefact_portfolio', opclasses=['varchar_pattern_ops']),
+            model_name="incomefact",
+            index=models.Index(fields=["portfolio"], name="incomefact_portfolio", opclasses=["varchar_pattern_ops"]),
         ),
         migrations.AddIndex(
-            model_name='scalefact',
-            index=models.Index(fields=['month'], name='scalefact_month'),
+            model_name="scalefact",
+            index=models.Index(fields=["month"], name="scalefact_month"),
         ),
         migrations.AddIndex(
-            model_name='scalefact',
-            index=models.Index(fields=['plan'], name='scalefact_plan', opclasses=['varchar_pattern_ops']),
+            model_name="scalefact",
+            index=models.Index(fields=["plan"], name="scalefact_plan", opclasses=["varchar_pattern_ops"]),
         ),
         migrations.AddIndex(
-            model_name='scalefact',
-            index=models.Index(fields=['portfolio'], name='scalefact_portfolio', opclasses=['varchar_pattern_ops']),
+            model_name="scalefact",
+            index=models.Index(fields=["portfolio"], name="scalefact_portfolio", opclasses=["varchar_pattern_ops"]),
         ),
         migrations.RunSQL(SEQUENCE_CACHE.format(n=1000), SEQUENCE_CACHE.format(n=1)),
     ]

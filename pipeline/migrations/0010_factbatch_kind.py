@@ -18,10 +18,12 @@ class Migration(migrations.Migration):
             model_name="factbatch",
             name="kind",
             field=models.CharField(
-                choices=[("facts", "facts"), ("references", "references only")], default="facts",
+                choices=[("facts", "facts"), ("references", "references only")],
+                default="facts",
                 help_text="references only: a backfill run, which derives reference rows and loads no facts",
-                max_length=10, verbose_name="kind",
-            ),  # fmt: skip
+                max_length=10,
+                verbose_name="kind",
+            ),
         ),
         migrations.RunPython(mark_reference_runs, migrations.RunPython.noop),
     ]

@@ -4,7 +4,21 @@ from .inbox import InboxFile, InboxState
 from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
 
 __all__ = [
-    "Alert", "AlertKind", "DerivedReference", "FactBatch", "FactKind", "FactStatus", "InboxFile", "InboxState",
-    "IncomeFact", "RunStatus", "ScaleFact", "ShareSnapshot", "SyncRun", "SyncTableResult", "SyncUpgrade",
-    "SyncWatermark", "TableStatus",
-]  # fmt: skip
+    "Alert",
+    "AlertKind",
+    "DerivedReference",
+    "FactBatch",
+    "FactKind",
+    "FactStatus",
+    "InboxFile",
+    "InboxState",
+    "IncomeFact",
+    "RunStatus",
+    "ScaleFact",
+    "ShareSnapshot",
+    "SyncRun",
+    "SyncTableResult",
+    "SyncUpgrade",
+    "SyncWatermark",
+    "TableStatus",
+]

@@ -21,7 +21,9 @@ class AlertKind(models.TextChoices):
 
 class Alert(models.Model):
     kind = models.CharField(_("kind"), max_length=20, choices=AlertKind.choices)
-    key = models.CharField(_("condition"), max_length=200, help_text=_("what the alert is about; one open alert per condition"))
+    key = models.CharField(
+        _("condition"), max_length=200, help_text=_("what the alert is about; one open alert per condition")
+    )
     subject = models.CharField(_("subject"), max_length=300)
     text = models.TextField(_("details"), blank=True, default="")
     data = models.JSONField(_("data"), default=dict, blank=True)

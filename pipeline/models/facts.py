@@ -33,9 +33,12 @@ class FactBatch(models.Model):
     periods = models.JSONField(_("months"), default=list, blank=True)
     status = models.CharField(_("status"), max_length=10, choices=FactStatus.choices, default=FactStatus.RUNNING)
     kind = models.CharField(
-        _("kind"), max_length=10, choices=FactKind.choices, default=FactKind.FACTS,
+        _("kind"),
+        max_length=10,
+        choices=FactKind.choices,
+        default=FactKind.FACTS,
         help_text=_("references only: a backfill run, which derives reference rows and loads no facts"),
-    )  # fmt: skip
+    )
     degraded = models.BooleanField(_("degraded (preload had failed)"), default=False)
     rows_read = models.IntegerField(_("rows read"), default=0)
     rows_loaded = models.IntegerField(_("rows loaded"), default=0)
@@ -43,9 +46,11 @@ class FactBatch(models.Model):
     rows_replaced = models.IntegerField(_("rows replaced"), default=0)
     new_references = models.JSONField(_("new references per table"), default=dict, blank=True)
     filled_references = models.JSONField(
-        _("pending rows completed per table"), default=dict, blank=True,
+        _("pending rows completed per table"),
+        default=dict,
+        blank=True,
         help_text=_("backfill.mode always: auto-derived rows pending review whose empty fields this batch filled"),
-    )  # fmt: skip
+    )
     message = models.TextField(_("message"), blank=True, default="")
     started_at = models.DateTimeField(_("started at"), default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
@@ -86,9 +91,15 @@ class DerivedReference(models.Model):
 def _reference(model, column: str, verbose: str) -> models.ForeignKey:
     """A fact's reference key; ``plan.scalefact_rows`` / ``plan.incomefact_rows`` are the facts using a plan."""
     return models.ForeignKey(
-        model, on_delete=models.PROTECT, db_column=column, related_name="%(class)s_rows", verbose_name=verbose,
-        null=True, blank=True, db_index=False,
-    )  # fmt: skip
+        model,
+        on_delete=models.PROTECT,
+        db_column=column,
+        related_name="%(class)s_rows",
+        verbose_name=verbose,
+        null=True,
+        blank=True,
+        db_index=False,
+    )
 
 
 def _money(verbose: str, column: str) -> models.DecimalField:
@@ -118,10 +129,16 @@ class FactRow(models.Model):
     account_name = _text(_("annuity account name"), "年金账户名")
     company_id = _text(_("company id"), "company_id", 50)
     batch = models.ForeignKey(
-        FactBatch, on_delete=models.PROTECT, db_column="_batch_id", verbose_name=_("batch"), related_name="+",
+        FactBatch,
+        on_delete=models.PROTECT,
+        db_column="_batch_id",
+        verbose_name=_("batch"),
+        related_name="+",
         db_index=False,
     )
-    source_row = models.IntegerField(_("row in the file"), db_column="_source_row", null=True, blank=True, editable=False)
+    source_row = models.IntegerField(
+        _("row in the file"), db_column="_source_row", null=True, blank=True, editable=False
+    )
     plan = _reference(AnnuityPlan, "计划代码", _("plan code"))
     portfolio = _reference(PortfolioPlan, "组合代码", _("portfolio code"))
     branch = _reference(Organization, "机构代码", _("branch code"))

@@ -56,18 +56,20 @@ class SyncTableResult(models.Model):
     updated = models.IntegerField(_("updated"), default=0)
     upgraded = models.IntegerField(_("upgraded"), default=0)
     confirmed = models.IntegerField(
-        _("promoted rows confirmed"), default=0,
+        _("promoted rows confirmed"),
+        default=0,
         help_text=_("rows stewards promoted that the source brought for the first time"),
-    )  # fmt: skip
+    )
     unchanged = models.IntegerField(_("unchanged"), default=0)
     errors = models.IntegerField(_("rejected rows"), default=0)
     error_samples = models.JSONField(_("rejected rows (first ones)"), default=list, blank=True)
     missing_at_source = models.IntegerField(_("missing at source"), default=0)
     missing_samples = models.JSONField(_("missing at source (first ones)"), default=list, blank=True)
     awaiting_source = models.IntegerField(
-        _("awaiting the source"), default=0,
+        _("awaiting the source"),
+        default=0,
         help_text=_("rows stewards promoted that the source does not have yet (what the feedback export carries)"),
-    )  # fmt: skip
+    )
     awaiting_samples = models.JSONField(_("awaiting the source (first ones)"), default=list, blank=True)
     columns_not_in_source = models.JSONField(_("columns the source lacks"), default=list, blank=True)
     watermark_from = models.CharField(_("watermark before"), max_length=64, blank=True, default="")
@@ -97,9 +99,11 @@ class SyncUpgrade(models.Model):
     changed = models.JSONField(_("changed values (before, after)"), default=dict, blank=True)
     kept = models.JSONField(_("steward values kept"), default=dict, blank=True)
     promoted = models.BooleanField(
-        _("promoted by a steward"), default=False, db_default=False,
+        _("promoted by a steward"),
+        default=False,
+        db_default=False,
         help_text=_("already authoritative (promoted by a steward) before the source brought it"),
-    )  # fmt: skip
+    )
 
     class Meta:
         verbose_name = _("upgrade to authoritative")

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 
 import psycopg
-from django.utils.translation import gettext as _
 from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
 from pipeline.config import load_config
-from pipeline.dry_run import rolled_back_if
 from pipeline.config.loader import LoadedConfig
 from pipeline.config.schema import LegacyMySQLSource, Strategy
-from pipeline.runs_liveness import close_abandoned_runs, running_record
+from pipeline.dry_run import rolled_back_if
 from pipeline.models import AlertKind, RunStatus, SyncRun, SyncTableResult, SyncWatermark, TableStatus
+from pipeline.runs_liveness import close_abandoned_runs, running_record
 from pipeline.sources.config_file import ConfigFileReader
 from pipeline.sources.legacy_mysql import LegacyTableReader, MySQLServer, SourceError
 from reference.integrity import IntegrityReport, check_reference_integrity
@@ -57,11 +56,29 @@ class PreloadResult:
 
     def summary(self) -> dict:
         fields = [
-            "table", "source", "mode", "status", "rows_read", "inserted", "updated", "upgraded", "confirmed",
-            "unchanged", "errors", "error_samples", "missing_at_source", "missing_samples", "awaiting_source",
-            "awaiting_samples", "columns_not_in_source",
-            "watermark_from", "watermark_to", "message", "duration_ms", "timings_ms",
-        ]  # fmt: skip
+            "table",
+            "source",
+            "mode",
+            "status",
+            "rows_read",
+            "inserted",
+            "updated",
+            "upgraded",
+            "confirmed",
+            "unchanged",
+            "errors",
+            "error_samples",
+            "missing_at_source",
+            "missing_samples",
+            "awaiting_source",
+            "awaiting_samples",
+            "columns_not_in_source",
+            "watermark_from",
+            "watermark_to",
+            "message",
+            "duration_ms",
+            "timings_ms",
+        ]
         return {
             "run_id": None if self.dry_run else self.run.pk,
             "status": self.run.status,
@@ -151,7 +168,10 @@ def _table_message(outcome: TableSyncOutcome) -> str:
     parts = []
     if outcome.errors:
         first = outcome.error_samples[0] if outcome.error_samples else {}
-        parts.append(f"{outcome.errors} rows rejected (first: row {first.get('row')} key {first.get('key')!r}: {first.get('error')})")
+        parts.append(
+            f"{outcome.errors} rows rejected "
+            f"(first: row {first.get('row')} key {first.get('key')!r}: {first.get('error')})"
+        )
     if outcome.missing_at_source:
         parts.append(f"{outcome.missing_at_source} authoritative keys no longer at the source (kept)")
     if outcome.awaiting_source:
@@ -217,20 +237,28 @@ def _alert(config: LoadedConfig, run: SyncRun, results: list[SyncTableResult], u
     """A failed or partial run opens the preload alert; a successful one closes it and any degraded-mode alert."""
     channel = alert_channel(config)
     if run.status == RunStatus.SUCCESS:
-        resolve_alerts(kind=AlertKind.PRELOAD_FAILED, channel=channel, resolution=_("preload run #%(run)d succeeded") % {"run": run.pk})
         resolve_alerts(
-            kind=AlertKind.DEGRADED, channel=channel,
+            kind=AlertKind.PRELOAD_FAILED,
+            channel=channel,
+            resolution=_("preload run #%(run)d succeeded") % {"run": run.pk},
+        )
+        resolve_alerts(
+            kind=AlertKind.DEGRADED,
+            channel=channel,
             resolution=_("preload run #%(run)d succeeded; %(n)d auto-derived rows upgraded to authoritative")
             % {"run": run.pk, "n": sum(not u["promoted"] for u in upgrades)},
-        )  # fmt: skip
+        )
         return
     failed = [r.table for r in results if r.status != TableStatus.SUCCESS]
     raise_alert(
-        kind=AlertKind.PRELOAD_FAILED, key=AlertKind.PRELOAD_FAILED.value, channel=channel,
+        kind=AlertKind.PRELOAD_FAILED,
+        key=AlertKind.PRELOAD_FAILED.value,
+        channel=channel,
         subject=_("preload run #%(run)d %(status)s") % {"run": run.pk, "status": run.get_status_display()}
         + (_(": %(tables)s not synced") % {"tables": "、".join(failed)} if failed else ""),
-        text=run.message, data={"run_id": run.pk, "status": run.status, "tables_failed": failed},
-    )  # fmt: skip
+        text=run.message,
+        data={"run_id": run.pk, "status": run.status, "tables_failed": failed},
+    )
 
 
 class ParentFailed(Exception):
@@ -280,9 +308,14 @@ def _sync_one(
         gates.finish(table, True)
         logger.info(
             "preload %s: read %s, inserted %s, updated %s, upgraded %s, unchanged %s, rejected %s",
-            table, outcome.rows_read, outcome.inserted, outcome.updated, outcome.upgraded,
-            outcome.unchanged, outcome.errors,
-        )  # fmt: skip
+            table,
+            outcome.rows_read,
+            outcome.inserted,
+            outcome.updated,
+            outcome.upgraded,
+            outcome.unchanged,
+            outcome.errors,
+        )
         return result, (f"{table}: {message}" if outcome.errors else None)
     except ParentFailed as exc:
         status, message = TableStatus.SKIPPED, str(exc)
@@ -334,8 +367,13 @@ def _execute(
 
 
 def _finish(
-    service: ReferenceSyncService, run: SyncRun, results: list[SyncTableResult], problems: list[str], *,
-    dry_run: bool, status: RunStatus | None,
+    service: ReferenceSyncService,
+    run: SyncRun,
+    results: list[SyncTableResult],
+    problems: list[str],
+    *,
+    dry_run: bool,
+    status: RunStatus | None,
 ) -> PreloadResult:
     """Check integrity, record the run's outcome (``status``, or success/partial from the problems), alert."""
     integrity = check_reference_integrity(trust_constraints=True)
@@ -346,7 +384,9 @@ def _finish(
     run.integrity = integrity.as_dict()
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "message", "integrity", "finished_at"])
-    logger.log(logging.INFO if run.status == RunStatus.SUCCESS else logging.ERROR, "preload run %s: %s", run.pk, run.status)
+    logger.log(
+        logging.INFO if run.status == RunStatus.SUCCESS else logging.ERROR, "preload run %s: %s", run.pk, run.status
+    )
     upgrades = list(run.upgrades.values("table", "key", "derived_from_domain", "promoted", "changed", "kept"))
     _alert(service.loaded, run, results, upgrades)
     return PreloadResult(run=run, tables=results, integrity=integrity, dry_run=dry_run, upgrades=upgrades)

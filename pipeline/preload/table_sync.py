@@ -18,10 +18,10 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.errors import DataError
 
 from pipeline.bulk import bulk_write_mode, use_bulk_memory
-from refgov.identifiers import quote_pg as q
 from reference.history import Action, change_context
 from reference.models import Source
 from reference.registry import ReferenceTable, get_table
+from refgov.identifiers import quote_pg as q
 
 SAMPLE_LIMIT = 20
 # Above this many new rows, foreign keys and secondary indexes are rebuilt once, set-based, instead of per row.
@@ -137,7 +137,9 @@ class ColumnPlan:
         """Error text for one staged row ``s`` (NULL when the value is fine)."""
         value, raw, name = f"s.{q(self.target)}", f"s.{self.raw_column}", self.target
         if self.parsed:
-            kind = {models.BooleanField: "a yes/no value", models.DateField: "a date"}.get(type(self.field), "an integer")
+            kind = {models.BooleanField: "a yes/no value", models.DateField: "a date"}.get(
+                type(self.field), "an integer"
+            )
             zero_date = f" AND btrim({raw}) NOT LIKE '0000-00-00%'" if isinstance(self.field, models.DateField) else ""
             return (
                 f"CASE WHEN {value} IS NULL AND {raw} IS NOT NULL AND btrim({raw}) <> ''{zero_date} "
@@ -288,8 +290,8 @@ class TableSync:
         cur.execute(
             f"""
             WITH fixed AS (
-                UPDATE _stage SET {', '.join(sets)}, _key_fixed = ({dirty_key})
-                WHERE {' OR '.join([dirty_key, *blank])}
+                UPDATE _stage SET {", ".join(sets)}, _key_fixed = ({dirty_key})
+                WHERE {" OR ".join([dirty_key, *blank])}
                 RETURNING _key_fixed
             )
             SELECT count(*) FILTER (WHERE _key_fixed) FROM fixed
@@ -315,8 +317,8 @@ class TableSync:
             f"""
             CREATE TEMP TABLE _rejected ON COMMIT DROP AS
             SELECT _row, key, error FROM (
-                SELECT s._row, s.{key} AS key, concat_ws('; ', {', '.join(errors)}) AS error
-                FROM _stage s {' '.join(joins)}
+                SELECT s._row, s.{key} AS key, concat_ws('; ', {", ".join(errors)}) AS error
+                FROM _stage s {" ".join(joins)}
             ) e WHERE error <> ''
             """
         )
@@ -349,7 +351,7 @@ class TableSync:
         key = q(self.table.key_column)
         return (
             f"({alias}._source = 'authoritative' AND {alias}._derived_from_domain IS NOT NULL AND NOT EXISTS ("
-            f"SELECT 1 FROM pipeline_syncupgrade u WHERE u.\"table\" = %s AND u.key = {alias}.{key}))"
+            f'SELECT 1 FROM pipeline_syncupgrade u WHERE u."table" = %s AND u.key = {alias}.{key}))'
         )
 
     def _record_upgrades(self, cur, plans: list[ColumnPlan], run_id: int) -> tuple[int, int]:
@@ -413,13 +415,15 @@ class TableSync:
         else:
             distinct = ""
         sets = [f"{c} = {value}" for c, value in values.items()]
-        sets.append(f"_needs_review = CASE WHEN t._source = '{Source.AUTO_DERIVED.value}' THEN false ELSE t._needs_review END")
+        sets.append(
+            f"_needs_review = CASE WHEN t._source = '{Source.AUTO_DERIVED.value}' THEN false ELSE t._needs_review END"
+        )
         sets.append("_source = 'authoritative'")
         with change_context(action=Action.PRELOAD, run_id=self.run_id):
             cur.execute(
                 f"""
                 WITH touched AS (
-                    UPDATE {target} t SET {', '.join(sets)}
+                    UPDATE {target} t SET {", ".join(sets)}
                     FROM _stage p
                     WHERE t.{key} = p.{key} AND NOT p._bad AND (t._source <> 'authoritative' {distinct})
                     RETURNING p._keep
@@ -429,8 +433,8 @@ class TableSync:
             )
             touched, touched_kept = cur.fetchone()
         insert = f"""
-            INSERT INTO {target} ({', '.join(cols)}, _source, _needs_review)
-            SELECT {', '.join('p.' + c for c in cols)}, 'authoritative', false FROM _stage p
+            INSERT INTO {target} ({", ".join(cols)}, _source, _needs_review)
+            SELECT {", ".join("p." + c for c in cols)}, 'authoritative', false FROM _stage p
             WHERE NOT p._bad AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = p.{key})
         """
         with bulk_write_mode(cur, self.table.name, enabled=bulk):

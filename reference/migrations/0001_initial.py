@@ -7,130 +7,535 @@ from reference.schema_ops import create_business_schema, use_business_schema
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         create_business_schema(),
         use_business_schema(),
         migrations.CreateModel(
-            name='AnnuityPlan',
+            name="AnnuityPlan",
             fields=[
-                ('source', models.CharField(choices=[('authoritative', 'Authoritative'), ('auto_derived', 'Auto-derived')], db_column='_source', db_default='authoritative', default='authoritative', max_length=20, verbose_name='source')),
-                ('needs_review', models.BooleanField(db_column='_needs_review', db_default=False, default=False, verbose_name='needs review')),
-                ('derived_from_domain', models.CharField(blank=True, db_column='_derived_from_domain', max_length=50, null=True, verbose_name='derived from domain')),
-                ('derived_at', models.DateTimeField(blank=True, db_column='_derived_at', null=True, verbose_name='derived at')),
-                ('plan_code', models.CharField(db_column='年金计划号', max_length=50, primary_key=True, serialize=False, verbose_name='plan code')),
-                ('short_name', models.CharField(blank=True, db_column='计划简称', max_length=255, null=True, verbose_name='plan short name')),
-                ('full_name', models.CharField(blank=True, db_column='计划全称', max_length=255, null=True, verbose_name='plan full name')),
-                ('lead_branch_code', models.CharField(blank=True, db_column='主拓代码', max_length=50, null=True, verbose_name='lead branch code')),
-                ('plan_type', models.CharField(blank=True, db_column='计划类型', max_length=50, null=True, verbose_name='plan type')),
-                ('customer_name', models.CharField(blank=True, db_column='客户名称', max_length=255, null=True, verbose_name='customer name')),
-                ('company_id', models.CharField(blank=True, db_column='company_id', max_length=50, null=True, verbose_name='company id')),
-                ('qualification', models.CharField(blank=True, db_column='管理资格', max_length=255, null=True, verbose_name='management qualification')),
-                ('status', models.CharField(blank=True, db_column='计划状态', max_length=50, null=True, verbose_name='plan status')),
-                ('lead_branch', models.CharField(blank=True, db_column='主拓机构', max_length=100, null=True, verbose_name='lead branch')),
-                ('portfolio_count', models.IntegerField(blank=True, db_column='组合数', null=True, verbose_name='portfolio count')),
-                ('is_umbrella', models.BooleanField(blank=True, db_column='是否统括', null=True, verbose_name='umbrella plan')),
-                ('remark', models.TextField(blank=True, db_column='备注', null=True, verbose_name='remark')),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("authoritative", "Authoritative"), ("auto_derived", "Auto-derived")],
+                        db_column="_source",
+                        db_default="authoritative",
+                        default="authoritative",
+                        max_length=20,
+                        verbose_name="source",
+                    ),
+                ),
+                (
+                    "needs_review",
+                    models.BooleanField(
+                        db_column="_needs_review", db_default=False, default=False, verbose_name="needs review"
+                    ),
+                ),
+                (
+                    "derived_from_domain",
+                    models.CharField(
+                        blank=True,
+                        db_column="_derived_from_domain",
+                        max_length=50,
+                        null=True,
+                        verbose_name="derived from domain",
+                    ),
+                ),
+                (
+                    "derived_at",
+                    models.DateTimeField(blank=True, db_column="_derived_at", null=True, verbose_name="derived at"),
+                ),
+                (
+                    "plan_code",
+                    models.CharField(
+                        db_column="年金计划号",
+                        max_length=50,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="plan code",
+                    ),
+                ),
+                (
+                    "short_name",
+                    models.CharField(
+                        blank=True, db_column="计划简称", max_length=255, null=True, verbose_name="plan short name"
+                    ),
+                ),
+                (
+                    "full_name",
+                    models.CharField(
+                        blank=True, db_column="计划全称", max_length=255, null=True, verbose_name="plan full name"
+                    ),
+                ),
+                (
+                    "lead_branch_code",
+                    models.CharField(
+                        blank=True, db_column="主拓代码", max_length=50, null=True, verbose_name="lead branch code"
+                    ),
+                ),
+                (
+                    "plan_type",
+                    models.CharField(
+                        blank=True, db_column="计划类型", max_length=50, null=True, verbose_name="plan type"
+                    ),
+                ),
+                (
+                    "customer_name",
+                    models.CharField(
+                        blank=True, db_column="客户名称", max_length=255, null=True, verbose_name="customer name"
+                    ),
+                ),
+                (
+                    "company_id",
+                    models.CharField(
+                        blank=True, db_column="company_id", max_length=50, null=True, verbose_name="company id"
+                    ),
+                ),
+                (
+                    "qualification",
+                    models.CharField(
+                        blank=True,
+                        db_column="管理资格",
+                        max_length=255,
+                        null=True,
+                        verbose_name="management qualification",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        blank=True, db_column="计划状态", max_length=50, null=True, verbose_name="plan status"
+                    ),
+                ),
+                (
+                    "lead_branch",
+                    models.CharField(
+                        blank=True, db_column="主拓机构", max_length=100, null=True, verbose_name="lead branch"
+                    ),
+                ),
+                (
+                    "portfolio_count",
+                    models.IntegerField(blank=True, db_column="组合数", null=True, verbose_name="portfolio count"),
+                ),
+                (
+                    "is_umbrella",
+                    models.BooleanField(blank=True, db_column="是否统括", null=True, verbose_name="umbrella plan"),
+                ),
+                ("remark", models.TextField(blank=True, db_column="备注", null=True, verbose_name="remark")),
             ],
             options={
-                'verbose_name': 'annuity plan',
-                'verbose_name_plural': 'annuity plans',
-                'db_table': '年金计划',
-                'ordering': ['plan_code'],
-                'abstract': False,
-                'indexes': [models.Index(condition=models.Q(('needs_review', True)), fields=['derived_at'], name='annuityplan_review_queue'), models.Index(condition=models.Q(('source', 'auto_derived')), fields=['derived_from_domain', 'derived_at'], name='annuityplan_auto_derived')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('source__in', ['authoritative', 'auto_derived'])), name='annuityplan_source_valid')],
+                "verbose_name": "annuity plan",
+                "verbose_name_plural": "annuity plans",
+                "db_table": "年金计划",
+                "ordering": ["plan_code"],
+                "abstract": False,
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("needs_review", True)),
+                        fields=["derived_at"],
+                        name="annuityplan_review_queue",
+                    ),
+                    models.Index(
+                        condition=models.Q(("source", "auto_derived")),
+                        fields=["derived_from_domain", "derived_at"],
+                        name="annuityplan_auto_derived",
+                    ),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("source__in", ["authoritative", "auto_derived"])),
+                        name="annuityplan_source_valid",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Organization',
+            name="Organization",
             fields=[
-                ('source', models.CharField(choices=[('authoritative', 'Authoritative'), ('auto_derived', 'Auto-derived')], db_column='_source', db_default='authoritative', default='authoritative', max_length=20, verbose_name='source')),
-                ('needs_review', models.BooleanField(db_column='_needs_review', db_default=False, default=False, verbose_name='needs review')),
-                ('derived_from_domain', models.CharField(blank=True, db_column='_derived_from_domain', max_length=50, null=True, verbose_name='derived from domain')),
-                ('derived_at', models.DateTimeField(blank=True, db_column='_derived_at', null=True, verbose_name='derived at')),
-                ('code', models.CharField(db_column='机构代码', max_length=20, primary_key=True, serialize=False, verbose_name='branch code')),
-                ('name', models.CharField(blank=True, db_column='机构', max_length=100, null=True, verbose_name='branch')),
-                ('annuity_center', models.CharField(blank=True, db_column='年金中心', max_length=100, null=True, verbose_name='annuity center')),
-                ('region', models.CharField(blank=True, db_column='战区', max_length=100, null=True, verbose_name='region')),
-                ('branch_no', models.IntegerField(blank=True, db_column='NO_机构', null=True, verbose_name='branch order')),
-                ('center_no', models.IntegerField(blank=True, db_column='NO_年金中心', null=True, verbose_name='annuity center order')),
-                ('region_no', models.IntegerField(blank=True, db_column='NO_区域', null=True, verbose_name='region order')),
-                ('new_structure', models.CharField(blank=True, db_column='新架构', max_length=100, null=True, verbose_name='new structure')),
-                ('admin_domain', models.CharField(blank=True, db_column='行政域', max_length=100, null=True, verbose_name='administrative domain')),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("authoritative", "Authoritative"), ("auto_derived", "Auto-derived")],
+                        db_column="_source",
+                        db_default="authoritative",
+                        default="authoritative",
+                        max_length=20,
+                        verbose_name="source",
+                    ),
+                ),
+                (
+                    "needs_review",
+                    models.BooleanField(
+                        db_column="_needs_review", db_default=False, default=False, verbose_name="needs review"
+                    ),
+                ),
+                (
+                    "derived_from_domain",
+                    models.CharField(
+                        blank=True,
+                        db_column="_derived_from_domain",
+                        max_length=50,
+                        null=True,
+                        verbose_name="derived from domain",
+                    ),
+                ),
+                (
+                    "derived_at",
+                    models.DateTimeField(blank=True, db_column="_derived_at", null=True, verbose_name="derived at"),
+                ),
+                (
+                    "code",
+                    models.CharField(
+                        db_column="机构代码",
+                        max_length=20,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="branch code",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(blank=True, db_column="机构", max_length=100, null=True, verbose_name="branch"),
+                ),
+                (
+                    "annuity_center",
+                    models.CharField(
+                        blank=True, db_column="年金中心", max_length=100, null=True, verbose_name="annuity center"
+                    ),
+                ),
+                (
+                    "region",
+                    models.CharField(blank=True, db_column="战区", max_length=100, null=True, verbose_name="region"),
+                ),
+                (
+                    "branch_no",
+                    models.IntegerField(blank=True, db_column="NO_机构", null=True, verbose_name="branch order"),
+                ),
+                (
+                    "center_no",
+                    models.IntegerField(
+                        blank=True, db_column="NO_年金中心", null=True, verbose_name="annuity center order"
+                    ),
+                ),
+                (
+                    "region_no",
+                    models.IntegerField(blank=True, db_column="NO_区域", null=True, verbose_name="region order"),
+                ),
+                (
+                    "new_structure",
+                    models.CharField(
+                        blank=True, db_column="新架构", max_length=100, null=True, verbose_name="new structure"
+                    ),
+                ),
+                (
+                    "admin_domain",
+                    models.CharField(
+                        blank=True, db_column="行政域", max_length=100, null=True, verbose_name="administrative domain"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'organization',
-                'verbose_name_plural': 'organizations',
-                'db_table': '组织架构',
-                'ordering': ['code'],
-                'abstract': False,
-                'indexes': [models.Index(condition=models.Q(('needs_review', True)), fields=['derived_at'], name='organization_review_queue'), models.Index(condition=models.Q(('source', 'auto_derived')), fields=['derived_from_domain', 'derived_at'], name='organization_auto_derived')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('source__in', ['authoritative', 'auto_derived'])), name='organization_source_valid')],
+                "verbose_name": "organization",
+                "verbose_name_plural": "organizations",
+                "db_table": "组织架构",
+                "ordering": ["code"],
+                "abstract": False,
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("needs_review", True)),
+                        fields=["derived_at"],
+                        name="organization_review_queue",
+                    ),
+                    models.Index(
+                        condition=models.Q(("source", "auto_derived")),
+                        fields=["derived_from_domain", "derived_at"],
+                        name="organization_auto_derived",
+                    ),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("source__in", ["authoritative", "auto_derived"])),
+                        name="organization_source_valid",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ProductLine',
+            name="ProductLine",
             fields=[
-                ('source', models.CharField(choices=[('authoritative', 'Authoritative'), ('auto_derived', 'Auto-derived')], db_column='_source', db_default='authoritative', default='authoritative', max_length=20, verbose_name='source')),
-                ('needs_review', models.BooleanField(db_column='_needs_review', db_default=False, default=False, verbose_name='needs review')),
-                ('derived_from_domain', models.CharField(blank=True, db_column='_derived_from_domain', max_length=50, null=True, verbose_name='derived from domain')),
-                ('derived_at', models.DateTimeField(blank=True, db_column='_derived_at', null=True, verbose_name='derived at')),
-                ('code', models.CharField(db_column='产品线代码', max_length=20, primary_key=True, serialize=False, verbose_name='product line code')),
-                ('name', models.CharField(blank=True, db_column='产品线', max_length=100, null=True, verbose_name='product line')),
-                ('category', models.CharField(blank=True, db_column='产品类别', max_length=100, null=True, verbose_name='product category')),
-                ('business_group', models.CharField(blank=True, db_column='业务大类', max_length=100, null=True, verbose_name='business group')),
-                ('line_no', models.IntegerField(blank=True, db_column='NO_产品线', null=True, verbose_name='product line order')),
-                ('category_no', models.IntegerField(blank=True, db_column='NO_产品类别', null=True, verbose_name='product category order')),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("authoritative", "Authoritative"), ("auto_derived", "Auto-derived")],
+                        db_column="_source",
+                        db_default="authoritative",
+                        default="authoritative",
+                        max_length=20,
+                        verbose_name="source",
+                    ),
+                ),
+                (
+                    "needs_review",
+                    models.BooleanField(
+                        db_column="_needs_review", db_default=False, default=False, verbose_name="needs review"
+                    ),
+                ),
+                (
+                    "derived_from_domain",
+                    models.CharField(
+                        blank=True,
+                        db_column="_derived_from_domain",
+                        max_length=50,
+                        null=True,
+                        verbose_name="derived from domain",
+                    ),
+                ),
+                (
+                    "derived_at",
+                    models.DateTimeField(blank=True, db_column="_derived_at", null=True, verbose_name="derived at"),
+                ),
+                (
+                    "code",
+                    models.CharField(
+                        db_column="产品线代码",
+                        max_length=20,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="product line code",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        blank=True, db_column="产品线", max_length=100, null=True, verbose_name="product line"
+                    ),
+                ),
+                (
+                    "category",
+                    models.CharField(
+                        blank=True, db_column="产品类别", max_length=100, null=True, verbose_name="product category"
+                    ),
+                ),
+                (
+                    "business_group",
+                    models.CharField(
+                        blank=True, db_column="业务大类", max_length=100, null=True, verbose_name="business group"
+                    ),
+                ),
+                (
+                    "line_no",
+                    models.IntegerField(
+                        blank=True, db_column="NO_产品线", null=True, verbose_name="product line order"
+                    ),
+                ),
+                (
+                    "category_no",
+                    models.IntegerField(
+                        blank=True, db_column="NO_产品类别", null=True, verbose_name="product category order"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'product line',
-                'verbose_name_plural': 'product lines',
-                'db_table': '产品线',
-                'ordering': ['code'],
-                'abstract': False,
-                'indexes': [models.Index(condition=models.Q(('needs_review', True)), fields=['derived_at'], name='productline_review_queue'), models.Index(condition=models.Q(('source', 'auto_derived')), fields=['derived_from_domain', 'derived_at'], name='productline_auto_derived')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('source__in', ['authoritative', 'auto_derived'])), name='productline_source_valid')],
+                "verbose_name": "product line",
+                "verbose_name_plural": "product lines",
+                "db_table": "产品线",
+                "ordering": ["code"],
+                "abstract": False,
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("needs_review", True)),
+                        fields=["derived_at"],
+                        name="productline_review_queue",
+                    ),
+                    models.Index(
+                        condition=models.Q(("source", "auto_derived")),
+                        fields=["derived_from_domain", "derived_at"],
+                        name="productline_auto_derived",
+                    ),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("source__in", ["authoritative", "auto_derived"])),
+                        name="productline_source_valid",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PortfolioPlan',
+            name="PortfolioPlan",
             fields=[
-                ('source', models.CharField(choices=[('authoritative', 'Authoritative'), ('auto_derived', 'Auto-derived')], db_column='_source', db_default='authoritative', default='authoritative', max_length=20, verbose_name='source')),
-                ('needs_review', models.BooleanField(db_column='_needs_review', db_default=False, default=False, verbose_name='needs review')),
-                ('derived_from_domain', models.CharField(blank=True, db_column='_derived_from_domain', max_length=50, null=True, verbose_name='derived from domain')),
-                ('derived_at', models.DateTimeField(blank=True, db_column='_derived_at', null=True, verbose_name='derived at')),
-                ('portfolio_code', models.CharField(db_column='组合代码', max_length=50, primary_key=True, serialize=False, verbose_name='portfolio code')),
-                ('name', models.CharField(blank=True, db_column='组合名称', max_length=255, null=True, verbose_name='portfolio name')),
-                ('short_name', models.CharField(blank=True, db_column='组合简称', max_length=255, null=True, verbose_name='portfolio short name')),
-                ('status', models.CharField(blank=True, db_column='组合状态', max_length=50, null=True, verbose_name='portfolio status')),
-                ('start_date', models.DateField(blank=True, db_column='运作开始日', null=True, verbose_name='operation start date')),
-                ('portfolio_type', models.CharField(blank=True, db_column='组合类型', max_length=50, null=True, verbose_name='portfolio type')),
-                ('subcategory', models.CharField(blank=True, db_column='子分类', max_length=50, null=True, verbose_name='subcategory')),
-                ('trustee', models.CharField(blank=True, db_column='受托人', max_length=255, null=True, verbose_name='trustee')),
-                ('is_deposit', models.BooleanField(blank=True, db_column='是否存款组合', null=True, verbose_name='deposit portfolio')),
-                ('is_external', models.BooleanField(blank=True, db_column='是否外部组合', null=True, verbose_name='external portfolio')),
-                ('is_pk', models.BooleanField(blank=True, db_column='是否PK组合', null=True, verbose_name='PK portfolio')),
-                ('investment_manager', models.CharField(blank=True, db_column='投资管理人', max_length=255, null=True, verbose_name='investment manager')),
-                ('trustee_manager', models.CharField(blank=True, db_column='受托管理人', max_length=255, null=True, verbose_name='trustee manager')),
-                ('investment_portfolio_code', models.CharField(blank=True, db_column='投资组合代码', max_length=50, null=True, verbose_name='investment portfolio code')),
-                ('investment_portfolio_name', models.CharField(blank=True, db_column='投资组合名称', max_length=255, null=True, verbose_name='investment portfolio name')),
-                ('remark', models.TextField(blank=True, db_column='备注', null=True, verbose_name='remark')),
-                ('plan', models.ForeignKey(blank=True, db_column='年金计划号', db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='portfolios', to='reference.annuityplan', verbose_name='plan code')),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("authoritative", "Authoritative"), ("auto_derived", "Auto-derived")],
+                        db_column="_source",
+                        db_default="authoritative",
+                        default="authoritative",
+                        max_length=20,
+                        verbose_name="source",
+                    ),
+                ),
+                (
+                    "needs_review",
+                    models.BooleanField(
+                        db_column="_needs_review", db_default=False, default=False, verbose_name="needs review"
+                    ),
+                ),
+                (
+                    "derived_from_domain",
+                    models.CharField(
+                        blank=True,
+                        db_column="_derived_from_domain",
+                        max_length=50,
+                        null=True,
+                        verbose_name="derived from domain",
+                    ),
+                ),
+                (
+                    "derived_at",
+                    models.DateTimeField(blank=True, db_column="_derived_at", null=True, verbose_name="derived at"),
+                ),
+                (
+                    "portfolio_code",
+                    models.CharField(
+                        db_column="组合代码",
+                        max_length=50,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="portfolio code",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        blank=True, db_column="组合名称", max_length=255, null=True, verbose_name="portfolio name"
+                    ),
+                ),
+                (
+                    "short_name",
+                    models.CharField(
+                        blank=True, db_column="组合简称", max_length=255, null=True, verbose_name="portfolio short name"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        blank=True, db_column="组合状态", max_length=50, null=True, verbose_name="portfolio status"
+                    ),
+                ),
+                (
+                    "start_date",
+                    models.DateField(
+                        blank=True, db_column="运作开始日", null=True, verbose_name="operation start date"
+                    ),
+                ),
+                (
+                    "portfolio_type",
+                    models.CharField(
+                        blank=True, db_column="组合类型", max_length=50, null=True, verbose_name="portfolio type"
+                    ),
+                ),
+                (
+                    "subcategory",
+                    models.CharField(
+                        blank=True, db_column="子分类", max_length=50, null=True, verbose_name="subcategory"
+                    ),
+                ),
+                (
+                    "trustee",
+                    models.CharField(blank=True, db_column="受托人", max_length=255, null=True, verbose_name="trustee"),
+                ),
+                (
+                    "is_deposit",
+                    models.BooleanField(
+                        blank=True, db_column="是否存款组合", null=True, verbose_name="deposit portfolio"
+                    ),
+                ),
+                (
+                    "is_external",
+                    models.BooleanField(
+                        blank=True, db_column="是否外部组合", null=True, verbose_name="external portfolio"
+                    ),
+                ),
+                (
+                    "is_pk",
+                    models.BooleanField(blank=True, db_column="是否PK组合", null=True, verbose_name="PK portfolio"),
+                ),
+                (
+                    "investment_manager",
+                    models.CharField(
+                        blank=True, db_column="投资管理人", max_length=255, null=True, verbose_name="investment manager"
+                    ),
+                ),
+                (
+                    "trustee_manager",
+                    models.CharField(
+                        blank=True, db_column="受托管理人", max_length=255, null=True, verbose_name="trustee manager"
+                    ),
+                ),
+                (
+                    "investment_portfolio_code",
+                    models.CharField(
+                        blank=True,
+                        db_column="投资组合代码",
+                        max_length=50,
+                        null=True,
+                        verbose_name="investment portfolio code",
+                    ),
+                ),
+                (
+                    "investment_portfolio_name",
+                    models.CharField(
+                        blank=True,
+                        db_column="投资组合名称",
+                        max_length=255,
+                        null=True,
+                        verbose_name="investment portfolio name",
+                    ),
+                ),
+                ("remark", models.TextField(blank=True, db_column="备注", null=True, verbose_name="remark")),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        blank=True,
+                        db_column="年金计划号",
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="portfolios",
+                        to="reference.annuityplan",
+                        verbose_name="plan code",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'portfolio plan',
-                'verbose_name_plural': 'portfolio plans',
-                'db_table': '组合计划',
-                'ordering': ['portfolio_code'],
-                'abstract': False,
-                'indexes': [models.Index(condition=models.Q(('needs_review', True)), fields=['derived_at'], name='portfolioplan_review_queue'), models.Index(condition=models.Q(('source', 'auto_derived')), fields=['derived_from_domain', 'derived_at'], name='portfolioplan_auto_derived'), models.Index(fields=['plan'], name='portfolioplan_plan')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('source__in', ['authoritative', 'auto_derived'])), name='portfolioplan_source_valid')],
+                "verbose_name": "portfolio plan",
+                "verbose_name_plural": "portfolio plans",
+                "db_table": "组合计划",
+                "ordering": ["portfolio_code"],
+                "abstract": False,
+                "indexes": [
+                    models.Index(
+                        condition=models.Q(("needs_review", True)),
+                        fields=["derived_at"],
+                        name="portfolioplan_review_queue",
+                    ),
+                    models.Index(
+                        condition=models.Q(("source", "auto_derived")),
+                        fields=["derived_from_domain", "derived_at"],
+                        name="portfolioplan_auto_derived",
+                    ),
+                    models.Index(fields=["plan"], name="portfolioplan_plan"),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("source__in", ["authoritative", "auto_derived"])),
+                        name="portfolioplan_source_valid",
+                    )
+                ],
             },
         ),
     ]

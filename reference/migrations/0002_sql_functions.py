@@ -1,4 +1,5 @@
-"""Drop unused pattern indexes; set-based value parsing used by the preload: each returns NULL for blank or unparseable input, never raises."""
+"""Drop unused pattern indexes; set-based value parsing used by the preload: each returns NULL for blank or
+unparseable input, never raises."""
 
 from django.db import migrations
 

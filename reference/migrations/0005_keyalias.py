@@ -4,27 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reference', '0004_groups_alerts'),
+        ("reference", "0004_groups_alerts"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='KeyAlias',
+            name="KeyAlias",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('table', models.CharField(max_length=50, verbose_name='table')),
-                ('alias', models.CharField(max_length=100, verbose_name='wrong key')),
-                ('canonical', models.CharField(max_length=100, verbose_name='right key')),
-                ('created_by', models.CharField(blank=True, default='', max_length=150, verbose_name='merged by')),
-                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='merged at')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("table", models.CharField(max_length=50, verbose_name="table")),
+                ("alias", models.CharField(max_length=100, verbose_name="wrong key")),
+                ("canonical", models.CharField(max_length=100, verbose_name="right key")),
+                ("created_by", models.CharField(blank=True, default="", max_length=150, verbose_name="merged by")),
+                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="merged at")),
             ],
             options={
-                'verbose_name': 'key alias',
-                'verbose_name_plural': 'key aliases',
-                'ordering': ['table', 'alias'],
-                'constraints': [models.UniqueConstraint(fields=('table', 'alias'), name='keyalias_once')],
+                "verbose_name": "key alias",
+                "verbose_name_plural": "key aliases",
+                "ordering": ["table", "alias"],
+                "constraints": [models.UniqueConstraint(fields=("table", "alias"), name="keyalias_once")],
             },
         ),
     ]

@@ -5,66 +5,117 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reference', '0005_keyalias'),
+        ("reference", "0005_keyalias"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AnnuityPlanUsage',
+            name="AnnuityPlanUsage",
             fields=[
-                ('fact_rows', models.BigIntegerField(default=0, verbose_name='fact rows')),
-                ('closing_assets', models.DecimalField(decimal_places=2, default=0, max_digits=24, verbose_name='closing assets')),
-                ('months', models.IntegerField(default=0, verbose_name='months')),
-                ('refreshed_at', models.DateTimeField(auto_now=True, verbose_name='refreshed at')),
-                ('row', models.OneToOneField(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, primary_key=True, related_name='usage', serialize=False, to='reference.annuityplan')),
+                ("fact_rows", models.BigIntegerField(default=0, verbose_name="fact rows")),
+                (
+                    "closing_assets",
+                    models.DecimalField(decimal_places=2, default=0, max_digits=24, verbose_name="closing assets"),
+                ),
+                ("months", models.IntegerField(default=0, verbose_name="months")),
+                ("refreshed_at", models.DateTimeField(auto_now=True, verbose_name="refreshed at")),
+                (
+                    "row",
+                    models.OneToOneField(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        primary_key=True,
+                        related_name="usage",
+                        serialize=False,
+                        to="reference.annuityplan",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'usage',
-                'verbose_name_plural': 'usage',
+                "verbose_name": "usage",
+                "verbose_name_plural": "usage",
             },
         ),
         migrations.CreateModel(
-            name='OrganizationUsage',
+            name="OrganizationUsage",
             fields=[
-                ('fact_rows', models.BigIntegerField(default=0, verbose_name='fact rows')),
-                ('closing_assets', models.DecimalField(decimal_places=2, default=0, max_digits=24, verbose_name='closing assets')),
-                ('months', models.IntegerField(default=0, verbose_name='months')),
-                ('refreshed_at', models.DateTimeField(auto_now=True, verbose_name='refreshed at')),
-                ('row', models.OneToOneField(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, primary_key=True, related_name='usage', serialize=False, to='reference.organization')),
+                ("fact_rows", models.BigIntegerField(default=0, verbose_name="fact rows")),
+                (
+                    "closing_assets",
+                    models.DecimalField(decimal_places=2, default=0, max_digits=24, verbose_name="closing assets"),
+                ),
+                ("months", models.IntegerField(default=0, verbose_name="months")),
+                ("refreshed_at", models.DateTimeField(auto_now=True, verbose_name="refreshed at")),
+                (
+                    "row",
+                    models.OneToOneField(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        primary_key=True,
+                        related_name="usage",
+                        serialize=False,
+                        to="reference.organization",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'usage',
-                'verbose_name_plural': 'usage',
+                "verbose_name": "usage",
+                "verbose_name_plural": "usage",
             },
         ),
         migrations.CreateModel(
-            name='PortfolioPlanUsage',
+            name="PortfolioPlanUsage",
             fields=[
-                ('fact_rows', models.BigIntegerField(default=0, verbose_name='fact rows')),
-                ('closing_assets', models.DecimalField(decimal_places=2, default=0, max_digits=24, verbose_name='closing assets')),
-                ('months', models.IntegerField(default=0, verbose_name='months')),
-                ('refreshed_at', models.DateTimeField(auto_now=True, verbose_name='refreshed at')),
-                ('row', models.OneToOneField(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, primary_key=True, related_name='usage', serialize=False, to='reference.portfolioplan')),
+                ("fact_rows", models.BigIntegerField(default=0, verbose_name="fact rows")),
+                (
+                    "closing_assets",
+                    models.DecimalField(decimal_places=2, default=0, max_digits=24, verbose_name="closing assets"),
+                ),
+                ("months", models.IntegerField(default=0, verbose_name="months")),
+                ("refreshed_at", models.DateTimeField(auto_now=True, verbose_name="refreshed at")),
+                (
+                    "row",
+                    models.OneToOneField(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        primary_key=True,
+                        related_name="usage",
+                        serialize=False,
+                        to="reference.portfolioplan",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'usage',
-                'verbose_name_plural': 'usage',
+                "verbose_name": "usage",
+                "verbose_name_plural": "usage",
             },
         ),
         migrations.CreateModel(
-            name='ProductLineUsage',
+            name="ProductLineUsage",
             fields=[
-                ('fact_rows', models.BigIntegerField(default=0, verbose_name='fact rows')),
-                ('closing_assets', models.DecimalField(decimal_places=2, default=0, max_digits=24, verbose_name='closing assets')),
-                ('months', models.IntegerField(default=0, verbose_name='months')),
-                ('refreshed_at', models.DateTimeField(auto_now=True, verbose_name='refreshed at')),
-                ('row', models.OneToOneField(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, primary_key=True, related_name='usage', serialize=False, to='reference.productline')),
+                ("fact_rows", models.BigIntegerField(default=0, verbose_name="fact rows")),
+                (
+                    "closing_assets",
+                    models.DecimalField(decimal_places=2, default=0, max_digits=24, verbose_name="closing assets"),
+                ),
+                ("months", models.IntegerField(default=0, verbose_name="months")),
+                ("refreshed_at", models.DateTimeField(auto_now=True, verbose_name="refreshed at")),
+                (
+                    "row",
+                    models.OneToOneField(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        primary_key=True,
+                        related_name="usage",
+                        serialize=False,
+                        to="reference.productline",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'usage',
-                'verbose_name_plural': 'usage',
+                "verbose_name": "usage",
+                "verbose_name_plural": "usage",
             },
         ),
     ]

@@ -54,29 +54,48 @@ def drop_triggers_sql() -> str:
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pghistory', '0007_auto_20250421_0444'),
-        ('reference', '0006_usage'),
+        ("pghistory", "0007_auto_20250421_0444"),
+        ("reference", "0006_usage"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ReferenceEvent',
+            name="ReferenceEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), verbose_name='time')),
-                ('label', models.CharField(choices=[('insert', 'insert'), ('update', 'update'), ('delete', 'delete')], max_length=10, verbose_name='change')),
-                ('table', models.CharField(db_column='table', max_length=50, verbose_name='table')),
-                ('key', models.CharField(max_length=50, verbose_name='key')),
-                ('before', models.JSONField(null=True, verbose_name='before')),
-                ('after', models.JSONField(null=True, verbose_name='after')),
-                ('context', models.ForeignKey(db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='pghistory.context', verbose_name='context')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "created_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), verbose_name="time"),
+                ),
+                (
+                    "label",
+                    models.CharField(
+                        choices=[("insert", "insert"), ("update", "update"), ("delete", "delete")],
+                        max_length=10,
+                        verbose_name="change",
+                    ),
+                ),
+                ("table", models.CharField(db_column="table", max_length=50, verbose_name="table")),
+                ("key", models.CharField(max_length=50, verbose_name="key")),
+                ("before", models.JSONField(null=True, verbose_name="before")),
+                ("after", models.JSONField(null=True, verbose_name="after")),
+                (
+                    "context",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="pghistory.context",
+                        verbose_name="context",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'reference change',
-                'verbose_name_plural': 'reference changes',
-                'indexes': [models.Index(fields=['table', 'key', 'id'], name='referenceevent_row')],
+                "verbose_name": "reference change",
+                "verbose_name_plural": "reference changes",
+                "indexes": [models.Index(fields=["table", "key", "id"], name="referenceevent_row")],
             },
         ),
         migrations.RunSQL(FUNCTION, "DROP FUNCTION IF EXISTS public.refgov_history_event()"),

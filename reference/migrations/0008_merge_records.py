@@ -4,28 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reference', '0007_history'),
+        ("reference", "0007_history"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MergeRecord',
+            name="MergeRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('context_id', models.UUIDField(db_index=True, verbose_name='change context')),
-                ('table', models.CharField(max_length=50, verbose_name='table')),
-                ('wrong_key', models.CharField(max_length=100, verbose_name='wrong key')),
-                ('right_key', models.CharField(max_length=100, verbose_name='right key')),
-                ('fact_ids', models.JSONField(default=dict, verbose_name='re-pointed fact rows')),
-                ('moved_aliases', models.JSONField(default=list, verbose_name='aliases moved to the right key')),
-                ('previous_alias', models.CharField(blank=True, max_length=100, null=True, verbose_name='earlier alias target')),
-                ('undone', models.BooleanField(default=False, verbose_name='undone')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("context_id", models.UUIDField(db_index=True, verbose_name="change context")),
+                ("table", models.CharField(max_length=50, verbose_name="table")),
+                ("wrong_key", models.CharField(max_length=100, verbose_name="wrong key")),
+                ("right_key", models.CharField(max_length=100, verbose_name="right key")),
+                ("fact_ids", models.JSONField(default=dict, verbose_name="re-pointed fact rows")),
+                ("moved_aliases", models.JSONField(default=list, verbose_name="aliases moved to the right key")),
+                (
+                    "previous_alias",
+                    models.CharField(blank=True, max_length=100, null=True, verbose_name="earlier alias target"),
+                ),
+                ("undone", models.BooleanField(default=False, verbose_name="undone")),
             ],
             options={
-                'verbose_name': 'merge',
-                'verbose_name_plural': 'merges',
+                "verbose_name": "merge",
+                "verbose_name_plural": "merges",
             },
         ),
     ]

@@ -4,26 +4,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reference', '0009_groups_inbox_files'),
+        ("reference", "0009_groups_inbox_files"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='annuityplan',
-            index=models.Index(condition=models.Q(('derived_from_domain__isnull', False), ('source', 'authoritative')), fields=['derived_from_domain'], name='annuityplan_promoted'),
+            model_name="annuityplan",
+            index=models.Index(
+                condition=models.Q(("derived_from_domain__isnull", False), ("source", "authoritative")),
+                fields=["derived_from_domain"],
+                name="annuityplan_promoted",
+            ),
         ),
         migrations.AddIndex(
-            model_name='organization',
-            index=models.Index(condition=models.Q(('derived_from_domain__isnull', False), ('source', 'authoritative')), fields=['derived_from_domain'], name='organization_promoted'),
+            model_name="organization",
+            index=models.Index(
+                condition=models.Q(("derived_from_domain__isnull", False), ("source", "authoritative")),
+                fields=["derived_from_domain"],
+                name="organization_promoted",
+            ),
         ),
         migrations.AddIndex(
-            model_name='portfolioplan',
-            index=models.Index(condition=models.Q(('derived_from_domain__isnull', False), ('source', 'authoritative')), fields=['derived_from_domain'], name='portfolioplan_promoted'),
+            model_name="portfolioplan",
+            index=models.Index(
+                condition=models.Q(("derived_from_domain__isnull", False), ("source", "authoritative")),
+                fields=["derived_from_domain"],
+                name="portfolioplan_promoted",
+            ),
         ),
         migrations.AddIndex(
-            model_name='productline',
-            index=models.Index(condition=models.Q(('derived_from_domain__isnull', False), ('source', 'authoritative')), fields=['derived_from_domain'], name='productline_promoted'),
+            model_name="productline",
+            index=models.Index(
+                condition=models.Q(("derived_from_domain__isnull", False), ("source", "authoritative")),
+                fields=["derived_from_domain"],
+                name="productline_promoted",
+            ),
         ),
     ]

@@ -160,10 +160,12 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
         "errors": {
-            "class": "logging.StreamHandler", "formatter": "plain", "level": "ERROR",
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "level": "ERROR",
             "filters": ["require_debug_false", "redact"],
         },
-    },  # fmt: skip
+    },
     "loggers": {
         "refgov": {"handlers": ["console"], "level": env("REFGOV_LOG_LEVEL", "INFO"), "propagate": False},
         "django.request": {"handlers": ["errors"], "level": "ERROR"},

@@ -5,8 +5,8 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from operations.alert_checks import check_alerts
-from pipeline.config import load_config
 from operations.management.base import Failed, RefgovCommand
+from pipeline.config import load_config
 from pipeline.runs_liveness import close_abandoned_runs
 
 

@@ -20,6 +20,8 @@ class Command(RefgovCommand):
         for name in payload["checked"]:
             self.stdout.write(f"checked {name}")
         for v in payload["violations"]:
-            self.stdout.write(f"VIOLATION {v['table']}: {v['check']}: {v['count']} (e.g. {', '.join(v['samples'][:5])})")
+            self.stdout.write(
+                f"VIOLATION {v['table']}: {v['check']}: {v['count']} (e.g. {', '.join(v['samples'][:5])})"
+            )
         if payload["ok"]:
             self.stdout.write("reference integrity: ok")

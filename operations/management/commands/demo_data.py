@@ -7,11 +7,11 @@ from django.conf import settings
 from django.core.management.base import CommandParser
 from django.utils import timezone
 
+from operations.management.base import Failed, RefgovCommand
 from pipeline.config import load_config
 from pipeline.config.schema import LegacyMySQLSource
 from pipeline.demo.facts import FactWorkbook
 from pipeline.demo.legacy import LegacyDataset, create_legacy_databases, foreign_databases
-from operations.management.base import Failed, RefgovCommand
 from pipeline.sources.legacy_mysql import MySQLServer
 
 
@@ -41,12 +41,18 @@ class Command(RefgovCommand):
             )
         # Rows changed "now" at the source: a later incremental preload picks up what a re-run adds.
         dataset = LegacyDataset(
-            plans=options["plans"], portfolios=options["portfolios"], updated_at=f"{timezone.localtime():%Y-%m-%d %H:%M:%S}"
+            plans=options["plans"],
+            portfolios=options["portfolios"],
+            updated_at=f"{timezone.localtime():%Y-%m-%d %H:%M:%S}",
         )
         counts = create_legacy_databases(server, dataset, hub_db=hub, enterprise_db=enterprise)
         facts_dir = Path(options["facts_dir"])
         workbooks = [
-            str(FactWorkbook(month=month, legacy=dataset, seed=int(month)).write(facts_dir / f"{month}_年金业务明细.xlsx"))
+            str(
+                FactWorkbook(month=month, legacy=dataset, seed=int(month)).write(
+                    facts_dir / f"{month}_年金业务明细.xlsx"
+                )
+            )
             for month in ("202410", "202411")
         ]
         return {"legacy_server": str(server), "databases": [hub, enterprise], "rows": counts, "workbooks": workbooks}

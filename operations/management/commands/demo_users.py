@@ -29,7 +29,10 @@ class Command(RefgovCommand):
             user.save()
             user.groups.set([Group.objects.get(name=group)])
             users.append({"username": username, "group": group})
-        return {"users": users, "password_from": "REFGOV_DEMO_PASSWORD" if "REFGOV_DEMO_PASSWORD" in os.environ else "default"}
+        return {
+            "users": users,
+            "password_from": "REFGOV_DEMO_PASSWORD" if "REFGOV_DEMO_PASSWORD" in os.environ else "default",
+        }
 
     def emit_text(self, payload: dict) -> None:
         password = os.environ.get("REFGOV_DEMO_PASSWORD", "refgov-demo")

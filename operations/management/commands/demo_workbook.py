@@ -7,10 +7,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import CommandParser
 
+from operations.management.base import Failed, RefgovCommand
 from pipeline.demo.facts import FactWorkbook
 from pipeline.demo.legacy import LegacyDataset
 from pipeline.facts.readers import parse_month
-from operations.management.base import Failed, RefgovCommand
 
 
 class Command(RefgovCommand):

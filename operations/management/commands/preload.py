@@ -47,4 +47,6 @@ class Command(RefgovCommand):
         if len(payload["upgrades"]) > 50:
             self.stdout.write(f"... and {len(payload['upgrades']) - 50} more upgrades (see admin or --json)")
         integrity = payload["integrity"]
-        self.stdout.write("integrity: ok" if integrity["ok"] else f"integrity: {len(integrity['violations'])} violations")
+        self.stdout.write(
+            "integrity: ok" if integrity["ok"] else f"integrity: {len(integrity['violations'])} violations"
+        )

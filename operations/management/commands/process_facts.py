@@ -5,9 +5,9 @@ from typing import Any
 
 from django.core.management.base import CommandParser
 
+from operations.management.base import Failed, RefgovCommand
 from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import FactLoadError, process_fact_file
-from operations.management.base import Failed, RefgovCommand
 
 
 class Command(RefgovCommand):
@@ -28,9 +28,10 @@ class Command(RefgovCommand):
             "--force", action="store_true", help="process a file even if the fact table holds it already"
         )
         parser.add_argument(
-            "--allow-empty", action="store_true",
+            "--allow-empty",
+            action="store_true",
             help="accept a file without data rows (rejected otherwise: usually an export error)",
-        )  # fmt: skip
+        )
 
     def progress_for(self, path: str):
         """Progress on a terminal (stderr), nothing when output goes to a file or a scheduler's log."""
@@ -44,10 +45,16 @@ class Command(RefgovCommand):
         for path in options["files"]:
             try:
                 result = process_fact_file(
-                    domain=options["domain"], path=path, sheet=options["sheet"], encoding=options["encoding"],
-                    load_facts=self.load_facts, dry_run=options["dry_run"], force=options["force"],
-                    allow_empty=options["allow_empty"], progress=self.progress_for(path),
-                )  # fmt: skip
+                    domain=options["domain"],
+                    path=path,
+                    sheet=options["sheet"],
+                    encoding=options["encoding"],
+                    load_facts=self.load_facts,
+                    dry_run=options["dry_run"],
+                    force=options["force"],
+                    allow_empty=options["allow_empty"],
+                    progress=self.progress_for(path),
+                )
                 results.append(result.summary())
             except (FactFileError, FactLoadError) as exc:
                 failures.append(str(exc))

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.config import load_config
 from operations.management.base import RefgovCommand
 from operations.schedules import sync_schedules
+from pipeline.config import load_config
 
 
 class Command(RefgovCommand):
