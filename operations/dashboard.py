@@ -14,6 +14,7 @@ from pipeline.config import ConfigError, load_config
 from pipeline.models import Alert, AlertKind, FactBatch, SyncRun
 from reference.registry import all_tables
 from reference.selectors import auto_derived_shares
+from refgov.errors import first_line
 
 DEFAULT_ALERT_SHARE = 0.10
 DEFAULT_GRACE_MINUTES = 30
@@ -64,7 +65,7 @@ def dashboard() -> Dashboard:
         config = load_config().config
         alert_share, grace = config.backfill.alert_share, config.alerts.missed_schedule_minutes
     except ConfigError as exc:
-        alert_share, grace, problem = DEFAULT_ALERT_SHARE, DEFAULT_GRACE_MINUTES, str(exc).splitlines()[0]
+        alert_share, grace, problem = DEFAULT_ALERT_SHARE, DEFAULT_GRACE_MINUTES, first_line(exc)
     shares = auto_derived_shares()
     now = timezone.now()
     tables = []

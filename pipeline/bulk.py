@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 
-from refgov.identifiers import quote_pg as q
+from refgov.db.identifiers import quote_pg as q
 
 
 def use_bulk_memory(cur) -> None:

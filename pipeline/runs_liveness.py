@@ -24,6 +24,7 @@ from django.utils.translation import gettext as _
 from pipeline.alerts import alert_channel, raise_alert
 from pipeline.config.loader import LoadedConfig
 from pipeline.models import AlertKind, FactBatch, RunStatus, SyncRun
+from refgov.errors import first_line
 from refgov.redact import redact
 
 logger = logging.getLogger("refgov.runs")
@@ -84,8 +85,8 @@ def running_record(model: type[M], **fields) -> Iterator[M]:
 
 
 def _fail_if_running(record: models.Model, exc: BaseException) -> None:
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    message = redact(f"unexpected error: {type(exc).__name__}" + (f": {first}" if first else ""))
+    first = first_line(exc)
+    message = redact(f"unexpected error: {type(exc).__name__}" + (f": {first}" if first != type(exc).__name__ else ""))
     try:
         with transaction.atomic():
             type(record).objects.filter(pk=record.pk, status=RUNNING).update(

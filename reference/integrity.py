@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from django.db import connection
 
-from refgov.identifiers import quote_pg as q
+from refgov.db.identifiers import quote_pg as q
 
 from .models import Source
 from .registry import all_tables, get_table

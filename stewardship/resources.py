@@ -13,8 +13,8 @@ from django.utils.translation import gettext as _
 from import_export import fields, resources, widgets
 
 from reference.registry import ReferenceTable, for_model, get_table
+from refgov.db.identifiers import quote_pg as q
 from refgov.formulae import escape_formula, unescape_formula
-from refgov.identifiers import quote_pg as q
 from stewardship.required import blank_q
 
 #: table → model field → fact column whose most frequent value is the suggestion for an empty field

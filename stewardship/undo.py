@@ -26,7 +26,8 @@ from pghistory.models import Context
 from reference.history import Action, action_label, change_context
 from reference.history_models import EventLabel, ReferenceEvent
 from reference.registry import ReferenceTable, dependency_order, get_table
-from refgov.identifiers import quote_pg as q
+from refgov.db.identifiers import quote_pg as q
+from refgov.errors import first_line
 from stewardship.merge import undo_merges
 
 SAMPLES = 5
@@ -91,7 +92,7 @@ def undo(*, context_id: uuid.UUID, user) -> UndoResult:
                     cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
                     cur.execute("SET CONSTRAINTS ALL DEFERRED")
             except IntegrityError as exc:
-                raise UndoRefused(_("Undo would break a reference: %(error)s") % {"error": _first_line(exc)}) from None
+                raise UndoRefused(_("Undo would break a reference: %(error)s") % {"error": first_line(exc)}) from None
             cur.execute("DROP TABLE _undo")
     restored, reinserted, removed = (sum(c[i] for c in counts.values()) for i in range(3))
     return UndoResult(
@@ -268,7 +269,3 @@ def _apply(cur, tables: list[str]) -> dict[str, list[int]]:
         )
         counts[name][2] = cur.rowcount
     return counts
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from pipeline.demo.legacy import LegacyDataset, admin_execute, create_legacy_databases
 from pipeline.sources.legacy_mysql import MySQLServer
-from refgov.identifiers import quote_mysql as mq
+from refgov.db.identifiers import quote_mysql as mq
 
 from .safety import require_test_database
 

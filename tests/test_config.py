@@ -16,7 +16,7 @@ import yaml
 from django.conf import settings
 
 from pipeline.config.loader import MAIN_FILE, ConfigError, Problem, load_config
-from refgov.identifiers import check_identifier
+from refgov.db.identifiers import check_identifier
 
 REAL_DIR = settings.BASE_DIR / "config"
 PRODUCT_LINES = "reference_data/product_lines.yml"

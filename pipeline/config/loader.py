@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from pipeline.derivations import FUNCTIONS
 from pipeline.fact_tables import fact_table, fact_table_names
 from reference.registry import DependencyCycle, dependency_order, get_table, table_names
-from refgov.identifiers import check_identifier
+from refgov.db.identifiers import check_identifier
 
 from .domain_schema import DomainConfig, ForeignKey
 from .schema import ConfigFileSource, LegacyMySQLSource, ReferenceManagementConfig

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from croniter import croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from refgov.identifiers import check_identifier
+from refgov.db.identifiers import check_identifier
 
 Identifier = Annotated[str, AfterValidator(check_identifier)]
 

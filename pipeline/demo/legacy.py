@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from pipeline.sources.legacy_mysql import MySQLServer
-from refgov.identifiers import quote_mysql as mq
+from refgov.db.identifiers import quote_mysql as mq
 
 PLAN_DDL = """
 CREATE TABLE {table} (

@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 from django.db import DatabaseError, connection
 
-from refgov.identifiers import quote_pg as q
+from refgov.db.identifiers import quote_pg as q
 
 logger = logging.getLogger("refgov.facts")
 STAGING_SCHEMA = "refgov_staging"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -51,6 +51,7 @@ from pipeline.facts.inbox_scan import Candidate, Entry, domain_patterns, month_o
 from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import FactLoadError, process_fact_file
 from pipeline.models import AlertKind, FactBatch, FactStatus, InboxFile, InboxState
+from refgov.db.locks import session_lock
 
 __all__ = ["INBOX_LOCK", "UNFINISHED", "InboxResult", "month_of", "process_inbox", "waiting_files"]
 
@@ -107,15 +108,11 @@ def process_inbox(
     does this while files wait for the preload)."""
     inbox = inbox_dir(inbox)
     result = InboxResult()
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [INBOX_LOCK])
-        if not cur.fetchone()[0]:
+    with session_lock(INBOX_LOCK) as taken:
+        if not taken:
             result.busy = True
             return result
-        try:
-            InboxRun(inbox, config or load_config(), result, degraded=degraded, load=load).run()
-        finally:
-            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", [INBOX_LOCK])
+        InboxRun(inbox, config or load_config(), result, degraded=degraded, load=load).run()
     return result
 
 

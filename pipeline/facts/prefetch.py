@@ -13,8 +13,10 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
+import yaml
 from python_calamine import CalamineWorkbook
 
+from pipeline.facts.archive import WorkbookLimits, check_archive
 from pipeline.facts.file_kinds import EXCEL_SUFFIXES, sheets_named
 
 VALUE_OPTIONS = {"--domain", "--sheet", "--encoding", "--settings", "--pythonpath", "--verbosity", "-v"}
@@ -50,8 +52,8 @@ def start_from_argv(argv: list[str], default_config_dir: Path) -> None:
 
 
 def _parse(future: Future, path: Path, options: dict[str, str], default_config_dir: Path) -> None:
-    from pipeline.facts.archive import WorkbookLimits, check_archive
-
+    # Nothing is imported here: an import in this thread while Django's start-up imports the same modules can
+    # deadlock, and the reader would wait for this future for ever.
     try:
         sheet = options.get("--sheet") or _domain_sheet(options.get("--domain", ""), default_config_dir)
         stat = _stat(path)
@@ -68,8 +70,6 @@ def _parse(future: Future, path: Path, options: dict[str, str], default_config_d
 
 
 def _domain_sheet(domain: str, default_config_dir: Path) -> str:
-    import yaml
-
     config_dir = Path(os.environ.get("REFGOV_CONFIG_DIR") or default_config_dir)
     data = yaml.safe_load((config_dir / "domains" / f"{domain}.yml").read_text(encoding="utf-8"))
     return data["files"]["sheet"]

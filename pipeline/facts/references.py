@@ -19,7 +19,7 @@ from pipeline.config.domain_schema import Derivation, ForeignKey
 from pipeline.derivations import FUNCTIONS
 from reference.models import KeyAlias, Source
 from reference.registry import get_table
-from refgov.identifiers import quote_pg as q
+from refgov.db.identifiers import quote_pg as q
 
 ROW_SAMPLE = 20
 

@@ -46,7 +46,9 @@ from pipeline.runs_liveness import close_abandoned_runs, running_record
 from reference.history import Action, change_context
 from reference.models import Source
 from reference.registry import get_table
-from refgov.identifiers import quote_pg as q
+from refgov.db.identifiers import quote_pg as q
+from refgov.db.locks import lock_for_transaction
+from refgov.errors import first_line
 
 logger = logging.getLogger("refgov.facts")
 UNKNOWN_LIST_LIMIT = 200
@@ -260,7 +262,7 @@ def _run(
             batch.rows_read = staged.rows
             batch.periods = [m.isoformat() for m in staged.months]
             for month in staged.months:
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"refgov.facts.{fact.name}.{month}"])
+                lock_for_transaction(cur, f"refgov.facts.{fact.name}.{month}")
             if not load_facts:
                 progress(f"{staged.rows:,} rows read; checking keys")
                 stager.materialise(cur)
@@ -294,7 +296,7 @@ def _run(
         _record_failure(batch, config, FactStatus.REJECTED, str(exc))
         raise
     except (DatabaseError, psycopg.Error) as exc:
-        _record_failure(batch, config, FactStatus.FAILED, str(exc).strip().splitlines()[0])
+        _record_failure(batch, config, FactStatus.FAILED, first_line(exc))
         raise
     logger.info("fact batch %s %s: %s", batch.pk, path.name, batch.message)
     if load_facts:

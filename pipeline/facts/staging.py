@@ -35,7 +35,7 @@ from pipeline.facts import csv_parts
 from pipeline.facts.file_kinds import BLANK_CHARACTERS
 from pipeline.facts.readers import FactFile, FactFileError, parse_month, parse_number
 from reference.registry import get_table
-from refgov.identifiers import quote_pg as q
+from refgov.db.identifiers import quote_pg as q
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import connection, transaction
 
 from reference.registry import get_table
-from refgov.identifiers import quote_pg as q
+from refgov.db.identifiers import quote_pg as q
 
 CLOSING_ASSETS = "期末资产规模"
 

@@ -25,6 +25,8 @@ from pipeline.sources.config_file import ConfigFileReader
 from pipeline.sources.legacy_mysql import LegacyTableReader, MySQLServer, SourceError
 from reference.integrity import IntegrityReport, check_reference_integrity
 from reference.registry import get_table
+from refgov.db.locks import is_locked, session_lock
+from refgov.errors import first_line
 
 from .table_sync import SyncError, TableSync, TableSyncOutcome
 
@@ -212,25 +214,15 @@ def run_preload(
 @contextmanager
 def preload_lock():
     """Only one preload at a time on this database, whichever host or process starts it."""
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [PRELOAD_LOCK])
-        if not cur.fetchone()[0]:
+    with session_lock(PRELOAD_LOCK) as taken:
+        if not taken:
             raise PreloadBusy("another preload is running (database lock refgov.preload); this one did not start")
-    try:
         yield
-    finally:
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", [PRELOAD_LOCK])
 
 
 def preload_running() -> bool:
     """Whether some session holds the preload lock right now."""
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [PRELOAD_LOCK])
-        if not cur.fetchone()[0]:
-            return True
-        cur.execute("SELECT pg_advisory_unlock(hashtext(%s))", [PRELOAD_LOCK])
-    return False
+    return is_locked(PRELOAD_LOCK)
 
 
 def _alert(config: LoadedConfig, run: SyncRun, results: list[SyncTableResult], upgrades: list[dict]) -> None:
@@ -321,7 +313,7 @@ def _sync_one(
         status, message = TableStatus.SKIPPED, str(exc)
     except (SourceError, SyncError, DatabaseError, psycopg.Error) as exc:
         status = TableStatus.FAILED
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc)
         logger.error("preload %s failed: %s", table, message)
     gates.finish(table, False)
     outcome = TableSyncOutcome(table=table, source=source, mode="full" if full else "-")

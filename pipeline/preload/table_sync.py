@@ -21,7 +21,8 @@ from pipeline.bulk import bulk_write_mode, use_bulk_memory
 from reference.history import Action, change_context
 from reference.models import Source
 from reference.registry import ReferenceTable, get_table
-from refgov.identifiers import quote_pg as q
+from refgov.db.identifiers import quote_pg as q
+from refgov.db.locks import lock_for_transaction
 
 SAMPLE_LIMIT = 20
 # Above this many new rows, foreign keys and secondary indexes are rebuilt once, set-based, instead of per row.
@@ -223,7 +224,7 @@ class TableSync:
         )
         clock = _PhaseClock(outcome.timings_ms)
         with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"refgov.sync.{self.table.name}"])
+            lock_for_transaction(cur, f"refgov.sync.{self.table.name}")
             use_bulk_memory(cur)
             with clock("stage"):
                 outcome.rows_read = self._stage(cur, plans, read_kwargs or {})

@@ -18,7 +18,7 @@ from django.views.decorators.debug import sensitive_variables
 from MySQLdb.constants import FIELD_TYPE
 from MySQLdb.converters import conversions
 
-from refgov.identifiers import check_identifier, quote_mysql
+from refgov.db.identifiers import check_identifier, quote_mysql
 
 
 def _temporal_text(value: str) -> str | None:

@@ -1,0 +1,1 @@
+"""PostgreSQL helpers every app may use: identifier checks, SQL composition, advisory locks."""
