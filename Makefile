@@ -8,10 +8,12 @@ PG := psql -h 127.0.0.1 -U postgres
 DEBIAN_PACKAGES := libmariadb-dev pkg-config gettext postgresql-client mariadb-client chromium fonts-wqy-zenhei \
 	redis-server python3-venv python3-dev gcc
 DB_NAME ?= refgov
+# the packages whose types mypy checks (pyproject.toml [tool.mypy])
+MYPY_PACKAGES := pipeline/config
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 export LEGACY_MYSQL_URL ?= mysql://root@127.0.0.1:3306
 
-.PHONY: demo qcluster test deps system-deps services venv db bench-preload bench-facts bench-admin
+.PHONY: demo qcluster test check deps system-deps services venv db bench-preload bench-facts bench-admin
 # A recipe that fails leaves no target behind (no half-made venv marked installed).
 .DELETE_ON_ERROR:
 
@@ -35,6 +37,13 @@ qcluster: venv services db
 ## test: the whole test suite against real PostgreSQL and MariaDB
 test: deps venv services
 	$(VENV)/bin/pytest
+
+## check: the static checks CI runs before the tests (lint, format, import layers, types)
+check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy $(MYPY_PACKAGES)
 
 ## system-deps: Debian packages the project needs (run as root; CI runs it)
 system-deps:
