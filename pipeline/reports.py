@@ -16,7 +16,6 @@ from django.utils.translation import gettext as _
 from pipeline.alerts import check_shares
 from pipeline.models import DerivedReference, FactBatch
 from pipeline.notify import notify
-from pipeline.share_history import record_share_snapshot
 from reference.registry import all_tables, get_table
 from refgov.formulae import XLSXWRITER_OPTIONS, escape_row
 
@@ -33,7 +32,7 @@ def pending_review(*, table: str | None = None, batch_id: int | None = None) -> 
     tables = [get_table(table)] if table else all_tables()
     found: list[tuple[str, object]] = []
     for ref in tables:
-        qs = ref.model.objects.filter(needs_review=True).order_by("pk")
+        qs = ref.model._default_manager.filter(needs_review=True).order_by("pk")
         if batch_id is not None:
             qs = qs.filter(pk__in=DerivedReference.objects.filter(table=ref.name, batch_id=batch_id).values("key"))
         found.extend((ref.name, obj) for obj in qs)
@@ -213,5 +212,5 @@ def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
         },
     )
 
-    record_share_snapshot(shares=check_shares(threshold=alert_share, channel=channel))
+    check_shares(threshold=alert_share, channel=channel)
     return path
