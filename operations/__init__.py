@@ -1,2 +1,2 @@
-"""Running refgov: schedules, q tasks, the fact window, periodic alert checks, the dashboard, run history and the
-management commands. May import pipeline, reference and refgov."""
+"""Running refgov — schedules, q tasks, the fact window, periodic alert checks, the dashboard, run history, the run
+records' admin and the management commands; may import pipeline, reference and refgov."""

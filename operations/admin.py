@@ -4,7 +4,10 @@ permission (and superusers) can look."""
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from operations import task_admin  # noqa: F401  (django-q2's task lists under refgov's permissions)
@@ -34,7 +37,7 @@ STATUS_COLORS = {
 }
 
 
-def badge(color: str, label) -> str:
+def badge(color: str, label: object) -> SafeString:
     return format_html(
         '<span style="display:inline-block;padding:1px 8px;border-radius:8px;'
         'color:#fff;background:{};white-space:nowrap">{}</span>',
@@ -43,20 +46,20 @@ def badge(color: str, label) -> str:
     )
 
 
-def status_badge(obj):
+def status_badge(obj: SyncRun | SyncTableResult | FactBatch) -> SafeString:
     return badge(STATUS_COLORS.get(obj.status, "#616161"), obj.get_status_display())
 
 
 class ReadOnlyMixin:
     """View only, for everyone (superusers included)."""
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -95,7 +98,7 @@ class SyncTableResultInline(ReadOnlyInline):
     readonly_fields = fields
 
     @admin.display(description=_("status"), ordering="status")
-    def table_status(self, obj):
+    def table_status(self, obj: SyncTableResult) -> SafeString:
         return status_badge(obj)
 
 
@@ -126,11 +129,11 @@ class SyncRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
     inlines = (SyncTableResultInline, SyncUpgradeInline)
 
     @admin.display(description=_("status"), ordering="status")
-    def run_status(self, obj):
+    def run_status(self, obj: SyncRun) -> SafeString:
         return status_badge(obj)
 
     @admin.display(description=_("duration"))
-    def duration(self, obj):
+    def duration(self, obj: SyncRun) -> str:
         seconds = obj.duration_seconds
         if seconds is None:
             return "—"
@@ -205,7 +208,7 @@ class FactBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     inlines = (DerivedReferenceInline,)
 
     @admin.display(description=_("status"), ordering="status")
-    def batch_status(self, obj):
+    def batch_status(self, obj: FactBatch) -> SafeString:
         return status_badge(obj)
 
 
@@ -242,7 +245,7 @@ class AlertAdmin(ReadOnlyMixin, admin.ModelAdmin):
     readonly_fields = fields
 
     @admin.display(description=_("state"), ordering="resolved_at")
-    def alert_state(self, obj):
+    def alert_state(self, obj: Alert) -> SafeString:
         return badge("#2e7d32", _("resolved")) if obj.resolved_at else badge("#c62828", _("open"))
 
 

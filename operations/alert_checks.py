@@ -14,7 +14,6 @@ from operations.schedules import PREFIX
 from pipeline.alerts import alert_channel, check_shares, hold
 from pipeline.config.loader import LoadedConfig
 from pipeline.models import Alert, AlertKind
-from pipeline.share_history import record_share_snapshot
 from reference.registry import all_tables
 
 
@@ -49,11 +48,10 @@ def check_alerts(*, config: LoadedConfig, now: dt.datetime | None = None) -> Ale
     now = now or timezone.now()
     settings = config.config.alerts
     channel = alert_channel(config)
-    shares = check_shares(threshold=config.config.backfill.alert_share, channel=channel)
-    record_share_snapshot(shares=shares)
+    check_shares(threshold=config.config.backfill.alert_share, channel=channel)
     cutoff = now - dt.timedelta(days=settings.stale_review_days)
     for ref in all_tables():
-        stale = ref.model.objects.filter(needs_review=True, derived_at__lt=cutoff).count()
+        stale = ref.model._default_manager.filter(needs_review=True, derived_at__lt=cutoff).count()
         hold(
             stale > 0,
             kind=AlertKind.STALE_REVIEWS,

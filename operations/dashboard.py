@@ -11,13 +11,12 @@ from django.utils import timezone
 from operations.alert_checks import LateSchedule, late_schedules
 from operations.share_chart import chart_svg
 from pipeline.config import ConfigError, load_config
+from pipeline.config.schema import ReferenceManagementConfig
 from pipeline.models import Alert, AlertKind, FactBatch, SyncRun
 from reference.registry import all_tables
 from reference.selectors import auto_derived_shares
 from refgov.errors import first_line
 
-DEFAULT_ALERT_SHARE = 0.10
-DEFAULT_GRACE_MINUTES = 30
 OPEN_ALERTS_SHOWN = 10
 
 
@@ -63,15 +62,15 @@ def dashboard() -> Dashboard:
     problem = ""
     try:
         config = load_config().config
-        alert_share, grace = config.backfill.alert_share, config.alerts.missed_schedule_minutes
     except ConfigError as exc:
-        alert_share, grace, problem = DEFAULT_ALERT_SHARE, DEFAULT_GRACE_MINUTES, first_line(exc)
+        config, problem = ReferenceManagementConfig(), first_line(exc)  # the schema's defaults
+    alert_share, grace = config.backfill.alert_share, config.alerts.missed_schedule_minutes
     shares = auto_derived_shares()
     now = timezone.now()
     tables = []
     for ref in all_tables():
         s = shares[ref.name]
-        oldest = ref.model.objects.filter(needs_review=True).aggregate(oldest=Min("derived_at"))["oldest"]
+        oldest = ref.model._default_manager.filter(needs_review=True).aggregate(oldest=Min("derived_at"))["oldest"]
         meta = ref.model._meta
         tables.append(
             TableHealth(

@@ -11,9 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from croniter import croniter
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -61,7 +63,7 @@ class PreloadState:
         return _("no preload run since %(start)s") % {"start": start}
 
 
-def covered_every_table(runs):
+def covered_every_table(runs: QuerySet[SyncRun]) -> QuerySet[SyncRun]:
     """Finished runs in which every table synced (rejected rows alone make a run partial, not uncovered)."""
     return (
         runs.filter(status__in=[RunStatus.SUCCESS, RunStatus.PARTIAL], finished_at__isnull=False)
@@ -87,11 +89,22 @@ def preload_state(*, config: LoadedConfig, now: dt.datetime | None = None) -> Pr
     )
 
 
+class WindowOutcome(StrEnum):
+    """What a fact run did with the waiting files (the ``outcome`` of its summary and of its task result)."""
+
+    NOTHING_WAITING = "nothing waiting"
+    PRELOAD_RUNNING = "waiting: a preload is running; its success processes the files"
+    NO_CURRENT_PRELOAD = "waiting: facts are not loaded without a current preload under this strategy"
+    INBOX_BUSY = "waiting: another fact run holds the inbox"
+    DEGRADED = "degraded"
+    PROCESSED = "processed"
+
+
 @dataclass
 class FactWindowResult:
     trigger: str
     waiting: list[str] = field(default_factory=list)
-    outcome: str = ""
+    outcome: WindowOutcome | None = None
     preload: str = ""
     catch_up_run: int | None = None
     degraded: bool = False
@@ -112,7 +125,7 @@ class FactWindowResult:
         seen = self.inbox or self.screened
         return {
             "trigger": self.trigger,
-            "outcome": self.outcome,
+            "outcome": self.outcome.value if self.outcome else "",
             "preload": self.preload,
             "waiting": self.waiting,
             "catch_up_run": self.catch_up_run,
@@ -128,17 +141,17 @@ def run_fact_window(
     config = config or load_config()
     result = FactWindowResult(trigger=trigger, waiting=[p.name for p in waiting_files(inbox=inbox)])
 
-    def screened(outcome: str) -> FactWindowResult:
+    def screened(outcome: WindowOutcome) -> FactWindowResult:
         # nothing is loaded now, but links, unmatched files and killed attempts are dealt with all the same
         result.outcome, result.screened = outcome, process_inbox(inbox=inbox, config=config, load=False)
         return result
 
     if not result.waiting:
-        return screened("nothing waiting")
+        return screened(WindowOutcome.NOTHING_WAITING)
     state = preload_state(config=config, now=now)
     if not state.current and state.running:
         result.preload = state.describe()
-        return screened("waiting: a preload is running; its success processes the files")
+        return screened(WindowOutcome.PRELOAD_RUNNING)
     if (
         not state.current
         and config.config.facts.preload_missing == PreloadMissing.SYNC_FIRST
@@ -148,12 +161,12 @@ def run_fact_window(
         try:
             result.catch_up_run = run_preload(trigger=CATCH_UP_TRIGGER, config=config).run.pk
         except PreloadBusy:
-            return screened("waiting: a preload is running; its success processes the files")
+            return screened(WindowOutcome.PRELOAD_RUNNING)
         state = preload_state(config=config, now=now)
     result.preload = state.describe()
     channel = alert_channel(config)
     if not state.current and blocks_unknown_keys(config):
-        screened("waiting: facts are not loaded without a current preload under this strategy")
+        screened(WindowOutcome.NO_CURRENT_PRELOAD)
         raise_alert(
             kind=AlertKind.FACTS_WAITING,
             key=AlertKind.FACTS_WAITING.value,
@@ -167,9 +180,9 @@ def run_fact_window(
     result.degraded = not state.current
     result.inbox = process_inbox(inbox=inbox, config=config, degraded=result.degraded)
     if result.inbox.busy:
-        result.outcome = "waiting: another fact run holds the inbox"
+        result.outcome = WindowOutcome.INBOX_BUSY
         return result
-    result.outcome = "degraded" if result.degraded else "processed"
+    result.outcome = WindowOutcome.DEGRADED if result.degraded else WindowOutcome.PROCESSED
     loaded = [b for p in result.inbox.processed for b in p["batches"] if b["status"] == FactStatus.LOADED]
     if loaded or result.inbox.rejected:
         resolve_alerts(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from django.db.models import Q
 from django.urls import reverse
@@ -15,21 +16,37 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_q.models import Task
 
-from pipeline.models import Alert, FactBatch, FactStatus, InboxFile, InboxState, RunStatus, SyncRun
+from pipeline.models import Alert, FactBatch, FactStatus, InboxFile, InboxState, RunStatus, SyncRun, TableStatus
 
 TASK_PREFIXES = ("operations.tasks.", "pipeline.tasks.")  # refgov's tasks; the second, before they moved
+
+
+class EntryKind(StrEnum):
+    TASK = "task"
+    PRELOAD = "preload"
+    FACTS = "facts"
+    ALERT = "alert"
+
+
+class AlertState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
 STATUS_LABELS = {
     **dict(RunStatus.choices),
     **dict(FactStatus.choices),
-    "open": gettext_lazy("open"),
-    "resolved": gettext_lazy("resolved"),
+    AlertState.OPEN.value: gettext_lazy("open"),
+    AlertState.RESOLVED.value: gettext_lazy("resolved"),
 }
+RUN_TROUBLE = {RunStatus.FAILED, RunStatus.PARTIAL, RunStatus.ABANDONED}
+BATCH_TROUBLE = {FactStatus.REJECTED, FactStatus.FAILED, FactStatus.ABANDONED}
 
 
 @dataclass
 class Entry:
     at: dt.datetime
-    kind: str
+    kind: EntryKind
     title: str
     status: str
     url: str
@@ -51,18 +68,16 @@ class History:
     def counts(self) -> dict[str, int]:
         flat = list(self.entries) + [c for e in self.entries for c in e.children]
         return {
-            "tasks_failed": sum(e.kind == "task" and e.status == "failed" for e in flat),
-            "runs_failed": sum(e.kind == "preload" and e.status in {"failed", "partial", "abandoned"} for e in flat),
-            "batches_rejected": sum(
-                e.kind == "facts" and e.status in {"rejected", "failed", "abandoned"} for e in flat
-            ),
-            "batches_degraded": sum(e.kind == "facts" and e.degraded for e in flat),
+            "tasks_failed": sum(e.kind == EntryKind.TASK and e.status == RunStatus.FAILED for e in flat),
+            "runs_failed": sum(e.kind == EntryKind.PRELOAD and e.status in RUN_TROUBLE for e in flat),
+            "batches_rejected": sum(e.kind == EntryKind.FACTS and e.status in BATCH_TROUBLE for e in flat),
+            "batches_degraded": sum(e.kind == EntryKind.FACTS and e.degraded for e in flat),
         }
 
 
 def _run_entry(run: SyncRun) -> Entry:
     tables = list(run.tables.all())
-    failed = [t.table for t in tables if t.status != "success"]
+    failed = [t.table for t in tables if t.status != TableStatus.SUCCESS]
     details = _("%(ok)d of %(n)d tables synced") % {"ok": len(tables) - len(failed), "n": len(tables)}
     if failed:
         details += " · " + _("not synced: %s") % ", ".join(failed)
@@ -74,7 +89,7 @@ def _run_entry(run: SyncRun) -> Entry:
         details += " · " + _("%d promoted rows confirmed by the source") % confirmed
     return Entry(
         at=run.started_at,
-        kind="preload",
+        kind=EntryKind.PRELOAD,
         title=_("preload run #%(pk)d (%(trigger)s)") % {"pk": run.pk, "trigger": run.trigger},
         status=run.status,
         url=reverse("admin:pipeline_syncrun_change", args=[run.pk]),
@@ -85,7 +100,7 @@ def _run_entry(run: SyncRun) -> Entry:
 def _batch_entry(batch: FactBatch) -> Entry:
     return Entry(
         at=batch.started_at,
-        kind="facts",
+        kind=EntryKind.FACTS,
         title=f"{batch.domain} · {batch.file_name}",
         status=batch.status,
         url=reverse("admin:pipeline_factbatch_change", args=[batch.pk]),
@@ -104,9 +119,9 @@ def _task_entry(task: Task) -> Entry:
         details = lines[-1] if lines else ""
     return Entry(
         at=task.started,
-        kind="task",
+        kind=EntryKind.TASK,
         title=f"{task.name} ({task.func.rsplit('.', 1)[-1]})",
-        status="success" if task.success else "failed",
+        status=RunStatus.SUCCESS.value if task.success else RunStatus.FAILED.value,
         url=reverse(view, args=[task.id]),
         details=details[:300],
     )
@@ -134,9 +149,9 @@ def run_history(*, since: dt.datetime, until: dt.datetime) -> History:
         entries.append(
             Entry(
                 at=alert.first_seen,
-                kind="alert",
+                kind=EntryKind.ALERT,
                 title=alert.subject,
-                status="resolved" if alert.resolved_at else "open",
+                status=AlertState.RESOLVED.value if alert.resolved_at else AlertState.OPEN.value,
                 url=reverse("admin:pipeline_alert_change", args=[alert.pk]),
                 details=alert.resolution or _("seen %d times") % alert.times_seen,
             )

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy, ngettext
 from django_q import admin as q_admin  # registers django-q2's admins first, so that they can be replaced here
 from django_q.models import Failure, Success, Task
@@ -29,7 +31,7 @@ def resubmit(*, tasks: Iterable[Task]) -> list[str]:
 
 
 @admin.action(description=gettext_lazy("Resubmit selected tasks to the queue"), permissions=["resubmit"])
-def resubmit_task(modeladmin, request, queryset):
+def resubmit_task(modeladmin: admin.ModelAdmin[Task], request: HttpRequest, queryset: QuerySet[Task]) -> None:
     count = len(resubmit(tasks=queryset))
     modeladmin.message_user(
         request,
@@ -39,9 +41,10 @@ def resubmit_task(modeladmin, request, queryset):
 
 
 class ResubmitByOperatorsMixin:
+    model: type[Task]
     actions = [resubmit_task]
 
-    def has_resubmit_permission(self, request) -> bool:
+    def has_resubmit_permission(self, request: HttpRequest) -> bool:
         opts = self.model._meta
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 from django.contrib import admin, messages
 from django.contrib.auth.decorators import permission_required
+from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -14,7 +15,7 @@ from operations.run_history import inbox_attention, night_range, run_history
 
 
 @permission_required("pipeline.view_syncrun", raise_exception=True)
-def run_history_view(request):
+def run_history_view(request: HttpRequest) -> TemplateResponse:
     day = None
     if raw := request.GET.get("day"):
         try:

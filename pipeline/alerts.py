@@ -1,10 +1,12 @@
 """Operational alerts, each sent once per condition: raised while the condition holds, resolved when it clears.
 
 ``raise_alert`` notifies only when it opens an alert; seeing the condition again only counts it. ``resolve_alerts``
-closes and says so once. ``check_shares`` holds the share-too-high alert of every table. The periodic checks of
-the conditions no run reports by itself are ``operations.alert_checks``."""
+closes and says so once. ``check_shares`` holds the share-too-high alert of every table and records the day's share
+snapshot. The periodic checks of the conditions no run reports by itself are ``operations.alert_checks``."""
 
 from __future__ import annotations
+
+from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -14,6 +16,7 @@ from django.utils.translation import gettext as _
 from pipeline.config.loader import LoadedConfig
 from pipeline.models import Alert, AlertKind
 from pipeline.notify import notify
+from pipeline.share_history import record_share_snapshot
 from reference.selectors import auto_derived_shares
 
 
@@ -64,7 +67,7 @@ def resolve_alerts(*, channel: str, resolution: str, key: str | None = None, kin
             alert.save(update_fields=["resolved_at", "resolution"])
             subject = _("resolved: %(subject)s") % {"subject": alert.subject}
             transaction.on_commit(
-                lambda s=subject, k=alert.key: notify(channel=channel, subject=s, text=resolution, data={"alert": k})
+                partial(notify, channel=channel, subject=subject, text=resolution, data={"alert": alert.key})
             )
     return len(closing)
 
@@ -88,7 +91,8 @@ def hold(
 
 
 def check_shares(*, threshold: float, channel: str) -> dict[str, dict]:
-    """Alert on every table whose auto-derived share is above ``threshold``; resolve the others. Returns the shares."""
+    """Alert on every table whose auto-derived share is above ``threshold``, resolve the others, and record today's
+    share snapshot (drawn on the dashboard). Returns the shares."""
     shares = auto_derived_shares()
     for table, s in shares.items():
         hold(
@@ -104,4 +108,5 @@ def check_shares(*, threshold: float, channel: str) -> dict[str, dict]:
             resolution=_("%(table)s: auto-derived share %(share)s, at or below %(threshold)s")
             % {"table": table, "share": f"{s['share']:.1%}", "threshold": f"{threshold:.0%}"},
         )
+    record_share_snapshot(shares=shares)
     return shares

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import urllib.request
-from typing import Protocol
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -14,10 +13,6 @@ from refgov.redact import redact
 
 logger = logging.getLogger("refgov.notify")
 WEBHOOK_TIMEOUT = 10
-
-
-class Notifier(Protocol):
-    def send(self, *, channel: str, subject: str, text: str, data: dict) -> None: ...
 
 
 class LogNotifier:
@@ -49,7 +44,11 @@ class WebhookNotifier:
             response.read()
 
 
-NOTIFIERS: dict[str, type] = {"log": LogNotifier, "email": EmailNotifier, "webhook": WebhookNotifier}
+NOTIFIERS: dict[str, type[LogNotifier | EmailNotifier | WebhookNotifier]] = {
+    "log": LogNotifier,
+    "email": EmailNotifier,
+    "webhook": WebhookNotifier,
+}
 
 
 def notify(*, channel: str, subject: str, text: str, data: dict | None = None) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict
 
 from django.conf import settings
 from django.db.models import Q
@@ -16,7 +18,7 @@ from django.utils.translation import gettext as _
 from pipeline.alerts import check_shares
 from pipeline.models import DerivedReference, FactBatch
 from pipeline.notify import notify
-from pipeline.share_history import record_share_snapshot
+from reference.models import TrackedReference
 from reference.registry import all_tables, get_table
 from refgov.formulae import XLSXWRITER_OPTIONS, escape_row
 
@@ -24,16 +26,38 @@ HEADERS = ["表", "键", "名称", "来源", "派生业务域", "派生时间", 
 FIRST_KEYS = 10
 
 
+class Provenance(TypedDict):
+    """The latest batch that derived a pending row."""
+
+    batch_id: int
+    file_name: str
+    sheet: str
+    row_numbers: list[int]
+    fact_rows: int
+
+
+class PendingRow(TypedDict):
+    """One reference row pending review, as the review reports show it."""
+
+    table: str
+    key: str
+    name: str
+    source: str
+    derived_from_domain: str | None
+    derived_at: datetime | None
+    provenance: Provenance | None
+
+
 def reports_dir() -> Path:
     return Path(settings.REFGOV_REPORTS_DIR)
 
 
-def pending_review(*, table: str | None = None, batch_id: int | None = None) -> list[dict]:
+def pending_review(*, table: str | None = None, batch_id: int | None = None) -> list[PendingRow]:
     """Rows with needs_review=True, with provenance; one query per table plus one for all provenance."""
     tables = [get_table(table)] if table else all_tables()
-    found: list[tuple[str, object]] = []
+    found: list[tuple[str, TrackedReference]] = []
     for ref in tables:
-        qs = ref.model.objects.filter(needs_review=True).order_by("pk")
+        qs = ref.model._default_manager.filter(needs_review=True).order_by("pk")
         if batch_id is not None:
             qs = qs.filter(pk__in=DerivedReference.objects.filter(table=ref.name, batch_id=batch_id).values("key"))
         found.extend((ref.name, obj) for obj in qs)
@@ -54,7 +78,7 @@ def pending_review(*, table: str | None = None, batch_id: int | None = None) -> 
         provenance = {(d.table, d.key): d for d in latest}
 
     order = {ref.name: i for i, ref in enumerate(tables)}
-    rows = []
+    rows: list[PendingRow] = []
     for name, obj in found:
         d = provenance.get((name, str(obj.pk)))
         rows.append(
@@ -88,7 +112,7 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _cells(row: dict) -> list:
+def _cells(row: PendingRow) -> list[object]:
     """One report line in HEADERS order, as plain values."""
     p = row["provenance"]
     file = "" if p is None else (f"{p['file_name']} / {p['sheet']}" if p["sheet"] else p["file_name"])
@@ -105,14 +129,14 @@ def _cells(row: dict) -> list:
     ]
 
 
-def _per_table(rows: list[dict]) -> dict[str, int]:
+def _per_table(rows: list[PendingRow]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["table"]] = counts.get(row["table"], 0) + 1
     return counts
 
 
-def render_html(rows: list[dict], *, title: str) -> str:
+def render_html(rows: list[PendingRow], *, title: str) -> str:
     return render_to_string(
         "pipeline/review_report.html",
         {
@@ -126,14 +150,14 @@ def render_html(rows: list[dict], *, title: str) -> str:
     )
 
 
-def write_html(rows: list[dict], path: Path, *, title: str = "待审核参考数据") -> Path:
+def write_html(rows: list[PendingRow], path: Path, *, title: str = "待审核参考数据") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_html(rows, title=title), encoding="utf-8")
     return path
 
 
-def write_xlsx(rows: list[dict], path: Path) -> Path:
+def write_xlsx(rows: list[PendingRow], path: Path) -> Path:
     import xlsxwriter
 
     path = Path(path)
@@ -152,7 +176,7 @@ def write_xlsx(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def write_csv(rows: list[dict], path: Path) -> Path:
+def write_csv(rows: list[PendingRow], path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
@@ -162,7 +186,11 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
-WRITERS = {"html": write_html, "xlsx": write_xlsx, "csv": write_csv}
+WRITERS: dict[str, Callable[[list[PendingRow], Path], Path]] = {
+    "html": write_html,
+    "xlsx": write_xlsx,
+    "csv": write_csv,
+}
 
 
 def write_review_report(
@@ -213,5 +241,5 @@ def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
         },
     )
 
-    record_share_snapshot(shares=check_shares(threshold=alert_share, channel=channel))
+    check_shares(threshold=alert_share, channel=channel)
     return path

@@ -15,11 +15,14 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection, models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLWrapper
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from psycopg import sql
 
 from pipeline.alerts import alert_channel, raise_alert
 from pipeline.config.loader import LoadedConfig
@@ -33,6 +36,7 @@ RUNNING, ABANDONED, FAILED = RunStatus.RUNNING.value, RunStatus.ABANDONED.value,
 # Ids are kept in the lock's second (int4) key; beyond 2**31 two ids can share a lock, which can only make a dead
 # run look alive (it is then closed by a later check), never the reverse.
 ID_MASK = 0x7FFFFFFF
+RECORD_FIELDS = ("status", "finished_at", "message")  # what closing a record writes
 M = TypeVar("M", bound=models.Model)
 
 ABANDONED_MESSAGES = {
@@ -49,9 +53,9 @@ ABANDONED_MESSAGES = {
 CLIENT_CHECK_MS = 2000
 
 
-def check_client_connection(sender, connection, **kwargs) -> None:
+def check_client_connection(sender: type[BaseDatabaseWrapper], connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     """``connection_created`` receiver: set ``client_connection_check_interval`` on every PostgreSQL session."""
-    if connection.vendor == "postgresql" and connection.pg_version >= 140000:
+    if isinstance(connection, PostgreSQLWrapper) and connection.pg_version >= 140000:
         with connection.cursor() as cur:
             cur.execute("SELECT set_config('client_connection_check_interval', %s, false)", [str(CLIENT_CHECK_MS)])
 
@@ -66,13 +70,13 @@ def _lock_args(record: models.Model) -> list[int]:
 
 
 @contextmanager
-def running_record(model: type[M], **fields) -> Iterator[M]:
+def running_record(model: type[M], **fields: Any) -> Iterator[M]:
     """Create a ``running`` record of ``model`` that holds its liveness lock until the block ends.
 
     An exception that leaves the record ``running`` marks it ``failed`` with the exception's type and first line
     (secrets masked) before it propagates: the record never stays ``running`` behind a live process either."""
     with transaction.atomic():
-        record = model.objects.create(**fields)
+        record = model._default_manager.create(**fields)
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(%s, %s)", _lock_args(record))
     try:
@@ -89,7 +93,7 @@ def _fail_if_running(record: models.Model, exc: BaseException) -> None:
     message = redact(f"unexpected error: {type(exc).__name__}" + (f": {first}" if first != type(exc).__name__ else ""))
     try:
         with transaction.atomic():
-            type(record).objects.filter(pk=record.pk, status=RUNNING).update(
+            type(record)._default_manager.filter(pk=record.pk, status=RUNNING).update(
                 status=FAILED, message=message, finished_at=timezone.now()
             )
     except DatabaseError:  # the connection is gone or inside a failed transaction: the next run closes the record
@@ -107,17 +111,17 @@ def _unlock(record: models.Model) -> None:
 def is_alive(record: models.Model) -> bool:
     """Whether some session (this one included) holds the record's liveness lock right now."""
     with connection.cursor() as cur:
-        cur.execute(f"SELECT {_lock_held('%s::oid', '%s::oid')}", _lock_args(record))
-        return cur.fetchone()[0]
+        cur.execute(sql.SQL("SELECT {}").format(_lock_held(sql.Placeholder(), sql.Placeholder())), _lock_args(record))
+        return bool(cur.fetchone()[0])
 
 
-def _lock_held(namespace: str, objid: str) -> str:
+def _lock_held(namespace: sql.Composable, objid: sql.Composable) -> sql.Composed:
     """SQL: whether a session of this database holds the two-key advisory lock (namespace, objid)."""
-    return (
+    return sql.SQL(
         "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        f"AND l.classid = {namespace} AND l.objid = {objid})"
-    )
+        "AND l.classid = {namespace}::oid AND l.objid = {objid}::oid)"
+    ).format(namespace=namespace, objid=objid)
 
 
 @dataclass
@@ -130,16 +134,25 @@ class Abandoned:
 
 
 def _close(model: type[models.Model]) -> list[int]:
-    table = connection.ops.quote_name(model._meta.db_table)
+    meta = model._meta
+    column = {f.name: sql.Identifier(f.column) for f in meta.concrete_fields if f.name in RECORD_FIELDS}
+    pk = sql.Identifier(meta.pk.column)
+    statement = sql.SQL(
+        """
+        UPDATE {table} r SET {status} = %s, {finished_at} = %s,
+               {message} = %s || CASE WHEN r.{message} = '' THEN '' ELSE E'\\n' || r.{message} END
+        WHERE r.{status} = %s AND NOT {held}
+        RETURNING r.{pk}
+        """
+    ).format(
+        table=sql.Identifier(meta.db_table),
+        pk=pk,
+        held=_lock_held(sql.Placeholder(), sql.SQL("(r.{} & {})").format(pk, sql.Placeholder())),
+        **column,
+    )
     with connection.cursor() as cur:
         cur.execute(
-            f"""
-            UPDATE {table} r SET status = %s, finished_at = %s,
-                   message = %s || CASE WHEN r.message = '' THEN '' ELSE E'\\n' || r.message END
-            WHERE r.status = %s AND NOT {_lock_held("%s::oid", f"(r.id & {ID_MASK})::oid")}
-            RETURNING r.id
-            """,
-            [ABANDONED, timezone.now(), ABANDONED_MESSAGES[model], RUNNING, lock_namespace(model)],
+            statement, [ABANDONED, timezone.now(), ABANDONED_MESSAGES[model], RUNNING, lock_namespace(model), ID_MASK]
         )
         return sorted(row[0] for row in cur.fetchall())
 

@@ -1,8 +1,11 @@
 """The admin index shows how provisional each reference table is, and the last runs."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
+from django_q.models import Schedule
 
 from pipeline.models import FactBatch, FactStatus, RunStatus, SyncRun
 from reference.models import AnnuityPlan, Source
@@ -55,3 +58,20 @@ def test_no_dashboard_without_reference_permission(client, django_user_model):
     user = django_user_model.objects.create_user("plain", password="pw", is_staff=True)
     client.force_login(user)
     assert 'id="refgov-dashboard"' not in client.get("/admin/").content.decode()
+
+
+def test_a_broken_config_shows_the_problem_and_uses_the_schema_defaults(client, django_user_model, settings, tmp_path):
+    (tmp_path / "reference_management.yml").write_text("strategy: sometimes\n", encoding="utf-8")
+    settings.REFGOV_CONFIG_DIR = tmp_path
+    now = timezone.now()
+    for name, minutes_late in (("refgov.preload", 40), ("refgov.facts", 20)):
+        Schedule.objects.create(name=name, func="x", schedule_type=Schedule.CRON, cron="0 1 * * *")
+        Schedule.objects.filter(name=name).update(next_run=now - timedelta(minutes=minutes_late))
+    login(client, django_user_model, STEWARD_GROUP)
+
+    page = client.get("/admin/").content.decode()
+
+    assert "告警阈值（自动派生占比）：10%" in page  # backfill.alert_share's default
+    assert "reference_management.yml" in page and "sometimes" in page
+    late = page[page.index('id="refgov-alerts"') :].split("</table>")[0]
+    assert "refgov.preload" in late and "refgov.facts" not in late  # alerts.missed_schedule_minutes's default: 30

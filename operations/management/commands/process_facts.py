@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +9,7 @@ from django.core.management.base import CommandParser
 from operations.management.base import Failed, RefgovCommand
 from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import FactLoadError, process_fact_file
+from pipeline.models import FactStatus
 
 
 class Command(RefgovCommand):
@@ -33,7 +35,7 @@ class Command(RefgovCommand):
             help="accept a file without data rows (rejected otherwise: usually an export error)",
         )
 
-    def progress_for(self, path: str):
+    def progress_for(self, path: str) -> Callable[[str], None] | None:
         """Progress on a terminal (stderr), nothing when output goes to a file or a scheduler's log."""
         if not self.stderr.isatty():
             return None
@@ -58,7 +60,7 @@ class Command(RefgovCommand):
                 results.append(result.summary())
             except (FactFileError, FactLoadError) as exc:
                 failures.append(str(exc))
-                results.append({"file": path, "status": "rejected", "message": str(exc)})
+                results.append({"file": path, "status": FactStatus.REJECTED.value, "message": str(exc)})
         payload = {"domain": options["domain"], "files": results}
         if failures:
             raise Failed(f"{len(failures)} of {len(options['files'])} files not loaded: {failures[0]}", payload)
