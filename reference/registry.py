@@ -6,12 +6,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from graphlib import CycleError, TopologicalSorter
+from typing import NamedTuple
 
 from django.db import models
 
 from .models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, TrackedReference
 
-TRACKING_COLUMNS = ("_source", "_needs_review", "_derived_from_domain", "_derived_at")
+#: The tracking columns of the hybrid strategy (``TrackedReference``): model field names, and database columns.
+TRACKING_FIELDS: tuple[str, ...] = tuple(f.name for f in TrackedReference._meta.local_fields)
+TRACKING_COLUMNS: tuple[str, ...] = tuple(f.column for f in TrackedReference._meta.local_fields)
 SCHEMA = "business"
 
 
@@ -87,6 +90,24 @@ def for_model(model: type[models.Model]) -> ReferenceTable:
         if table.model is model:
             return table
     raise UnknownTable(model.__name__)
+
+
+class ChildRelation(NamedTuple):
+    """A reference table's foreign key to another reference table: the child table, its model and the key's field."""
+
+    table: str
+    model: type[TrackedReference]
+    attr: str
+
+
+def child_relations(model: type[models.Model]) -> list[ChildRelation]:
+    """The foreign keys of reference tables whose rows point at ``model``."""
+    return [
+        ChildRelation(t.name, t.model, f.name)
+        for t in all_tables()
+        for f in t.model._meta.concrete_fields
+        if f.is_relation and f.related_model is model
+    ]
 
 
 def dependency_order(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.db.models import Count, Q
 
-from reference.models import Source
-from reference.registry import all_tables
+from reference.models import Source, TrackedReference
+from reference.registry import all_tables, child_relations
 
 
 def auto_derived_shares() -> dict[str, dict]:
@@ -30,3 +30,13 @@ def auto_derived_shares() -> dict[str, dict]:
             "share": auto / total if total else 0.0,
         }
     return shares
+
+
+def child_rows(*, model: type[TrackedReference], key: str) -> dict[str, int]:
+    """Reference table → number of its rows pointing at ``key`` of ``model`` (tables with none are left out)."""
+    counts = {}
+    for name, child, attr in child_relations(model):
+        n = child.objects.filter(**{attr: key}).count()
+        if n:
+            counts[name] = n
+    return counts

@@ -13,7 +13,7 @@ from import_export.formats.base_formats import CSV, XLSX
 
 from reference.history import Action, stewardship_context
 from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
-from reference.registry import for_model
+from reference.registry import TRACKING_FIELDS, for_model
 from stewardship.history_admin import HistoryAdminMixin
 from stewardship.required import missing_of, required_fields
 from stewardship.resources import resource_for
@@ -30,8 +30,6 @@ from stewardship.workbench import (
 admin.site.site_header = _("refgov reference data stewardship")
 admin.site.site_title = _("refgov admin")
 admin.site.index_title = _("Data stewardship")
-
-TRACKING_FIELDS = ("source", "needs_review", "derived_from_domain", "derived_at")
 
 SOURCE_COLORS = {
     Source.AUTHORITATIVE.value: "#2e7d32",  # green

@@ -11,20 +11,11 @@ from django.utils import timezone
 
 from pipeline.config import load_config
 from pipeline.config.schema import LegacyMySQLSource
-from reference.models import Source
+from pipeline.selectors import promoted_rows
 from reference.registry import get_table
 from refgov.formulae import XLSXWRITER_OPTIONS, escape_row
 
 PROVENANCE_SHEET = "来源说明"
-
-
-def promoted_rows(*, table: str) -> QuerySet:
-    """Authoritative rows that began as auto-derived and that no preload has brought from the source since."""
-    from pipeline.models import SyncUpgrade
-
-    model = get_table(table).model
-    upgraded = SyncUpgrade.objects.filter(table=table).values("key")
-    return model.objects.filter(source=Source.AUTHORITATIVE, derived_from_domain__isnull=False).exclude(pk__in=upgraded)
 
 
 def legacy_columns(*, table: str) -> list[tuple[str, str]]:

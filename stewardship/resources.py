@@ -12,7 +12,8 @@ from django.db import connection, models
 from django.utils.translation import gettext as _
 from import_export import fields, resources, widgets
 
-from reference.registry import ReferenceTable, for_model, get_table
+from pipeline.selectors import fact_relations
+from reference.registry import TRACKING_COLUMNS, ReferenceTable, for_model, get_table
 from refgov.db.identifiers import quote_pg as q
 from refgov.formulae import escape_formula, unescape_formula
 from stewardship.required import blank_q
@@ -28,7 +29,6 @@ SUGGESTIONS: dict[str, dict[str, str]] = {
     "组合计划": {"name": "组合名称", "portfolio_type": "组合类型"},
     "组织架构": {"name": "机构名称"},
 }
-READ_ONLY_COLUMNS = ("_source", "_needs_review", "_derived_from_domain", "_derived_at")
 
 
 class ReferenceResource(resources.ModelResource):
@@ -62,8 +62,6 @@ class ReferenceResource(resources.ModelResource):
 
 def suggestions(table: ReferenceTable, queryset) -> dict[str, dict[str, str]]:
     """Model field → key → the most frequent value of the mapped fact column, for rows where the field is empty."""
-    from stewardship.merge import fact_relations
-
     found: dict[str, dict[str, str]] = {}
     for name, fact_column in SUGGESTIONS.get(table.name, {}).items():
         field = table.model._meta.get_field(name)
@@ -108,7 +106,7 @@ def resource_for(model: type[models.Model]) -> type[ReferenceResource]:
             declared[field.name] = fields.Field(attribute=field.name, column_name=column, widget=widget)
         else:
             declared[field.name] = _field(field, column, readonly=False)
-    for column in READ_ONLY_COLUMNS:
+    for column in TRACKING_COLUMNS:
         field = next(f for f in model._meta.concrete_fields if f.column == column)
         declared[field.name] = _field(field, column, readonly=True)
     meta = type(

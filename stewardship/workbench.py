@@ -15,7 +15,6 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote as admin_quote
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Sum
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -24,15 +23,17 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from reference.models import MANUAL_ENTRY
+from pipeline.selectors import fact_rows_of_keys, facts_by_month, provenance
+from reference.models import MANUAL_ENTRY, Source
 from reference.registry import for_model
 from stewardship.complete import complete, complete_preview
 from stewardship.feedback import write_feedback
-from stewardship.merge import MergeRefused, fact_relations, merge, merge_impact
+from stewardship.merge import MergeRefused, merge, merge_impact
 from stewardship.promote import promote
 from stewardship.required import is_blank, missing_of, missing_q, required_fields
 
 PROVENANCE_SHOWN = 20
+USAGE_MONTHS_SHOWN = 24
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -165,7 +166,7 @@ class RequiredFieldsFormMixin:
         data = super().clean()
         instance = self.instance
         adding = instance._state.adding
-        if not adding and (instance.source != "authoritative" or instance.needs_review):
+        if not adding and (instance.source != Source.AUTHORITATIVE or instance.needs_review):
             return data
         missing = [
             field
@@ -285,50 +286,29 @@ class StewardshipAdminMixin:
         return super().change_view(request, object_id, form_url, extra_context=extra)
 
     def stewardship_context(self, request, obj) -> dict:
-        from pipeline.models import DerivedReference
-
         table = for_model(self.model).name
         can_change = self.has_change_permission(request, obj)
-        usage = [
-            {"table": fact._meta.verbose_name, "months": rows}
-            for fact, attr in fact_relations(self.model)
-            if (
-                rows := list(
-                    fact.objects.filter(**{attr: obj.pk})
-                    .order_by("-month")
-                    .values("month")
-                    .annotate(rows=Count("pk"), **({"assets": Sum("closing_assets")} if _has_assets(fact) else {}))[:24]
-                )
-            )
-        ]
         return {
-            "provenance": DerivedReference.objects.filter(table=table, key=obj.pk)
-            .select_related("batch")
-            .order_by("-created_at")[:PROVENANCE_SHOWN],
-            "fact_usage": usage,
+            "provenance": provenance(table=table, key=obj.pk, limit=PROVENANCE_SHOWN),
+            "fact_usage": facts_by_month(model=self.model, key=obj.pk, months=USAGE_MONTHS_SHOWN),
             "missing_required": [f.verbose_name for f in missing_of(obj, required_fields(table))],
-            "can_promote": can_change and (obj.needs_review or obj.source != "authoritative"),
-            "can_merge": can_change and obj.source == "auto_derived",
+            "can_promote": can_change and (obj.needs_review or obj.source != Source.AUTHORITATIVE),
+            "can_merge": can_change and obj.source == Source.AUTO_DERIVED,
         }
 
     def get_deleted_objects(self, objs, request):
         """Rows facts still use cannot be deleted: say why and offer the merge instead of listing every fact."""
         objs = list(objs)
-        protected = []
-        for obj in objs:
-            rows = sum(fact.objects.filter(**{attr: obj.pk}).count() for fact, attr in fact_relations(self.model))
-            if rows:
-                protected.append(
-                    _("%(key)s: %(n)d fact rows use it — merge it into the right key instead (%(url)s)")
-                    % {"key": obj.pk, "n": rows, "url": self._url("merge", obj)}
-                )
+        used = fact_rows_of_keys(model=self.model, keys=[obj.pk for obj in objs])
+        protected = [
+            _("%(key)s: %(n)d fact rows use it — merge it into the right key instead (%(url)s)")
+            % {"key": obj.pk, "n": used[obj.pk], "url": self._url("merge", obj)}
+            for obj in objs
+            if used.get(obj.pk)
+        ]
         if protected:
             return [], {}, set(), protected
         return super().get_deleted_objects(objs, request)
-
-
-def _has_assets(fact) -> bool:
-    return any(f.name == "closing_assets" for f in fact._meta.concrete_fields)
 
 
 class RequiredMissingFilter(admin.SimpleListFilter):
