@@ -4,7 +4,6 @@ permission (and superusers) can look."""
 from __future__ import annotations
 
 from django.contrib import admin
-from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from operations import task_admin  # noqa: F401  (django-q2's task lists under refgov's permissions)
@@ -21,6 +20,7 @@ from pipeline.models import (
     SyncWatermark,
     TableStatus,
 )
+from refgov.html import badge
 
 STATUS_COLORS = {
     RunStatus.RUNNING.value: "#1565c0",  # blue
@@ -32,15 +32,6 @@ STATUS_COLORS = {
     FactStatus.LOADED.value: "#2e7d32",
     FactStatus.REJECTED.value: "#ef6c00",
 }
-
-
-def badge(color: str, label) -> str:
-    return format_html(
-        '<span style="display:inline-block;padding:1px 8px;border-radius:8px;'
-        'color:#fff;background:{};white-space:nowrap">{}</span>',
-        color,
-        label,
-    )
 
 
 def status_badge(obj):

@@ -14,6 +14,7 @@ from import_export.formats.base_formats import CSV, XLSX
 from reference.history import Action, stewardship_context
 from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
 from reference.registry import TRACKING_FIELDS, for_model
+from refgov.html import NEUTRAL, badge
 from stewardship.history_admin import HistoryAdminMixin
 from stewardship.required import missing_of, required_fields
 from stewardship.resources import resource_for
@@ -92,13 +93,7 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
 
     @admin.display(description=_("source"), ordering="source")
     def source_badge(self, obj):
-        color = SOURCE_COLORS.get(obj.source, "#616161")
-        return format_html(
-            '<span style="display:inline-block;padding:1px 8px;border-radius:8px;'
-            'color:#fff;background:{};white-space:nowrap">{}</span>',
-            color,
-            obj.get_source_display(),
-        )
+        return badge(SOURCE_COLORS.get(obj.source, NEUTRAL), obj.get_source_display())
 
     def get_queryset(self, request):
         # Django skips list_select_related when the queryset already selects related rows: name both here.
