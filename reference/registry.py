@@ -9,6 +9,7 @@ from graphlib import CycleError, TopologicalSorter
 from typing import NamedTuple
 
 from django.db import models
+from psycopg import sql
 
 from .models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, TrackedReference
 
@@ -42,7 +43,7 @@ class ReferenceTable:
 
     @property
     def qualified_name(self) -> str:
-        return f'"{SCHEMA}"."{self.name}"'
+        return sql.Identifier(SCHEMA, self.name).as_string()
 
     @property
     def data_fields(self) -> dict[str, models.Field]:

@@ -11,10 +11,11 @@ from functools import cache
 from django.db import connection, models
 from django.utils.translation import gettext as _
 from import_export import fields, resources, widgets
+from psycopg import sql
 
 from pipeline.selectors import fact_relations
 from reference.registry import TRACKING_COLUMNS, ReferenceTable, for_model, get_table
-from refgov.db.identifiers import quote_pg as q
+from refgov.db.sql import ident
 from refgov.formulae import escape_formula, unescape_formula
 from stewardship.required import blank_q
 
@@ -29,6 +30,11 @@ SUGGESTIONS: dict[str, dict[str, str]] = {
     "组合计划": {"name": "组合名称", "portfolio_type": "组合类型"},
     "组织架构": {"name": "机构名称"},
 }
+
+#: a fact table's values of one column for the keys of a queryset (``empty``: the queryset's SQL)
+_SUGGESTED_VALUES = sql.SQL(
+    "SELECT {key} AS k, {value} AS v FROM {fact} WHERE {key} IN ({empty}) AND {value} IS NOT NULL"
+)
 
 
 class ReferenceResource(resources.ModelResource):
@@ -66,20 +72,23 @@ def suggestions(table: ReferenceTable, queryset) -> dict[str, dict[str, str]]:
     for name, fact_column in SUGGESTIONS.get(table.name, {}).items():
         field = table.model._meta.get_field(name)
         empty_sql, params = queryset.filter(blank_q(field)).values("pk").query.sql_with_params()
-        parts = []
-        for fact, attr in fact_relations(table.model):
-            columns = {f.column for f in fact._meta.concrete_fields}
-            if fact_column in columns:
-                key = q(fact._meta.get_field(attr).column)
-                parts.append(
-                    f"SELECT {key} AS k, {q(fact_column)} AS v FROM {q(fact._meta.db_table)} "
-                    f"WHERE {key} IN ({empty_sql}) AND {q(fact_column)} IS NOT NULL"
-                )
+        parts = [
+            _SUGGESTED_VALUES.format(
+                key=ident(fact._meta.get_field(attr).column),
+                value=ident(fact_column),
+                fact=ident(fact._meta.db_table),
+                empty=sql.SQL(empty_sql),  # Django's SQL for the queryset, with its own parameters
+            )
+            for fact, attr in fact_relations(table.model)
+            if fact_column in {f.column for f in fact._meta.concrete_fields}
+        ]
         if not parts:
             continue
         with connection.cursor() as cur:
             cur.execute(
-                f"SELECT k, mode() WITHIN GROUP (ORDER BY v) FROM ({' UNION ALL '.join(parts)}) u GROUP BY k",
+                sql.SQL("SELECT k, mode() WITHIN GROUP (ORDER BY v) FROM ({}) u GROUP BY k").format(
+                    sql.SQL(" UNION ALL ").join(parts)
+                ),
                 list(params) * len(parts),
             )
             found[name] = dict(cur.fetchall())
