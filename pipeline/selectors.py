@@ -16,7 +16,7 @@ from django.db.models import Count, QuerySet, Sum
 from pipeline.fact_tables import fact_table, fact_table_names
 from pipeline.models import DerivedReference, SyncUpgrade
 from reference.models import Source, TrackedReference
-from reference.registry import get_table
+from reference.registry import get_table, model_field
 
 CLOSING_ASSETS_FIELD = "closing_assets"
 
@@ -68,7 +68,10 @@ def facts_by_month(*, model: type[TrackedReference], key: str, months: int | Non
     for fact, attr in fact_relations(model):
         sums: dict[str, Any] = {"assets": Sum(CLOSING_ASSETS_FIELD)} if _has_assets(fact) else {}
         per_month = (
-            fact.objects.filter(**{attr: key}).order_by("-month").values("month").annotate(rows=Count("pk"), **sums)
+            fact._default_manager.filter(**{attr: key})
+            .order_by("-month")
+            .values("month")
+            .annotate(rows=Count("pk"), **sums)
         )
         rows: list[MonthUsage] = list(per_month[:months] if months is not None else per_month)
         if rows:
@@ -83,8 +86,13 @@ def fact_rows_of_keys(*, model: type[TrackedReference], keys: Collection[str]) -
     if not keys:
         return counts
     for fact, attr in fact_relations(model):
-        column = fact._meta.get_field(attr).attname
-        grouped = fact.objects.filter(**{f"{column}__in": list(keys)}).order_by().values(column).annotate(n=Count("pk"))
+        column = model_field(fact, attr).attname
+        grouped = (
+            fact._default_manager.filter(**{f"{column}__in": list(keys)})
+            .order_by()
+            .values(column)
+            .annotate(n=Count("pk"))
+        )
         for row in grouped:
             counts[row[column]] = counts.get(row[column], 0) + row["n"]
     return counts

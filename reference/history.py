@@ -19,10 +19,10 @@ import datetime as dt
 import enum
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pghistory
 import psycopg
@@ -32,6 +32,9 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy
 from pghistory.models import Context
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 from .history_models import EventLabel, ReferenceEvent
 from .registry import get_table
@@ -139,7 +142,7 @@ def stewardship_context(*, user: AbstractBaseUser, action: Action, **extra: Any)
 @dataclass(frozen=True)
 class FieldChange:
     column: str
-    label: str
+    label: StrOrPromise  # the field's verbose name, translated when shown
     before: Any
     after: Any
 
@@ -152,7 +155,7 @@ class RowEvent:
     table: str
     key: str
     context_id: uuid.UUID | None
-    metadata: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
     changes: list[FieldChange] = field(default_factory=list)
 
     @property
@@ -176,7 +179,9 @@ class RowEvent:
         return self.metadata.get("user")
 
 
-def field_changes(*, table: str, label: str, before: dict | None, after: dict | None) -> list[FieldChange]:
+def field_changes(
+    *, table: str, label: str, before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> list[FieldChange]:
     """The columns an event changed (for an insert or delete: the columns that had a value), in model order."""
     before, after = before or {}, after or {}
     changes = []
@@ -190,7 +195,7 @@ def field_changes(*, table: str, label: str, before: dict | None, after: dict | 
     return changes
 
 
-def _row_events(events, contexts: dict[uuid.UUID, dict]) -> list[RowEvent]:
+def _row_events(events: Iterable[ReferenceEvent], contexts: dict[uuid.UUID, dict[str, Any]]) -> list[RowEvent]:
     return [
         RowEvent(
             id=e.id,
@@ -199,14 +204,14 @@ def _row_events(events, contexts: dict[uuid.UUID, dict]) -> list[RowEvent]:
             table=e.table,
             key=e.key,
             context_id=e.context_id,
-            metadata=contexts.get(e.context_id, {}),
+            metadata=contexts.get(e.context_id, {}) if e.context_id is not None else {},
             changes=field_changes(table=e.table, label=e.label, before=e.before, after=e.after),
         )
         for e in events
     ]
 
 
-def _metadata(context_ids) -> dict[uuid.UUID, dict]:
+def _metadata(context_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, dict[str, Any]]:
     ids = {c for c in context_ids if c is not None}
     return dict(Context.objects.filter(id__in=ids).values_list("id", "metadata")) if ids else {}
 

@@ -10,8 +10,8 @@ from psycopg import sql
 
 from refgov.db.sql import ident
 
-from .models import Source, TrackedReference
-from .registry import all_tables, get_table
+from .models import Source
+from .registry import all_tables, get_table, tracking_column
 
 SAMPLE_LIMIT = 20
 
@@ -68,11 +68,6 @@ def _validated_constraint(table: str, column: str, parent: str) -> str | None:
     return row[0] if row else None
 
 
-def _column(field_name: str) -> sql.Identifier:
-    """A tracking column, by its ``TrackedReference`` field."""
-    return ident(TrackedReference._meta.get_field(field_name).column)
-
-
 def check_reference_integrity(*, trust_constraints: bool = False) -> IntegrityReport:
     """Every reference foreign key resolves, and auto-derived rows carry their provenance columns.
 
@@ -109,9 +104,9 @@ def check_reference_integrity(*, trust_constraints: bool = False) -> IntegrityRe
         count, samples = _count_and_samples(
             sql.SQL("FROM {table} WHERE {source} = %s AND ({derived_at} IS NULL OR {domain} IS NULL)").format(
                 table=ident(table.name),
-                source=_column("source"),
-                derived_at=_column("derived_at"),
-                domain=_column("derived_from_domain"),
+                source=ident(tracking_column("source")),
+                derived_at=ident(tracking_column("derived_at")),
+                domain=ident(tracking_column("derived_from_domain")),
             ),
             key,
             [Source.AUTO_DERIVED.value],

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from django.db.models import Count, Q
 
 from reference.models import Source, TrackedReference
 from reference.registry import all_tables, child_relations
 
 
-def auto_derived_shares() -> dict[str, dict]:
+class Share(TypedDict):
+    """A table's rows: all of them, the auto-derived ones, the ones pending review, and auto-derived / all."""
+
+    total: int
+    auto_derived: int
+    pending: int
+    share: float
+
+
+def auto_derived_shares() -> dict[str, Share]:
     """Per table: total, auto_derived, pending (needs review), share — one GROUP BY _source query per table."""
-    shares = {}
+    shares: dict[str, Share] = {}
     for ref in all_tables():
         total = auto = pending = 0
         grouped = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from pipeline.facts.usage import refresh_usage
@@ -55,7 +56,7 @@ def merge_impact(*, table: str, wrong_key: str) -> MergeImpact:
 
 
 @transaction.atomic
-def merge(*, table: str, wrong_key: str, right_key: str, user) -> MergeResult:
+def merge(*, table: str, wrong_key: str, right_key: str, user: AbstractBaseUser) -> MergeResult:
     """Re-point everything from ``wrong_key`` to ``right_key``, delete the wrong row, remember the alias."""
     model = get_table(table).model
     if wrong_key == right_key:
@@ -73,8 +74,8 @@ def merge(*, table: str, wrong_key: str, right_key: str, user) -> MergeResult:
     ) as context_id:
         fact_ids = {}
         for fact, attr in fact_relations(model):
-            ids = list(fact.objects.filter(**{attr: wrong_key}).values_list("pk", flat=True))
-            fact.objects.filter(pk__in=ids).update(**{attr: right_key})
+            ids = list(fact._default_manager.filter(**{attr: wrong_key}).values_list("pk", flat=True))
+            fact._default_manager.filter(pk__in=ids).update(**{attr: right_key})
             fact_ids[fact._meta.db_table] = ids
         for _, child, attr in child_relations(model):
             child.objects.filter(**{attr: wrong_key}).update(**{attr: right_key})
@@ -107,7 +108,9 @@ def undo_merges(*, context_id: uuid.UUID) -> int:
         model = get_table(record.table).model
         for fact, attr in fact_relations(model):
             ids = record.fact_ids.get(fact._meta.db_table, [])
-            repointed += fact.objects.filter(pk__in=ids, **{attr: record.right_key}).update(**{attr: record.wrong_key})
+            repointed += fact._default_manager.filter(pk__in=ids, **{attr: record.right_key}).update(
+                **{attr: record.wrong_key}
+            )
         KeyAlias.objects.filter(table=record.table, alias__in=record.moved_aliases).update(canonical=record.wrong_key)
         if record.previous_alias is None:
             KeyAlias.objects.filter(table=record.table, alias=record.wrong_key).delete()

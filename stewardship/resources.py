@@ -7,14 +7,17 @@ strips it again, so a value goes out and comes back unchanged."""
 from __future__ import annotations
 
 from functools import cache
+from typing import Any, NoReturn
 
 from django.db import connection, models
+from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 from import_export import fields, resources, widgets
 from psycopg import sql
 
 from pipeline.selectors import fact_relations
-from reference.registry import TRACKING_COLUMNS, ReferenceTable, for_model, get_table
+from reference.models import TrackedReference
+from reference.registry import TRACKING_COLUMNS, ReferenceTable, for_model, get_table, model_field, value_field
 from refgov.db.sql import ident
 from refgov.formulae import escape_formula, unescape_formula
 from stewardship.required import blank_q
@@ -40,41 +43,41 @@ _SUGGESTED_VALUES = sql.SQL(
 class ReferenceResource(resources.ModelResource):
     table: ReferenceTable
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.suggested: dict[str, dict[str, str]] = {}
 
-    def init_instance(self, row=None):
+    def init_instance(self, row: dict[str, Any] | None = None) -> NoReturn:
         key = self.table.key_column
         raise ValueError(
             _("no row with %(column)s %(key)s: an import only completes existing rows")
             % {"column": key, "key": (row or {}).get(key)}
         )
 
-    def before_export(self, queryset, **kwargs):
+    def before_export(self, queryset: QuerySet[TrackedReference], **kwargs: Any) -> None:
         self.suggested = suggestions(self.table, queryset)
 
-    def export_field(self, field, instance, **kwargs):
+    def export_field(self, field: fields.Field, instance: TrackedReference, **kwargs: Any) -> Any:
         value = super().export_field(field, instance, **kwargs)
         if value in (None, "") and field.attribute in self.suggested:
             value = self.suggested[field.attribute].get(str(instance.pk), value)
         return escape_formula(value)
 
-    def before_import_row(self, row, **kwargs):
+    def before_import_row(self, row: dict[str, Any], **kwargs: Any) -> None:
         for column, value in row.items():
             row[column] = unescape_formula(value)
         super().before_import_row(row, **kwargs)
 
 
-def suggestions(table: ReferenceTable, queryset) -> dict[str, dict[str, str]]:
+def suggestions(table: ReferenceTable, queryset: QuerySet[TrackedReference]) -> dict[str, dict[str, str]]:
     """Model field → key → the most frequent value of the mapped fact column, for rows where the field is empty."""
     found: dict[str, dict[str, str]] = {}
     for name, fact_column in SUGGESTIONS.get(table.name, {}).items():
-        field = table.model._meta.get_field(name)
+        field = model_field(table.model, name)
         empty_sql, params = queryset.filter(blank_q(field)).values("pk").query.sql_with_params()
         parts = [
             _SUGGESTED_VALUES.format(
-                key=ident(fact._meta.get_field(attr).column),
+                key=ident(model_field(fact, attr).column),
                 value=ident(fact_column),
                 fact=ident(fact._meta.db_table),
                 empty=sql.SQL(empty_sql),  # Django's SQL for the queryset, with its own parameters
@@ -95,7 +98,7 @@ def suggestions(table: ReferenceTable, queryset) -> dict[str, dict[str, str]]:
     return found
 
 
-def _field(field: models.Field, column: str, *, readonly: bool) -> fields.Field:
+def _field(field: models.Field[Any, Any], column: str, *, readonly: bool) -> fields.Field:
     """The field import-export would make for ``field`` (its widget for the type), headed by the database column."""
     made = resources.ModelResource.field_from_django_field(field.name, field, readonly)
     made.column_name = column
@@ -111,7 +114,7 @@ def resource_for(model: type[models.Model]) -> type[ReferenceResource]:
     declared = {}
     for column, field in table.data_fields.items():
         if field.is_relation:
-            widget = widgets.ForeignKeyWidget(field.related_model, field.target_field.name)
+            widget = widgets.ForeignKeyWidget(field.related_model, value_field(field).name)
             declared[field.name] = fields.Field(attribute=field.name, column_name=column, widget=widget)
         else:
             declared[field.name] = _field(field, column, readonly=False)

@@ -12,12 +12,16 @@ backfill: no user) are undone by superusers only.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -26,14 +30,14 @@ from psycopg import sql
 
 from reference.history import Action, action_label, change_context
 from reference.history_models import EventLabel, ReferenceEvent
-from reference.models import Source, TrackedReference
-from reference.registry import ReferenceTable, dependency_order, get_table
+from reference.models import Source
+from reference.registry import ReferenceTable, dependency_order, get_table, tracking_column
 from refgov.db.sql import ident, idents
 from refgov.errors import first_line
 from stewardship.merge import undo_merges
 
 SAMPLES = 5
-_SOURCE_COLUMN = TrackedReference._meta.get_field("source").column
+_SOURCE_COLUMN = tracking_column("source")
 
 #: permission an undo needs → why it is refused without it
 PERMISSION_REFUSALS = {
@@ -67,7 +71,7 @@ class UndoResult:
         return self.restored + self.reinserted + self.removed
 
 
-def undo(*, context_id: uuid.UUID, user) -> UndoResult:
+def undo(*, context_id: uuid.UUID, user: User) -> UndoResult:
     """Revert all reference changes of ``context_id`` as one unit; recorded as an ``undo`` action of ``user``."""
     context_id = uuid.UUID(str(context_id))
     tables = list(
@@ -139,7 +143,7 @@ def undo_effects(*, context_id: uuid.UUID) -> list[UndoEffect]:
         return [UndoEffect(*row) for row in cur.fetchall()]
 
 
-def check_undo_permission(*, context_id: uuid.UUID, user) -> None:
+def check_undo_permission(*, context_id: uuid.UUID, user: User) -> None:
     """Raise ``PermissionDenied`` (saying why) unless ``user`` may undo the context; see the module's rule."""
     context_id = uuid.UUID(str(context_id))
     metadata = Context.objects.filter(id=context_id).values_list("metadata", flat=True).first() or {}
@@ -178,7 +182,7 @@ def _rows_of_context() -> sql.Composed:
     ).format(events=ident(ReferenceEvent._meta.db_table))
 
 
-def _collect(cur, context_id: uuid.UUID) -> None:
+def _collect(cur: CursorWrapper, context_id: uuid.UUID) -> None:
     """Per row of the context: its state before the first event and after the last one."""
     cur.execute(
         sql.SQL(
@@ -193,7 +197,7 @@ def _collect(cur, context_id: uuid.UUID) -> None:
     cur.execute("ANALYZE _undo")
 
 
-def _refuse_later_changes(cur) -> None:
+def _refuse_later_changes(cur: CursorWrapper) -> None:
     cur.execute(
         sql.SQL(
             """
@@ -218,7 +222,7 @@ def _refuse_later_changes(cur) -> None:
     raise UndoRefused(_("Cannot undo: rows were changed again later. %(changes)s") % {"changes": described})
 
 
-def _describe(table: str, key: str, label: str, at, metadata: dict) -> str:
+def _describe(table: str, key: str, label: str, at: dt.datetime, metadata: dict[str, Any]) -> str:
     return _("%(table)s %(key)s: %(label)s at %(at)s by %(who)s (%(action)s)") % {
         "table": table,
         "key": key,
@@ -229,7 +233,7 @@ def _describe(table: str, key: str, label: str, at, metadata: dict) -> str:
     }
 
 
-def _refuse_drifted_rows(cur, table: ReferenceTable) -> None:
+def _refuse_drifted_rows(cur: CursorWrapper, table: ReferenceTable) -> None:
     """A row's current state must be the one the context left (a change outside the record would be lost)."""
     cur.execute(
         sql.SQL(
@@ -250,7 +254,7 @@ def _refuse_drifted_rows(cur, table: ReferenceTable) -> None:
         )
 
 
-def _apply(cur, tables: list[str]) -> dict[str, list[int]]:
+def _apply(cur: CursorWrapper, tables: list[str]) -> dict[str, list[int]]:
     """Re-insert deleted rows (parents first), restore updated rows, delete inserted rows (children first)."""
     order = dependency_order(tables)
     counts = {name: [0, 0, 0] for name in order}
