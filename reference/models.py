@@ -54,13 +54,13 @@ class TrackedReference(models.Model):
             models.Index(
                 fields=["derived_from_domain", "derived_at"],
                 name="%(class)s_auto_derived",
-                condition=models.Q(source="auto_derived"),
+                condition=models.Q(source=Source.AUTO_DERIVED),
             ),
             # Rows stewards promoted (the few that may await the source): what each preload looks for.
             models.Index(
                 fields=["derived_from_domain"],
                 name="%(class)s_promoted",
-                condition=models.Q(source="authoritative", derived_from_domain__isnull=False),
+                condition=models.Q(source=Source.AUTHORITATIVE, derived_from_domain__isnull=False),
             ),
         ]
 
