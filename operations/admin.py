@@ -6,7 +6,6 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
@@ -24,6 +23,7 @@ from pipeline.models import (
     SyncWatermark,
     TableStatus,
 )
+from refgov.html import NEUTRAL, badge
 
 STATUS_COLORS = {
     RunStatus.RUNNING.value: "#1565c0",  # blue
@@ -37,17 +37,8 @@ STATUS_COLORS = {
 }
 
 
-def badge(color: str, label: object) -> SafeString:
-    return format_html(
-        '<span style="display:inline-block;padding:1px 8px;border-radius:8px;'
-        'color:#fff;background:{};white-space:nowrap">{}</span>',
-        color,
-        label,
-    )
-
-
 def status_badge(obj: SyncRun | SyncTableResult | FactBatch) -> SafeString:
-    return badge(STATUS_COLORS.get(obj.status, "#616161"), obj.get_status_display())
+    return badge(STATUS_COLORS.get(obj.status, NEUTRAL), obj.get_status_display())
 
 
 class ReadOnlyMixin:

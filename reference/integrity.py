@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from django.db import connection
+from psycopg import sql
 
-from refgov.db.identifiers import quote_pg as q
+from refgov.db.sql import ident
 
 from .models import Source
-from .registry import all_tables, get_table
+from .registry import all_tables, get_table, tracking_column
 
 SAMPLE_LIMIT = 20
 
@@ -34,17 +36,17 @@ class IntegrityReport:
     def ok(self) -> bool:
         return not self.violations
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "violations": [asdict(v) for v in self.violations]}
 
 
-def _count_and_samples(from_where: str, key: str) -> tuple[int, list[str]]:
+def _count_and_samples(from_where: sql.Composable, key: sql.Composable, params: list[Any]) -> tuple[int, list[str]]:
     with connection.cursor() as cur:
-        cur.execute(f"SELECT count(*) {from_where}")
+        cur.execute(sql.SQL("SELECT count(*) {}").format(from_where), params)
         count = cur.fetchone()[0]
         samples: list[str] = []
         if count:
-            cur.execute(f"SELECT {key} {from_where} ORDER BY 1 LIMIT {SAMPLE_LIMIT}")
+            cur.execute(sql.SQL("SELECT {} {} ORDER BY 1 LIMIT %s").format(key, from_where), [*params, SAMPLE_LIMIT])
             samples = [str(r[0]) for r in cur.fetchall()]
     return count, samples
 
@@ -56,10 +58,11 @@ def _validated_constraint(table: str, column: str, parent: str) -> str | None:
             """
             SELECT c.conname FROM pg_constraint c
             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
-            WHERE c.contype = 'f' AND c.convalidated AND c.conrelid = %s::regclass AND c.confrelid = %s::regclass
+            WHERE c.contype = 'f' AND c.convalidated
+              AND c.conrelid = quote_ident(%s)::regclass AND c.confrelid = quote_ident(%s)::regclass
               AND a.attname = %s AND array_length(c.conkey, 1) = 1
             """,
-            [q(table), q(parent), column],
+            [table, parent, column],
         )
         row = cur.fetchone()
     return row[0] if row else None
@@ -70,9 +73,10 @@ def check_reference_integrity(*, trust_constraints: bool = False) -> IntegrityRe
 
     With ``trust_constraints`` a relation covered by a validated PostgreSQL foreign key is reported as guaranteed
     by it instead of being scanned (the preload uses this right after validating those constraints itself)."""
-    checked, violations = [], []
+    checked: list[str] = []
+    violations: list[Violation] = []
     for table in all_tables():
-        key = q(table.key_column)
+        key = ident(table.key_column)
         for column, parent_name in table.parents.items():
             parent = get_table(parent_name)
             name = f"{column} → {parent.name}.{parent.key_column}"
@@ -82,17 +86,30 @@ def check_reference_integrity(*, trust_constraints: bool = False) -> IntegrityRe
                 continue
             checked.append(f"{table.name}: {name}")
             count, samples = _count_and_samples(
-                f"FROM {q(table.name)} c WHERE c.{q(column)} IS NOT NULL AND NOT EXISTS "
-                f"(SELECT 1 FROM {q(parent.name)} p WHERE p.{q(parent.key_column)} = c.{q(column)})",
-                f"c.{key} || ' → ' || c.{q(column)}",
+                sql.SQL(
+                    "FROM {table} c WHERE c.{column} IS NOT NULL AND NOT EXISTS "
+                    "(SELECT 1 FROM {parent} p WHERE p.{parent_key} = c.{column})"
+                ).format(
+                    table=ident(table.name),
+                    column=ident(column),
+                    parent=ident(parent.name),
+                    parent_key=ident(parent.key_column),
+                ),
+                sql.SQL("c.{} || ' → ' || c.{}").format(key, ident(column)),
+                [],
             )
             if count:
                 violations.append(Violation(table.name, f"orphan {name}", count, samples))
         checked.append(f"{table.name}: auto-derived provenance")
         count, samples = _count_and_samples(
-            f"FROM {q(table.name)} WHERE _source = '{Source.AUTO_DERIVED.value}' "
-            f"AND (_derived_at IS NULL OR _derived_from_domain IS NULL)",
+            sql.SQL("FROM {table} WHERE {source} = %s AND ({derived_at} IS NULL OR {domain} IS NULL)").format(
+                table=ident(table.name),
+                source=ident(tracking_column("source")),
+                derived_at=ident(tracking_column("derived_at")),
+                domain=ident(tracking_column("derived_from_domain")),
+            ),
             key,
+            [Source.AUTO_DERIVED.value],
         )
         if count:
             violations.append(

@@ -1,7 +1,14 @@
 """The four reference tables of schema ``business`` and the tracking columns that tell the two layers apart."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 class Source(models.TextChoices):
@@ -31,6 +38,8 @@ class TrackedReference(models.Model):
     )
     derived_at = models.DateTimeField(_("derived at"), db_column="_derived_at", null=True, blank=True)
 
+    objects = models.Manager()  # what Django gives every table anyway, declared for the type checker
+
     class Meta:
         abstract = True
         constraints = [
@@ -45,18 +54,18 @@ class TrackedReference(models.Model):
             models.Index(
                 fields=["derived_from_domain", "derived_at"],
                 name="%(class)s_auto_derived",
-                condition=models.Q(source="auto_derived"),
+                condition=models.Q(source=Source.AUTO_DERIVED),
             ),
             # Rows stewards promoted (the few that may await the source): what each preload looks for.
             models.Index(
                 fields=["derived_from_domain"],
                 name="%(class)s_promoted",
-                condition=models.Q(source="authoritative", derived_from_domain__isnull=False),
+                condition=models.Q(source=Source.AUTHORITATIVE, derived_from_domain__isnull=False),
             ),
         ]
 
 
-def text(verbose: str, column: str, length: int = 255) -> models.CharField:
+def text(verbose: StrOrPromise, column: str, length: int = 255) -> models.CharField:
     return models.CharField(verbose, max_length=length, db_column=column, null=True, blank=True)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.apps.registry import Apps
+
 STEWARD_GROUP = "数据管理员"
 VIEWER_GROUP = "只读用户"
 
@@ -44,7 +46,9 @@ GROUP_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
 }
 
 
-def create_missing_permissions(apps=None, using: str = "default", app_labels: Iterable[str] | None = None) -> None:
+def create_missing_permissions(
+    apps: Apps | None = None, using: str = "default", app_labels: Iterable[str] | None = None
+) -> None:
     """Create content types and default permissions now (during ``migrate`` they only appear at post_migrate)."""
     from django.apps import apps as global_apps
     from django.contrib.auth.management import create_permissions
@@ -56,14 +60,14 @@ def create_missing_permissions(apps=None, using: str = "default", app_labels: It
             continue
         original = getattr(app_config, "models_module", None)
         # Historical app configs (migration state) have no models module; create_permissions skips those.
-        app_config.models_module = original or True
+        app_config.models_module = original or True  # type: ignore[assignment]  # any true value: "has models"
         try:
             create_permissions(app_config, verbosity=0, using=using, apps=registry)
         finally:
             app_config.models_module = original
 
 
-def ensure_groups(apps=None, using: str = "default", reset: bool = False) -> dict[str, int]:
+def ensure_groups(apps: Apps | None = None, using: str = "default", reset: bool = False) -> dict[str, int]:
     """Create (or complete) the two groups with their permissions. Idempotent.
 
     ``reset=True`` makes each group's permissions exactly the configured ones; otherwise permissions are only added,
@@ -100,7 +104,7 @@ def ensure_groups(apps=None, using: str = "default", reset: bool = False) -> dic
     return result
 
 
-def remove_groups(apps=None, using: str = "default") -> None:
+def remove_groups(apps: Apps | None = None, using: str = "default") -> None:
     """Delete the two groups (reverse of ``ensure_groups``); users simply lose the membership."""
     from django.apps import apps as global_apps
 

@@ -6,12 +6,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from graphlib import CycleError, TopologicalSorter
+from typing import Any, NamedTuple
 
 from django.db import models
+from psycopg import sql
 
 from .models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, TrackedReference
 
-TRACKING_COLUMNS = ("_source", "_needs_review", "_derived_from_domain", "_derived_at")
+#: The tracking columns of the hybrid strategy (``TrackedReference``): model field names, and database columns.
+TRACKING_FIELDS: tuple[str, ...] = tuple(f.name for f in TrackedReference._meta.local_fields)
+TRACKING_COLUMNS: tuple[str, ...] = tuple(f.column for f in TrackedReference._meta.local_fields)
+
+
+def tracking_column(field_name: str) -> str:
+    """The database column of a tracking field (``"source"`` → ``"_source"``)."""
+    return TRACKING_COLUMNS[TRACKING_FIELDS.index(field_name)]
+
+
 SCHEMA = "business"
 
 
@@ -39,7 +50,7 @@ class ReferenceTable:
 
     @property
     def qualified_name(self) -> str:
-        return f'"{SCHEMA}"."{self.name}"'
+        return sql.Identifier(SCHEMA, self.name).as_string()
 
     @property
     def data_fields(self) -> dict[str, models.Field]:
@@ -49,11 +60,11 @@ class ReferenceTable:
     @property
     def parents(self) -> dict[str, str]:
         """Foreign-key column → referenced reference table."""
-        by_model = {t.model: t.name for t in _tables().values()}
+        by_model: dict[type[models.Model], str] = {t.model: t.name for t in _tables().values()}
         return {
             f.column: by_model[f.related_model]
             for f in self.model._meta.concrete_fields
-            if f.is_relation and f.related_model in by_model
+            if isinstance(f.related_model, type) and f.related_model in by_model
         }
 
     @property
@@ -63,7 +74,7 @@ class ReferenceTable:
 
 @cache
 def _tables() -> dict[str, ReferenceTable]:
-    entries = [AnnuityPlan, PortfolioPlan, ProductLine, Organization]
+    entries: list[type[TrackedReference]] = [AnnuityPlan, PortfolioPlan, ProductLine, Organization]
     return {m._meta.db_table: ReferenceTable(name=m._meta.db_table, model=m) for m in entries}
 
 
@@ -87,6 +98,37 @@ def for_model(model: type[models.Model]) -> ReferenceTable:
         if table.model is model:
             return table
     raise UnknownTable(model.__name__)
+
+
+def model_field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    """A concrete field of ``model`` by name (``_meta.get_field`` would also find reverse relations)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field):
+        raise TypeError(f"{model.__name__}.{name} is not a concrete field")
+    return field
+
+
+def value_field(field: models.Field[Any, Any]) -> models.Field[Any, Any]:
+    """The field whose type ``field``'s values have: the referenced key for a foreign key, else ``field`` itself."""
+    return field.target_field if isinstance(field, models.ForeignKey) else field
+
+
+class ChildRelation(NamedTuple):
+    """A reference table's foreign key to another reference table: the child table, its model and the key's field."""
+
+    table: str
+    model: type[TrackedReference]
+    attr: str
+
+
+def child_relations(model: type[models.Model]) -> list[ChildRelation]:
+    """The foreign keys of reference tables whose rows point at ``model``."""
+    return [
+        ChildRelation(t.name, t.model, f.name)
+        for t in all_tables()
+        for f in t.model._meta.concrete_fields
+        if f.is_relation and f.related_model is model
+    ]
 
 
 def dependency_order(

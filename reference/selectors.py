@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from django.db.models import Count, Q
 
-from reference.models import Source
-from reference.registry import all_tables
+from reference.models import Source, TrackedReference
+from reference.registry import all_tables, child_relations
 
 
-def auto_derived_shares() -> dict[str, dict]:
+class Share(TypedDict):
+    """A table's rows: all of them, the auto-derived ones, the ones pending review, and auto-derived / all."""
+
+    total: int
+    auto_derived: int
+    pending: int
+    share: float
+
+
+def auto_derived_shares() -> dict[str, Share]:
     """Per table: total, auto_derived, pending (needs review), share — one GROUP BY _source query per table."""
-    shares = {}
+    shares: dict[str, Share] = {}
     for ref in all_tables():
         total = auto = pending = 0
         grouped = (
@@ -30,3 +41,13 @@ def auto_derived_shares() -> dict[str, dict]:
             "share": auto / total if total else 0.0,
         }
     return shares
+
+
+def child_rows(*, model: type[TrackedReference], key: str) -> dict[str, int]:
+    """Reference table → number of its rows pointing at ``key`` of ``model`` (tables with none are left out)."""
+    counts = {}
+    for name, child, attr in child_relations(model):
+        n = child.objects.filter(**{attr: key}).count()
+        if n:
+            counts[name] = n
+    return counts

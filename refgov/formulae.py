@@ -9,6 +9,7 @@ xlsx writers must also write the escaped value as a string, never as a formula (
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -33,5 +34,5 @@ def unescape_formula(value: Any) -> Any:
     return value
 
 
-def escape_row(values) -> list:
+def escape_row(values: Iterable[Any]) -> list[Any]:
     return [escape_formula(v) for v in values]

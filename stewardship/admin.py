@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
-from django.db.models import F
+from django.db.models import F, QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
 from reference.history import Action, stewardship_context
-from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source
-from reference.registry import for_model
+from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source, TrackedReference
+from reference.registry import TRACKING_FIELDS, for_model
+from refgov.html import NEUTRAL, badge
+from stewardship.admin_typing import request_user
 from stewardship.history_admin import HistoryAdminMixin
 from stewardship.required import missing_of, required_fields
-from stewardship.resources import resource_for
+from stewardship.resources import ReferenceResource, resource_for
 from stewardship.workbench import (
     DerivedAtFilter,
     DomainFilter,
@@ -30,8 +35,6 @@ from stewardship.workbench import (
 admin.site.site_header = _("refgov reference data stewardship")
 admin.site.site_title = _("refgov admin")
 admin.site.index_title = _("Data stewardship")
-
-TRACKING_FIELDS = ("source", "needs_review", "derived_from_domain", "derived_at")
 
 SOURCE_COLORS = {
     Source.AUTHORITATIVE.value: "#2e7d32",  # green
@@ -65,15 +68,15 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
     actions = (promote_selected, complete_selected, export_feedback)
     formats = (XLSX, CSV)
 
-    def get_resource_classes(self, request):
+    def get_resource_classes(self, request: HttpRequest) -> list[type[ReferenceResource]]:
         return [resource_for(self.model)]
 
-    def process_dataset(self, dataset, form, request, **kwargs):
+    def process_dataset(self, dataset: Any, form: Any, request: HttpRequest, **kwargs: Any) -> Any:
         """An import (and its dry run, rolled back) is one stewardship change of the importing user."""
-        with stewardship_context(user=request.user, action=Action.IMPORT, table=for_model(self.model).name):
+        with stewardship_context(user=request_user(request), action=Action.IMPORT, table=for_model(self.model).name):
             return super().process_dataset(dataset, form, request, **kwargs)
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if not cls.key_field:
             return
@@ -93,21 +96,16 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
             cls.search_fields = (cls.key_field, *cls.name_fields, *cls.extra_search_fields)
 
     @admin.display(description=_("source"), ordering="source")
-    def source_badge(self, obj):
-        color = SOURCE_COLORS.get(obj.source, "#616161")
-        return format_html(
-            '<span style="display:inline-block;padding:1px 8px;border-radius:8px;'
-            'color:#fff;background:{};white-space:nowrap">{}</span>',
-            color,
-            obj.get_source_display(),
-        )
+    def source_badge(self, obj: TrackedReference) -> SafeString:
+        return badge(SOURCE_COLORS.get(obj.source, NEUTRAL), obj.get_source_display())
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TrackedReference]:
         # Django skips list_select_related when the queryset already selects related rows: name both here.
         related = self.list_select_related if isinstance(self.list_select_related, (list, tuple)) else ()
-        return super().get_queryset(request).select_related("usage", *related)
+        lookups: list[str] = ["usage", *related]  # each table's usage row (reference.models._usage_of)
+        return super().get_queryset(request).select_related(*lookups)
 
-    def get_ordering(self, request):
+    def get_ordering(self, request: HttpRequest) -> list[Any] | tuple[Any, ...]:  # names or order expressions
         """The review queue (pending rows) by business weight, then age; everything else by key."""
         if request.GET.get("needs_review__exact") == "1":
             return [
@@ -118,7 +116,7 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
         return super().get_ordering(request)
 
     @admin.display(description=_("completeness"))
-    def completeness(self, obj):
+    def completeness(self, obj: TrackedReference) -> SafeString:
         missing = missing_of(obj, required_fields(for_model(self.model).name))
         if not missing:
             return mark_safe('<span style="color:#2e7d32">✔</span>')
@@ -129,19 +127,19 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
         )
 
     @admin.display(description=_("fact rows / closing assets"), ordering="usage__closing_assets")
-    def weight(self, obj):
+    def weight(self, obj: TrackedReference) -> str:
         usage = getattr(obj, "usage", None)
         if usage is None or not usage.fact_rows:
             return "—"
         return f"{usage.fact_rows:,} / {usage.closing_assets:,.0f}"
 
     @admin.display(description=_("age (days)"), ordering="derived_at")
-    def age(self, obj):
+    def age(self, obj: TrackedReference) -> int | str:
         if obj.derived_at is None:
             return "—"
         return (timezone.now() - obj.derived_at).days
 
-    def get_fieldsets(self, request, obj=None):
+    def get_fieldsets(self, request: HttpRequest, obj: TrackedReference | None = None) -> Any:
         if self.fieldsets:
             return self.fieldsets
         fields = [f for f in self.get_fields(request, obj) if f not in TRACKING_FIELDS]
@@ -150,7 +148,7 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
             (_("Tracking"), {"fields": list(TRACKING_FIELDS)}),
         ]
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: TrackedReference | None = None) -> bool:
         if not super().has_delete_permission(request, obj):
             return False
         if obj is not None and obj.source == Source.AUTHORITATIVE and not request.user.is_superuser:

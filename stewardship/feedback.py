@@ -3,7 +3,7 @@ table's layout (its column names, per the preload's ``columns`` renames), for th
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import xlsxwriter
 from django.db.models import QuerySet
@@ -11,20 +11,12 @@ from django.utils import timezone
 
 from pipeline.config import load_config
 from pipeline.config.schema import LegacyMySQLSource
-from reference.models import Source
+from pipeline.selectors import promoted_rows
+from reference.models import TrackedReference
 from reference.registry import get_table
 from refgov.formulae import XLSXWRITER_OPTIONS, escape_row
 
 PROVENANCE_SHEET = "来源说明"
-
-
-def promoted_rows(*, table: str) -> QuerySet:
-    """Authoritative rows that began as auto-derived and that no preload has brought from the source since."""
-    from pipeline.models import SyncUpgrade
-
-    model = get_table(table).model
-    upgraded = SyncUpgrade.objects.filter(table=table).values("key")
-    return model.objects.filter(source=Source.AUTHORITATIVE, derived_from_domain__isnull=False).exclude(pk__in=upgraded)
 
 
 def legacy_columns(*, table: str) -> list[tuple[str, str]]:
@@ -34,7 +26,7 @@ def legacy_columns(*, table: str) -> list[tuple[str, str]]:
     return [(field.attname, renames.get(column, column)) for column, field in get_table(table).data_fields.items()]
 
 
-def write_feedback(*, table: str, queryset: QuerySet, stream: BinaryIO) -> int:
+def write_feedback(*, table: str, queryset: QuerySet[TrackedReference], stream: BinaryIO) -> int:
     """Write the promoted rows of ``queryset`` as an xlsx workbook: the legacy layout, then their provenance (text that
     a spreadsheet could run as a formula is escaped, ``refgov.formulae``)."""
     columns = legacy_columns(table=table)
@@ -54,7 +46,7 @@ def write_feedback(*, table: str, queryset: QuerySet, stream: BinaryIO) -> int:
     return count
 
 
-def _cell(value):
+def _cell(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)

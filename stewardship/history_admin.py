@@ -8,10 +8,12 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.admin.utils import quote, unquote
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext as _
 
 from reference.history import (
@@ -24,14 +26,16 @@ from reference.history import (
     row_history,
     stewardship_context,
 )
+from reference.models import TrackedReference
 from reference.registry import for_model, get_table
+from stewardship.admin_typing import ReferenceModelAdmin, request_user
 from stewardship.undo import UndoRefused, check_undo_permission, undo
 
 HISTORY_LIMIT = 500
 CONFIRM_LIMIT = 200
 
 
-def display_value(value: Any, choices: dict | None = None) -> str:
+def display_value(value: Any, choices: dict[Any, Any] | None = None) -> str:
     if value is None or value == "":
         return "—"
     if choices and value in choices:
@@ -43,7 +47,7 @@ def display_value(value: Any, choices: dict | None = None) -> str:
     return str(value)
 
 
-def _rows(table: str, changes: list[FieldChange]) -> list[dict]:
+def _rows(table: str, changes: list[FieldChange]) -> list[dict[str, Any]]:
     choices = {f.column: dict(f.flatchoices) for f in get_table(table).model._meta.concrete_fields if f.choices}
     return [
         {
@@ -56,7 +60,7 @@ def _rows(table: str, changes: list[FieldChange]) -> list[dict]:
     ]
 
 
-def _event_rows(events: list[RowEvent], user=None) -> list[dict]:
+def _event_rows(events: list[RowEvent], user: User | None = None) -> list[dict[str, Any]]:
     """Events with their field changes; ``undoable`` when ``user`` may be offered the undo (own changes, or all for
     a superuser; the confirm page checks the permissions the undo needs)."""
     return [
@@ -69,22 +73,22 @@ def _event_rows(events: list[RowEvent], user=None) -> list[dict]:
     ]
 
 
-class HistoryAdminMixin:
+class HistoryAdminMixin(ReferenceModelAdmin):
     """For a ModelAdmin of a reference table: every admin write is recorded with its user and action."""
 
-    def save_model(self, request, obj, form, change):
-        with stewardship_context(user=request.user, action=Action.EDIT if change else Action.ADD):
+    def save_model(self, request: HttpRequest, obj: TrackedReference, form: Any, change: Any) -> None:
+        with stewardship_context(user=request_user(request), action=Action.EDIT if change else Action.ADD):
             super().save_model(request, obj, form, change)
 
-    def delete_model(self, request, obj):
-        with stewardship_context(user=request.user, action=Action.DELETE):
+    def delete_model(self, request: HttpRequest, obj: TrackedReference) -> None:
+        with stewardship_context(user=request_user(request), action=Action.DELETE):
             super().delete_model(request, obj)
 
-    def delete_queryset(self, request, queryset):
-        with stewardship_context(user=request.user, action=Action.DELETE):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TrackedReference]) -> None:
+        with stewardship_context(user=request_user(request), action=Action.DELETE):
             super().delete_queryset(request, queryset)
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         opts = self.model._meta
         name = f"{opts.app_label}_{opts.model_name}_undo"
         return [
@@ -100,7 +104,9 @@ class HistoryAdminMixin:
         opts = self.model._meta
         return reverse(f"admin:{opts.app_label}_{opts.model_name}_history", args=[quote(key)])
 
-    def history_view(self, request, object_id, extra_context=None):
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         """The row's changes from the trigger-written history (replaces the admin's LogEntry history)."""
         key = unquote(object_id)
         obj = self.get_object(request, key)
@@ -118,7 +124,7 @@ class HistoryAdminMixin:
             "object": obj,
             "object_id": object_id,
             "module_name": opts.verbose_name_plural,
-            "entries": _event_rows(events, request.user),
+            "entries": _event_rows(events, request_user(request)),
             "can_undo": self.has_change_permission(request),
             "limit": HISTORY_LIMIT,
             **(extra_context or {}),
@@ -126,7 +132,7 @@ class HistoryAdminMixin:
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/refgov/row_history.html", context)
 
-    def undo_view(self, request, object_id: str, context_id: uuid.UUID):
+    def undo_view(self, request: HttpRequest, object_id: str, context_id: uuid.UUID) -> HttpResponse:
         """Undo a change of this row (the URL's row: a context that did not touch it is not found here)."""
         if not self.has_change_permission(request):
             raise PermissionDenied
@@ -146,13 +152,13 @@ class HistoryAdminMixin:
         }
         request.current_app = self.admin_site.name
         try:
-            check_undo_permission(context_id=context_id, user=request.user)
+            check_undo_permission(context_id=context_id, user=request_user(request))
         except PermissionDenied as exc:
             context.update(title=_("This change cannot be undone by you"), refused=str(exc))
             return TemplateResponse(request, "admin/refgov/undo_confirm.html", context, status=403)
         if request.method == "POST":
             try:
-                result = undo(context_id=context_id, user=request.user)
+                result = undo(context_id=context_id, user=request_user(request))
             except UndoRefused as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from django.db import models, transaction
-from django.db.models import Count
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 
 from pipeline.facts.usage import refresh_usage
+from pipeline.selectors import fact_relations, facts_by_month
 from reference.history import Action, stewardship_context
 from reference.models import KeyAlias, MergeRecord, Source
-from reference.registry import all_tables, get_table
+from reference.registry import child_relations, get_table
+from reference.selectors import child_rows
 
 
 class MergeRefused(Exception):
@@ -40,48 +42,21 @@ class MergeResult:
     context_id: uuid.UUID | None = None
 
 
-def fact_relations(model: type[models.Model]) -> list[tuple[type[models.Model], str]]:
-    """(fact model, foreign-key attribute) of every fact table pointing at ``model``."""
-    from pipeline.models import IncomeFact, ScaleFact
-
-    return [
-        (fact, f.name)
-        for fact in (ScaleFact, IncomeFact)
-        for f in fact._meta.concrete_fields
-        if f.is_relation and f.related_model is model
-    ]
-
-
-def _child_relations(model: type[models.Model]) -> list[tuple[str, type[models.Model], str]]:
-    """(table, reference model, foreign-key attribute) of reference tables whose rows point at ``model``."""
-    return [
-        (t.name, t.model, f.name)
-        for t in all_tables()
-        for f in t.model._meta.concrete_fields
-        if f.is_relation and f.related_model is model
-    ]
-
-
 def merge_impact(*, table: str, wrong_key: str) -> MergeImpact:
     """What a merge of ``wrong_key`` would touch: fact rows per fact table, their months, child reference rows."""
     model = get_table(table).model
-    impact = MergeImpact(table=table, wrong_key=wrong_key)
-    months: set[str] = set()
-    for fact, attr in fact_relations(model):
-        rows = fact.objects.filter(**{attr: wrong_key}).order_by().values("month").annotate(n=Count("pk"))
-        for row in rows:
-            impact.fact_rows[fact._meta.db_table] = impact.fact_rows.get(fact._meta.db_table, 0) + row["n"]
-            months.add(row["month"].strftime("%Y-%m"))
-    impact.months = sorted(months)
-    for name, child, attr in _child_relations(model):
-        n = child.objects.filter(**{attr: wrong_key}).count()
-        if n:
-            impact.child_rows[name] = n
-    return impact
+    facts = facts_by_month(model=model, key=wrong_key)
+    return MergeImpact(
+        table=table,
+        wrong_key=wrong_key,
+        fact_rows={f.name: f.rows for f in facts},
+        months=sorted({m["month"].strftime("%Y-%m") for f in facts for m in f.months}),
+        child_rows=child_rows(model=model, key=wrong_key),
+    )
 
 
 @transaction.atomic
-def merge(*, table: str, wrong_key: str, right_key: str, user) -> MergeResult:
+def merge(*, table: str, wrong_key: str, right_key: str, user: AbstractBaseUser) -> MergeResult:
     """Re-point everything from ``wrong_key`` to ``right_key``, delete the wrong row, remember the alias."""
     model = get_table(table).model
     if wrong_key == right_key:
@@ -99,10 +74,10 @@ def merge(*, table: str, wrong_key: str, right_key: str, user) -> MergeResult:
     ) as context_id:
         fact_ids = {}
         for fact, attr in fact_relations(model):
-            ids = list(fact.objects.filter(**{attr: wrong_key}).values_list("pk", flat=True))
-            fact.objects.filter(pk__in=ids).update(**{attr: right_key})
+            ids = list(fact._default_manager.filter(**{attr: wrong_key}).values_list("pk", flat=True))
+            fact._default_manager.filter(pk__in=ids).update(**{attr: right_key})
             fact_ids[fact._meta.db_table] = ids
-        for _, child, attr in _child_relations(model):
+        for _, child, attr in child_relations(model):
             child.objects.filter(**{attr: wrong_key}).update(**{attr: right_key})
         moving = KeyAlias.objects.filter(table=table, canonical=wrong_key)
         moved_aliases = list(moving.values_list("alias", flat=True))
@@ -133,7 +108,9 @@ def undo_merges(*, context_id: uuid.UUID) -> int:
         model = get_table(record.table).model
         for fact, attr in fact_relations(model):
             ids = record.fact_ids.get(fact._meta.db_table, [])
-            repointed += fact.objects.filter(pk__in=ids, **{attr: record.right_key}).update(**{attr: record.wrong_key})
+            repointed += fact._default_manager.filter(pk__in=ids, **{attr: record.right_key}).update(
+                **{attr: record.wrong_key}
+            )
         KeyAlias.objects.filter(table=record.table, alias__in=record.moved_aliases).update(canonical=record.wrong_key)
         if record.previous_alias is None:
             KeyAlias.objects.filter(table=record.table, alias=record.wrong_key).delete()

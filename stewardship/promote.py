@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Count, QuerySet
 
 from reference.history import Action, stewardship_context
-from reference.models import Source
+from reference.models import Source, TrackedReference
 from reference.registry import for_model
 from stewardship.required import blank_q, missing_q, required_fields
 
@@ -26,7 +27,7 @@ class PromoteResult:
 
 
 @transaction.atomic
-def promote(*, queryset: QuerySet, user) -> PromoteResult:
+def promote(*, queryset: QuerySet[TrackedReference], user: AbstractBaseUser) -> PromoteResult:
     """Make the rows of ``queryset`` that are auto-derived or pending review authoritative and reviewed, except the
     ones missing a required field (counted and named per field). Set-based: one UPDATE however many rows."""
     table = for_model(queryset.model).name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from functools import lru_cache, reduce
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -51,7 +52,7 @@ def blank_q(field: models.Field) -> Q:
     return _blank(field)
 
 
-def is_blank(value) -> bool:
+def is_blank(value: Any) -> bool:
     """No value, as the required-field rule sees it (None, or an empty or blank text)."""
     return value is None or (isinstance(value, str) and not value.strip())
 

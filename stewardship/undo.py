@@ -12,25 +12,32 @@ backfill: no user) are undone by superusers only.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from pghistory.models import Context
+from psycopg import sql
 
 from reference.history import Action, action_label, change_context
 from reference.history_models import EventLabel, ReferenceEvent
-from reference.registry import ReferenceTable, dependency_order, get_table
-from refgov.db.identifiers import quote_pg as q
+from reference.models import Source
+from reference.registry import ReferenceTable, dependency_order, get_table, tracking_column
+from refgov.db.sql import ident, idents
 from refgov.errors import first_line
 from stewardship.merge import undo_merges
 
 SAMPLES = 5
+_SOURCE_COLUMN = tracking_column("source")
 
 #: permission an undo needs → why it is refused without it
 PERMISSION_REFUSALS = {
@@ -64,7 +71,7 @@ class UndoResult:
         return self.restored + self.reinserted + self.removed
 
 
-def undo(*, context_id: uuid.UUID, user) -> UndoResult:
+def undo(*, context_id: uuid.UUID, user: User) -> UndoResult:
     """Revert all reference changes of ``context_id`` as one unit; recorded as an ``undo`` action of ``user``."""
     context_id = uuid.UUID(str(context_id))
     tables = list(
@@ -79,7 +86,7 @@ def undo(*, context_id: uuid.UUID, user) -> UndoResult:
             raise UndoRefused(_("This change was already undone (context %(undo)s).") % {"undo": undone_by[0]})
         with connection.cursor() as cur:
             for name in tables:
-                cur.execute(f"LOCK TABLE {q(name)} IN SHARE ROW EXCLUSIVE MODE")
+                cur.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(ident(name)))
             _collect(cur, context_id)
             _refuse_later_changes(cur)
             for name in tables:
@@ -120,24 +127,23 @@ def undo_effects(*, context_id: uuid.UUID) -> list[UndoEffect]:
     """Per table of the context, what its undo would do (from the recorded events, one query)."""
     with connection.cursor() as cur:
         cur.execute(
-            """
-            SELECT r."table",
-                   count(*) FILTER (WHERE f.before IS NOT NULL AND l.after IS NOT NULL),
-                   count(*) FILTER (WHERE f.before IS NOT NULL AND l.after IS NULL),
-                   count(*) FILTER (WHERE f.before IS NULL AND l.after IS NOT NULL),
-                   count(*) FILTER (WHERE f.before IS NULL AND l.after ->> '_source' = 'authoritative')
-            FROM (SELECT "table", key, min(id) AS first_id, max(id) AS last_id FROM reference_referenceevent
-                  WHERE context_id = %s GROUP BY "table", key) r
-            JOIN reference_referenceevent f ON f.id = r.first_id
-            JOIN reference_referenceevent l ON l.id = r.last_id
-            GROUP BY r."table" ORDER BY r."table"
-            """,
-            [context_id],
+            sql.SQL(
+                """
+                SELECT r."table",
+                       count(*) FILTER (WHERE f.before IS NOT NULL AND l.after IS NOT NULL),
+                       count(*) FILTER (WHERE f.before IS NOT NULL AND l.after IS NULL),
+                       count(*) FILTER (WHERE f.before IS NULL AND l.after IS NOT NULL),
+                       count(*) FILTER (WHERE f.before IS NULL AND l.after ->> %s = %s)
+                FROM {rows}
+                GROUP BY r."table" ORDER BY r."table"
+                """
+            ).format(rows=_rows_of_context()),
+            [_SOURCE_COLUMN, Source.AUTHORITATIVE.value, context_id],
         )
         return [UndoEffect(*row) for row in cur.fetchall()]
 
 
-def check_undo_permission(*, context_id: uuid.UUID, user) -> None:
+def check_undo_permission(*, context_id: uuid.UUID, user: User) -> None:
     """Raise ``PermissionDenied`` (saying why) unless ``user`` may undo the context; see the module's rule."""
     context_id = uuid.UUID(str(context_id))
     metadata = Context.objects.filter(id=context_id).values_list("metadata", flat=True).first() or {}
@@ -163,35 +169,49 @@ def check_undo_permission(*, context_id: uuid.UUID, user) -> None:
             )
 
 
-def _collect(cur, context_id: uuid.UUID) -> None:
+def _rows_of_context() -> sql.Composed:
+    """``FROM`` part: per row a context changed (parameter: the context id), its first (``f``) and last (``l``)
+    event."""
+    return sql.SQL(
+        """
+        (SELECT "table", key, min(id) AS first_id, max(id) AS last_id FROM {events}
+         WHERE context_id = %s GROUP BY "table", key) r
+        JOIN {events} f ON f.id = r.first_id
+        JOIN {events} l ON l.id = r.last_id
+        """
+    ).format(events=ident(ReferenceEvent._meta.db_table))
+
+
+def _collect(cur: CursorWrapper, context_id: uuid.UUID) -> None:
     """Per row of the context: its state before the first event and after the last one."""
     cur.execute(
-        """
-        CREATE TEMP TABLE _undo ON COMMIT DROP AS
-        SELECT r."table", r.key, f.before, l.after, r.last_id
-        FROM (SELECT "table", key, min(id) AS first_id, max(id) AS last_id FROM reference_referenceevent
-              WHERE context_id = %s GROUP BY "table", key) r
-        JOIN reference_referenceevent f ON f.id = r.first_id
-        JOIN reference_referenceevent l ON l.id = r.last_id
-        """,
+        sql.SQL(
+            """
+            CREATE TEMP TABLE _undo ON COMMIT DROP AS
+            SELECT r."table", r.key, f.before, l.after, r.last_id FROM {rows}
+            """
+        ).format(rows=_rows_of_context()),
         [context_id],
     )
     cur.execute('CREATE INDEX ON _undo ("table", key)')
     cur.execute("ANALYZE _undo")
 
 
-def _refuse_later_changes(cur) -> None:
+def _refuse_later_changes(cur: CursorWrapper) -> None:
     cur.execute(
-        f"""
-        SELECT e."table", e.key, e.label, e.created_at, c.metadata
-        FROM _undo u
-        CROSS JOIN LATERAL (
-            SELECT * FROM reference_referenceevent e
-            WHERE e."table" = u."table" AND e.key = u.key AND e.id > u.last_id ORDER BY e.id LIMIT 1
-        ) e
-        LEFT JOIN pghistory_context c ON c.id = e.context_id
-        ORDER BY e.id LIMIT {SAMPLES}
-        """
+        sql.SQL(
+            """
+            SELECT e."table", e.key, e.label, e.created_at, c.metadata
+            FROM _undo u
+            CROSS JOIN LATERAL (
+                SELECT * FROM {events} e
+                WHERE e."table" = u."table" AND e.key = u.key AND e.id > u.last_id ORDER BY e.id LIMIT 1
+            ) e
+            LEFT JOIN {contexts} c ON c.id = e.context_id
+            ORDER BY e.id LIMIT %s
+            """
+        ).format(events=ident(ReferenceEvent._meta.db_table), contexts=ident(Context._meta.db_table)),
+        [SAMPLES],
     )
     later = cur.fetchall()
     if not later:
@@ -202,7 +222,7 @@ def _refuse_later_changes(cur) -> None:
     raise UndoRefused(_("Cannot undo: rows were changed again later. %(changes)s") % {"changes": described})
 
 
-def _describe(table: str, key: str, label: str, at, metadata: dict) -> str:
+def _describe(table: str, key: str, label: str, at: dt.datetime, metadata: dict[str, Any]) -> str:
     return _("%(table)s %(key)s: %(label)s at %(at)s by %(who)s (%(action)s)") % {
         "table": table,
         "key": key,
@@ -213,17 +233,18 @@ def _describe(table: str, key: str, label: str, at, metadata: dict) -> str:
     }
 
 
-def _refuse_drifted_rows(cur, table: ReferenceTable) -> None:
+def _refuse_drifted_rows(cur: CursorWrapper, table: ReferenceTable) -> None:
     """A row's current state must be the one the context left (a change outside the record would be lost)."""
-    name, key = q(table.name), q(table.key_column)
     cur.execute(
-        f"""
-        SELECT u.key FROM _undo u LEFT JOIN {name} t ON t.{key} = u.key
-        WHERE u."table" = %s AND CASE WHEN u.after IS NULL THEN t.{key} IS NOT NULL
-                                      ELSE t IS DISTINCT FROM jsonb_populate_record(NULL::{name}, u.after) END
-        ORDER BY u.key LIMIT {SAMPLES}
-        """,
-        [table.name],
+        sql.SQL(
+            """
+            SELECT u.key FROM _undo u LEFT JOIN {table} t ON t.{key} = u.key
+            WHERE u."table" = %s AND CASE WHEN u.after IS NULL THEN t.{key} IS NOT NULL
+                                          ELSE t IS DISTINCT FROM jsonb_populate_record(NULL::{table}, u.after) END
+            ORDER BY u.key LIMIT %s
+            """
+        ).format(table=ident(table.name), key=ident(table.key_column)),
+        [table.name, SAMPLES],
     )
     keys = [k for (k,) in cur.fetchall()]
     if keys:
@@ -233,38 +254,49 @@ def _refuse_drifted_rows(cur, table: ReferenceTable) -> None:
         )
 
 
-def _apply(cur, tables: list[str]) -> dict[str, list[int]]:
+def _apply(cur: CursorWrapper, tables: list[str]) -> dict[str, list[int]]:
     """Re-insert deleted rows (parents first), restore updated rows, delete inserted rows (children first)."""
     order = dependency_order(tables)
     counts = {name: [0, 0, 0] for name in order}
     for name in order:
         cur.execute(
-            f"""
-            INSERT INTO {q(name)} SELECT r.* FROM _undo u, jsonb_populate_record(NULL::{q(name)}, u.before) r
-            WHERE u."table" = %s AND u.before IS NOT NULL AND u.after IS NULL
-            """,
+            sql.SQL(
+                """
+                INSERT INTO {table} SELECT r.* FROM _undo u, jsonb_populate_record(NULL::{table}, u.before) r
+                WHERE u."table" = %s AND u.before IS NOT NULL AND u.after IS NULL
+                """
+            ).format(table=ident(name)),
             [name],
         )
         counts[name][1] = cur.rowcount
     for name in order:
         table = get_table(name)
-        columns = [q(f.column) for f in table.model._meta.concrete_fields]
+        columns = [f.column for f in table.model._meta.concrete_fields]
         cur.execute(
-            f"""
-            UPDATE {q(name)} t SET ({", ".join(columns)}) = ({", ".join("r." + c for c in columns)})
-            FROM _undo u, jsonb_populate_record(NULL::{q(name)}, u.before) r
-            WHERE u."table" = %s AND u.before IS NOT NULL AND u.after IS NOT NULL AND t.{q(table.key_column)} = u.key
-            """,
+            sql.SQL(
+                """
+                UPDATE {table} t SET ({columns}) = ({values})
+                FROM _undo u, jsonb_populate_record(NULL::{table}, u.before) r
+                WHERE u."table" = %s AND u.before IS NOT NULL AND u.after IS NOT NULL AND t.{key} = u.key
+                """
+            ).format(
+                table=ident(name),
+                columns=idents(columns),
+                values=idents(columns, prefix="r"),
+                key=ident(table.key_column),
+            ),
             [name],
         )
         counts[name][0] = cur.rowcount
     for name in reversed(order):
         table = get_table(name)
         cur.execute(
-            f"""
-            DELETE FROM {q(name)} t USING _undo u
-            WHERE u."table" = %s AND u.before IS NULL AND u.after IS NOT NULL AND t.{q(table.key_column)} = u.key
-            """,
+            sql.SQL(
+                """
+                DELETE FROM {table} t USING _undo u
+                WHERE u."table" = %s AND u.before IS NULL AND u.after IS NOT NULL AND t.{key} = u.key
+                """
+            ).format(table=ident(name), key=ident(table.key_column)),
             [name],
         )
         counts[name][2] = cur.rowcount

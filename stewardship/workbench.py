@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Sequence
+from typing import Any, cast
 from urllib.parse import quote
 
 from django import forms
@@ -15,28 +17,32 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote as admin_quote
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Sum
-from django.http import HttpResponse, HttpResponseRedirect
+from django.db import models
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from reference.models import MANUAL_ENTRY
-from reference.registry import for_model
+from pipeline.selectors import fact_rows_of_keys, facts_by_month, provenance
+from reference.models import MANUAL_ENTRY, Source, TrackedReference
+from reference.registry import for_model, model_field, value_field
+from stewardship.admin_typing import ReferenceModelAdmin, ReferenceModelForm, request_user
 from stewardship.complete import complete, complete_preview
 from stewardship.feedback import write_feedback
-from stewardship.merge import MergeRefused, fact_relations, merge, merge_impact
-from stewardship.promote import promote
+from stewardship.merge import MergeRefused, merge, merge_impact
+from stewardship.promote import PromoteResult, promote
 from stewardship.required import is_blank, missing_of, missing_q, required_fields
 
 PROVENANCE_SHOWN = 20
+USAGE_MONTHS_SHOWN = 24
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _report_promote(modeladmin, request, result) -> None:
+def _report_promote(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, result: PromoteResult) -> None:
     if result.promoted:
         modeladmin.message_user(request, _("%d rows promoted to authoritative.") % result.promoted, messages.SUCCESS)
     if result.refused:
@@ -53,12 +59,16 @@ def _report_promote(modeladmin, request, result) -> None:
 
 
 @admin.action(description=gettext_lazy("Promote selected rows to authoritative"), permissions=["change"])
-def promote_selected(modeladmin, request, queryset):
-    _report_promote(modeladmin, request, promote(queryset=queryset, user=request.user))
+def promote_selected(
+    modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[TrackedReference]
+) -> None:
+    _report_promote(modeladmin, request, promote(queryset=queryset, user=request_user(request)))
 
 
 @admin.action(description=gettext_lazy("Export promoted rows for the source system (xlsx)"), permissions=["view"])
-def export_feedback(modeladmin, request, queryset):
+def export_feedback(
+    modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[TrackedReference]
+) -> HttpResponse | None:
     table = for_model(queryset.model).name
     stream = io.BytesIO()
     count = write_feedback(table=table, queryset=queryset, stream=stream)
@@ -81,37 +91,42 @@ class CompletionForm(forms.Form):
     MODES = (("empty", gettext_lazy("only where empty")), ("overwrite", gettext_lazy("overwrite")))
     mode = forms.ChoiceField(label=gettext_lazy("apply"), choices=MODES, initial="empty", widget=forms.RadioSelect)
 
-    def __init__(self, *args, model, **kwargs):
+    def __init__(self, *args: Any, model: type[TrackedReference], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.model = model
         key = model._meta.pk.name
-        self.value_fields = []
+        self.value_fields: list[str] = []
         for field in model._meta.concrete_fields:
             if field.name == key or field.column.startswith("_"):
                 continue
             formfield = field.formfield(required=False)
             if field.is_relation:
                 formfield = forms.CharField(
-                    label=field.verbose_name, required=False, max_length=field.target_field.max_length
+                    label=field.verbose_name, required=False, max_length=value_field(field).max_length
                 )
+            if formfield is None:  # a field no form can edit
+                continue
             self.fields[field.name] = formfield
             self.value_fields.append(field.name)
         self.fields["clear"] = forms.MultipleChoiceField(
             label=gettext_lazy("set to empty"),
             required=False,
             widget=forms.CheckboxSelectMultiple,
-            choices=[(name, model._meta.get_field(name).verbose_name) for name in self.value_fields],
+            choices=[(name, model_field(model, name).verbose_name) for name in self.value_fields],
         )
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         for name in self.value_fields:
-            field = self.model._meta.get_field(name)
-            if field.is_relation and data.get(name) and not field.related_model.objects.filter(pk=data[name]).exists():
+            related = model_field(self.model, name).related_model
+            if (
+                isinstance(related, type)
+                and data.get(name)
+                and not related._default_manager.filter(pk=data[name]).exists()
+            ):
                 self.add_error(
-                    name,
-                    _("no %(model)s with key %(key)s")
-                    % {"model": field.related_model._meta.verbose_name, "key": data[name]},
+                    name, _("no %(model)s with key %(key)s") % {"model": related._meta.verbose_name, "key": data[name]}
                 )
         values = self.values()
         both = set(values) & set(data.get("clear") or [])
@@ -121,26 +136,29 @@ class CompletionForm(forms.Form):
             raise forms.ValidationError(_("Fill in at least one field or choose one to empty."))
         return data
 
-    def values(self) -> dict:
+    def values(self) -> dict[str, Any]:
         data = getattr(self, "cleaned_data", {})
         return {name: data[name] for name in self.value_fields if data.get(name) not in (None, "")}
 
 
 @admin.action(description=gettext_lazy("Complete fields of selected rows…"), permissions=["change"])
-def complete_selected(modeladmin, request, queryset):
+def complete_selected(
+    modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[TrackedReference]
+) -> TemplateResponse | None:
     form = CompletionForm(
         request.POST if "_preview" in request.POST or "_apply" in request.POST else None, model=queryset.model
     )
     preview = None
     if form.is_bound and form.is_valid():
-        arguments = dict(
-            values=form.values(), clear=form.cleaned_data["clear"], overwrite=form.cleaned_data["mode"] == "overwrite"
-        )
+        values, clear = form.values(), form.cleaned_data["clear"]
+        overwrite = form.cleaned_data["mode"] == "overwrite"
         if "_apply" in request.POST:
-            changed = complete(queryset=queryset, user=request.user, **arguments)
+            changed = complete(
+                queryset=queryset, values=values, clear=clear, overwrite=overwrite, user=request_user(request)
+            )
             modeladmin.message_user(request, _("%d rows completed.") % changed, messages.SUCCESS)
             return None
-        preview = complete_preview(queryset=queryset, **arguments)
+        preview = complete_preview(queryset=queryset, values=values, clear=clear, overwrite=overwrite)
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": _("Complete fields"),
@@ -155,17 +173,18 @@ def complete_selected(modeladmin, request, queryset):
     return TemplateResponse(request, "admin/reference/complete_fields.html", context)
 
 
-class RequiredFieldsFormMixin:
+class RequiredFieldsFormMixin(ReferenceModelForm):
     """For the admin's add and change forms: a row added by hand is authoritative and reviewed at once, so it must
     have the required fields a promote asks for; an authoritative row cannot have one of them emptied."""
 
-    required_for_authority: list = []
+    required_for_authority: list[models.Field[Any, Any]] = []
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         instance = self.instance
         adding = instance._state.adding
-        if not adding and (instance.source != "authoritative" or instance.needs_review):
+        if not adding and (instance.source != Source.AUTHORITATIVE or instance.needs_review):
             return data
         missing = [
             field
@@ -193,24 +212,29 @@ class MergeForm(forms.Form):
     right_key = forms.CharField(label=gettext_lazy("merge into key"), max_length=100)
 
 
-class StewardshipAdminMixin:
+class StewardshipAdminMixin(ReferenceModelAdmin):
     """Per-row promote and merge views, the provenance panel and the delete protection of a TrackedReferenceAdmin."""
 
     change_form_template = "admin/reference/change_form.html"
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
+    def get_form(
+        self, request: HttpRequest, obj: TrackedReference | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[TrackedReference]]:
         form = super().get_form(request, obj, change=change, **kwargs)
         fields = required_fields(for_model(self.model).name)
         if not fields:
             return form
-        return type(form.__name__, (RequiredFieldsFormMixin, form), {"required_for_authority": fields})
+        return cast(
+            "type[forms.ModelForm[TrackedReference]]",
+            type(form.__name__, (RequiredFieldsFormMixin, form), {"required_for_authority": fields}),
+        )
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: TrackedReference, form: Any, change: Any) -> None:
         if not change and not obj.derived_from_domain:
             obj.derived_from_domain = MANUAL_ENTRY  # not from the source: it awaits the source like a promoted row
         super().save_model(request, obj, form, change)
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         opts = self.model._meta
         name = f"{opts.app_label}_{opts.model_name}"
         return [
@@ -219,28 +243,30 @@ class StewardshipAdminMixin:
             *super().get_urls(),
         ]
 
-    def _changeable(self, request, object_id):
+    def _changeable(self, request: HttpRequest, object_id: str) -> TrackedReference:
         """The row of an admin URL's (quoted) object id, if the user may change it."""
         obj = get_object_or_404(self.model, pk=unquote(object_id))
         if not self.has_change_permission(request, obj):
             raise PermissionDenied
         return obj
 
-    def _url(self, view: str, obj) -> str:
+    def _url(self, view: str, obj: TrackedReference) -> str:
         opts = self.model._meta
         return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[admin_quote(obj.pk)])
 
-    def _change_url(self, obj) -> str:
+    def _change_url(self, obj: TrackedReference) -> str:
         return self._url("change", obj)
 
-    def promote_view(self, request, object_id):
+    def promote_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self._changeable(request, object_id)
         if request.method != "POST":
             return HttpResponseRedirect(self._change_url(obj))
-        _report_promote(self, request, promote(queryset=self.model.objects.filter(pk=obj.pk), user=request.user))
+        _report_promote(
+            self, request, promote(queryset=self.model.objects.filter(pk=obj.pk), user=request_user(request))
+        )
         return HttpResponseRedirect(self._change_url(obj))
 
-    def merge_view(self, request, object_id):
+    def merge_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self._changeable(request, object_id)
         table = for_model(self.model).name
         impact = merge_impact(table=table, wrong_key=obj.pk)
@@ -252,7 +278,7 @@ class StewardshipAdminMixin:
                 form.add_error("right_key", _("No row with this key."))
             elif "_confirm" in request.POST:
                 try:
-                    merge(table=table, wrong_key=obj.pk, right_key=target.pk, user=request.user)
+                    merge(table=table, wrong_key=obj.pk, right_key=target.pk, user=request_user(request))
                 except MergeRefused as exc:
                     form.add_error(None, str(exc))
                 else:
@@ -277,68 +303,51 @@ class StewardshipAdminMixin:
         }
         return TemplateResponse(request, "admin/reference/merge.html", context)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         obj = self.get_object(request, unquote(object_id))
         extra = dict(extra_context or {})
         if obj is not None:
             extra.update(self.stewardship_context(request, obj))
         return super().change_view(request, object_id, form_url, extra_context=extra)
 
-    def stewardship_context(self, request, obj) -> dict:
-        from pipeline.models import DerivedReference
-
+    def stewardship_context(self, request: HttpRequest, obj: TrackedReference) -> dict[str, Any]:
         table = for_model(self.model).name
         can_change = self.has_change_permission(request, obj)
-        usage = [
-            {"table": fact._meta.verbose_name, "months": rows}
-            for fact, attr in fact_relations(self.model)
-            if (
-                rows := list(
-                    fact.objects.filter(**{attr: obj.pk})
-                    .order_by("-month")
-                    .values("month")
-                    .annotate(rows=Count("pk"), **({"assets": Sum("closing_assets")} if _has_assets(fact) else {}))[:24]
-                )
-            )
-        ]
         return {
-            "provenance": DerivedReference.objects.filter(table=table, key=obj.pk)
-            .select_related("batch")
-            .order_by("-created_at")[:PROVENANCE_SHOWN],
-            "fact_usage": usage,
+            "provenance": provenance(table=table, key=obj.pk, limit=PROVENANCE_SHOWN),
+            "fact_usage": facts_by_month(model=self.model, key=obj.pk, months=USAGE_MONTHS_SHOWN),
             "missing_required": [f.verbose_name for f in missing_of(obj, required_fields(table))],
-            "can_promote": can_change and (obj.needs_review or obj.source != "authoritative"),
-            "can_merge": can_change and obj.source == "auto_derived",
+            "can_promote": can_change and (obj.needs_review or obj.source != Source.AUTHORITATIVE),
+            "can_merge": can_change and obj.source == Source.AUTO_DERIVED,
         }
 
-    def get_deleted_objects(self, objs, request):
+    def get_deleted_objects(
+        self, objs: Sequence[TrackedReference] | QuerySet[TrackedReference], request: HttpRequest
+    ) -> tuple[list[str], dict[str, int], set[str], list[str]]:
         """Rows facts still use cannot be deleted: say why and offer the merge instead of listing every fact."""
         objs = list(objs)
-        protected = []
-        for obj in objs:
-            rows = sum(fact.objects.filter(**{attr: obj.pk}).count() for fact, attr in fact_relations(self.model))
-            if rows:
-                protected.append(
-                    _("%(key)s: %(n)d fact rows use it — merge it into the right key instead (%(url)s)")
-                    % {"key": obj.pk, "n": rows, "url": self._url("merge", obj)}
-                )
+        used = fact_rows_of_keys(model=self.model, keys=[obj.pk for obj in objs])
+        protected = [
+            _("%(key)s: %(n)d fact rows use it — merge it into the right key instead (%(url)s)")
+            % {"key": obj.pk, "n": used[obj.pk], "url": self._url("merge", obj)}
+            for obj in objs
+            if used.get(obj.pk)
+        ]
         if protected:
             return [], {}, set(), protected
         return super().get_deleted_objects(objs, request)
-
-
-def _has_assets(fact) -> bool:
-    return any(f.name == "closing_assets" for f in fact._meta.concrete_fields)
 
 
 class RequiredMissingFilter(admin.SimpleListFilter):
     title = gettext_lazy("required fields")
     parameter_name = "required"
 
-    def lookups(self, request, model_admin):
-        return (("missing", _("missing")), ("complete", _("complete")))
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        return [("missing", _("missing")), ("complete", _("complete"))]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TrackedReference]) -> QuerySet[TrackedReference]:
         fields = required_fields(for_model(queryset.model).name)
         if not fields or self.value() not in {"missing", "complete"}:
             return queryset
@@ -352,12 +361,12 @@ class DomainFilter(admin.SimpleListFilter):
     title = gettext_lazy("derived from domain")
     parameter_name = "derived_from_domain"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
         from pipeline.config import domain_names
 
         return [(name, name) for name in domain_names()]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TrackedReference]) -> QuerySet[TrackedReference]:
         return queryset.filter(derived_from_domain=self.value()) if self.value() else queryset
 
 
@@ -366,7 +375,15 @@ class DerivedAtFilter(admin.DateFieldListFilter):
 
     template = "admin/reference/date_range_filter.html"
 
-    def __init__(self, field, request, params, model, model_admin, field_path):
+    def __init__(
+        self,
+        field: models.Field[Any, Any],
+        request: HttpRequest,
+        params: dict[str, Any],
+        model: type[models.Model],
+        model_admin: admin.ModelAdmin[Any],
+        field_path: str,
+    ) -> None:
         since, until = f"{field_path}__gte", f"{field_path}__lt"
         for name in (since, until):
             values = params.get(name)
@@ -388,7 +405,7 @@ def _is_day(value: str) -> bool:
     return len(value) == 10
 
 
-def _day_of(value) -> str:
+def _day_of(value: Any) -> str:
     value = value[-1] if isinstance(value, list) else value
     if not value:
         return ""

@@ -491,3 +491,10 @@ def test_tracking_column_definitions_match_the_seed(table):
         ("_needs_review", "boolean", None, "NO", "false"),
         ("_source", "character varying", 20, "NO", "'authoritative'::character varying"),
     ]
+
+
+def test_the_schema_migrations_leave_no_pattern_index_on_business_keys():
+    indexes = fetch("SELECT indexname FROM pg_indexes WHERE schemaname = 'business' ORDER BY 1")
+
+    assert indexes and not [name for (name,) in indexes if name.endswith("_like")]
+    assert fetch("SELECT current_schemas(false)")[0][0][:2] == ["public", "business"]

@@ -405,3 +405,20 @@ def test_check_references_finds_an_orphan_that_bypassed_the_foreign_key(legacy, 
     with pytest.raises(SystemExit):
         call_command("check_references", stdout=io.StringIO(), stderr=stderr)
     assert "orphan 年金计划号 → 年金计划.年金计划号: 1" in stderr.getvalue()
+
+
+def test_check_references_trusts_a_validated_foreign_key_and_scans_the_rest(legacy, config_dir):
+    from reference.integrity import check_reference_integrity
+
+    legacy.load(SMALL)
+    run_preload()
+    with connection.cursor() as cur:
+        cur.execute("""SELECT conname FROM pg_constraint WHERE conrelid = '"组合计划"'::regclass AND contype = 'f'""")
+        [(constraint,)] = cur.fetchall()
+    trusted = check_reference_integrity(trust_constraints=True)
+    scanned = check_reference_integrity()
+
+    relation = "组合计划: 年金计划号 → 年金计划.年金计划号"
+    assert f"{relation} (guaranteed by validated constraint {constraint})" in trusted.checked
+    assert relation in scanned.checked and "年金计划: auto-derived provenance" in scanned.checked
+    assert trusted.ok and scanned.ok

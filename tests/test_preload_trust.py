@@ -16,8 +16,8 @@ from operations.run_history import run_history
 from pipeline.demo.legacy import LegacyDataset, plan_code
 from pipeline.models import RunStatus, SyncRun, SyncTableResult, SyncUpgrade
 from pipeline.preload import run_preload
+from pipeline.selectors import promoted_rows
 from reference.models import AnnuityPlan, Source
-from stewardship.feedback import promoted_rows
 from stewardship.promote import promote
 
 pytestmark = pytest.mark.django_db

@@ -384,3 +384,41 @@ def test_derivation_date_range_filter(steward):
     form = response.content.decode().split('class="refgov-date-range"')[1].split("</form>")[0]
     assert f'value="{since}"' in form and f'value="{until}"' in form
     assert 'name="needs_review__exact" value="1"' in form  # the other filters are kept
+
+
+def _bulk_delete_confirmation(client, selected: list[str]):
+    return client.post(CHANGELIST, {"action": "delete_selected", helpers.ACTION_CHECKBOX_NAME: selected, "index": 0})
+
+
+@pytest.mark.parametrize("facts_use_them", [False, True], ids=["unused", "used-by-facts"])
+def test_bulk_delete_confirmation_queries_do_not_grow_with_the_selection(
+    django_user_model, django_assert_max_num_queries, facts_use_them
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from pipeline.models import FactBatch, IncomeFact
+
+    codes = [f"D{i:03d}" for i in range(50)]
+    for code in codes:
+        pending(code)
+    if facts_use_them:
+        batch = FactBatch.objects.create(domain="annuity_performance", file_name="f.xlsx", file_path="f.xlsx")
+        month = timezone.localdate().replace(day=1)
+        ScaleFact.objects.bulk_create(ScaleFact(month=month, batch=batch, plan_id=code) for code in codes)
+        IncomeFact.objects.bulk_create(IncomeFact(month=month, batch=batch, plan_id=codes[0]) for _ in range(2))
+    admin = django_user_model.objects.create_superuser("root", password="pw")
+    client = Client()
+    client.force_login(admin)
+
+    with CaptureQueriesContext(connection) as two:
+        _bulk_delete_confirmation(client, codes[:2])
+    with django_assert_max_num_queries(len(two.captured_queries)):
+        page = _bulk_delete_confirmation(client, codes).content.decode()
+
+    if facts_use_them:
+        assert f"{codes[0]}：3 条事实数据使用该行" in page and f"{codes[49]}：1 条事实数据使用该行" in page
+        assert reverse("admin:reference_annuityplan_merge", args=[codes[49]]) in page
+    else:
+        assert "事实数据使用该行" not in page and codes[49] in page
+    assert AnnuityPlan.objects.filter(pk__in=codes).count() == 50

@@ -1,0 +1,112 @@
+"""Read-only queries on the fact tables and the pipeline's records (no writes): what the reference admin and the
+stewardship services show about reference rows — where a row came from, which facts use it and when, and which
+promoted rows still await the source."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, NamedTuple, NotRequired, TypedDict
+
+from django.db import models
+from django.db.models import Count, QuerySet, Sum
+
+from pipeline.fact_tables import fact_table, fact_table_names
+from pipeline.models import DerivedReference, SyncUpgrade
+from reference.models import Source, TrackedReference
+from reference.registry import get_table, model_field
+
+CLOSING_ASSETS_FIELD = "closing_assets"
+
+
+class FactRelation(NamedTuple):
+    """A fact table's foreign key to a reference table: the fact model and the key's field name."""
+
+    fact: type[models.Model]
+    attr: str
+
+
+def fact_relations(model: type[models.Model]) -> list[FactRelation]:
+    """The foreign keys of every fact table (``pipeline.fact_tables``) that point at the reference ``model``."""
+    return [
+        FactRelation(fact, f.name)
+        for fact in (fact_table(name).model for name in fact_table_names())
+        for f in fact._meta.concrete_fields
+        if f.is_relation and f.related_model is model
+    ]
+
+
+def _has_assets(fact: type[models.Model]) -> bool:
+    return any(f.name == CLOSING_ASSETS_FIELD for f in fact._meta.concrete_fields)
+
+
+class MonthUsage(TypedDict):
+    month: dt.date
+    rows: int
+    assets: NotRequired[Decimal | None]  # only for fact tables with closing assets
+
+
+@dataclass(frozen=True)
+class FactMonths:
+    """The facts of one fact table that use a reference row, per month (newest first)."""
+
+    name: str  # the fact table
+    label: str  # its verbose name, for people
+    months: list[MonthUsage] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(m["rows"] for m in self.months)
+
+
+def facts_by_month(*, model: type[TrackedReference], key: str, months: int | None = None) -> list[FactMonths]:
+    """Per fact table using ``key``: fact rows (and closing assets where the table has them) per month, newest first,
+    the last ``months`` months only if given. Fact tables without a row for ``key`` are left out."""
+    found = []
+    for fact, attr in fact_relations(model):
+        sums: dict[str, Any] = {"assets": Sum(CLOSING_ASSETS_FIELD)} if _has_assets(fact) else {}
+        per_month = (
+            fact._default_manager.filter(**{attr: key})
+            .order_by("-month")
+            .values("month")
+            .annotate(rows=Count("pk"), **sums)
+        )
+        rows: list[MonthUsage] = list(per_month[:months] if months is not None else per_month)
+        if rows:
+            found.append(FactMonths(name=fact._meta.db_table, label=str(fact._meta.verbose_name), months=rows))
+    return found
+
+
+def fact_rows_of_keys(*, model: type[TrackedReference], keys: Collection[str]) -> dict[str, int]:
+    """Key → number of fact rows using it (keys no fact uses are left out): one GROUP BY per fact table however many
+    keys are asked for."""
+    counts: dict[str, int] = {}
+    if not keys:
+        return counts
+    for fact, attr in fact_relations(model):
+        column = model_field(fact, attr).attname
+        grouped = (
+            fact._default_manager.filter(**{f"{column}__in": list(keys)})
+            .order_by()
+            .values(column)
+            .annotate(n=Count("pk"))
+        )
+        for row in grouped:
+            counts[row[column]] = counts.get(row[column], 0) + row["n"]
+    return counts
+
+
+def provenance(*, table: str, key: str, limit: int) -> list[DerivedReference]:
+    """The batches (file, sheet, rows) that derived the reference row, newest first."""
+    return list(
+        DerivedReference.objects.filter(table=table, key=key).select_related("batch").order_by("-created_at")[:limit]
+    )
+
+
+def promoted_rows(*, table: str) -> QuerySet[TrackedReference]:
+    """Authoritative rows that began as auto-derived and that no preload has brought from the source since."""
+    model = get_table(table).model
+    upgraded = SyncUpgrade.objects.filter(table=table).values("key")
+    return model.objects.filter(source=Source.AUTHORITATIVE, derived_from_domain__isnull=False).exclude(pk__in=upgraded)
