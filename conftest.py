@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.conf import settings
+from django.utils import translation
 
 from tests.legacy import LegacyDB, make_legacy, write_config
 from tests.safety import require_test_database
@@ -29,6 +30,13 @@ def _refuse_non_test_database(request) -> None:
 def _reports_in_tmp(settings, tmp_path) -> None:
     """Batch reports of every test go to its own temporary directory, never into the work tree."""
     settings.REFGOV_REPORTS_DIR = tmp_path / "reports"
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """A request in English (or a test that activates a language) does not leave it active for the next test."""
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture
