@@ -42,7 +42,6 @@ class FactBatch(models.Model):
     degraded = models.BooleanField(_("degraded (preload had failed)"), default=False)
     rows_read = models.IntegerField(_("rows read"), default=0)
     rows_loaded = models.IntegerField(_("rows loaded"), default=0)
-    rows_rejected = models.IntegerField(_("rows rejected"), default=0)
     rows_replaced = models.IntegerField(_("rows replaced"), default=0)
     new_references = models.JSONField(_("new references per table"), default=dict, blank=True)
     filled_references = models.JSONField(
