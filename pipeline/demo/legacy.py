@@ -209,7 +209,7 @@ class LegacyDataset:
             )
 
 
-def _tsv_value(value) -> str:
+def _tsv_value(value: object) -> str:
     if value is None:
         return "\\N"
     return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")

@@ -124,7 +124,7 @@ class CsvCopy:
 
 def copy_range(
     cur: psycopg.Cursor[Any],
-    statement: sql.Composable,
+    statement: sql.Composed,
     path: Path,
     start: int,
     end: int,

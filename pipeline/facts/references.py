@@ -135,7 +135,7 @@ def _column_of(rule: Derivation) -> str:
     return rule.column
 
 
-def _aggregate(rule: Derivation, index: int, params: dict[str, object]) -> sql.Composable | None:
+def _aggregate(rule: Derivation, index: int, params: dict[str, Any]) -> sql.Composable | None:
     """SQL aggregate over the fact rows of one key, or None for rules computed in Python. Config strings are added to
     ``params`` (named ``%(...)s`` placeholders), never written into the SQL."""
     if rule.rule in {"template", "constant"}:
@@ -182,7 +182,7 @@ def derive_candidates(
     template_values: dict[str, str],
 ) -> list[DeriveCandidate]:
     """One candidate row per unknown key, by the configured rules."""
-    params: dict[str, object] = {"keys": keys, "temporary_company_id": temporary_company_id}
+    params: dict[str, Any] = {"keys": keys, "temporary_company_id": temporary_company_id}
     aggregates = {target: _aggregate(rule, i, params) for i, (target, rule) in enumerate(fk.derive.items())}
     in_sql = {t: aggregate for t, aggregate in aggregates.items() if aggregate is not None}
     source = ident(fk.source_column)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from django.db import DatabaseError, DataError, connection, transaction
+from django.db import DatabaseError, DataError, connection, models, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -368,10 +368,7 @@ def _summary_line(batch: FactBatch, started: datetime, tables: dict[str, Derived
 
 def _check_lengths(cur: CursorWrapper, fact: FactTable, file: FactFile) -> None:
     """The first value of ``_fact`` longer than its column (a key: than the reference table's key column)."""
-    lengths = [
-        (column, field.target_field.max_length if field.is_relation else field.max_length)
-        for column, field in fact.columns.items()
-    ]
+    lengths = [(column, _max_length(field)) for column, field in fact.columns.items()]
     checks = [(c, n) for c, n in lengths if n]
     cases = sql.SQL(" ").join(
         sql.SQL("WHEN octet_length({c}) > {n} AND char_length({c}) > {n} THEN {i}").format(
@@ -389,6 +386,11 @@ def _check_lengths(cur: CursorWrapper, fact: FactTable, file: FactFile) -> None:
         raise FactFileError(
             file=file.path, sheet=file.sheet, row=row, column=column, reason=f"longer than {limit} characters"
         )
+
+
+def _max_length(field: models.Field) -> int | None:
+    """A column's length limit (a key's: the reference table's key column's)."""
+    return field.target_field.max_length if isinstance(field, models.ForeignKey) else field.max_length
 
 
 def _ensure_references(

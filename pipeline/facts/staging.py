@@ -334,6 +334,7 @@ class FactStager:
         keys = set(self.fact.reference_columns)
         month_column = ident(MONTH_COLUMN)
         month: sql.Composable
+        staged: sql.Composable
         if len(self.month_map) <= CASE_MONTHS:
             whens = [
                 sql.SQL("WHEN {} THEN DATE {}").format(sql.Literal(raw), sql.Literal(month.isoformat()))

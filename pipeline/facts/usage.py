@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connection, transaction
 from psycopg import sql
 
@@ -14,10 +16,12 @@ USAGE_FIELDS = ("row", "fact_rows", "closing_assets", "months", "refreshed_at")
 
 
 def usage_model(table: str) -> type[Usage]:
-    model = get_table(table).model._meta.get_field("usage").related_model
-    if not (isinstance(model, type) and issubclass(model, Usage)):
-        raise TypeError(f"{table} has no usage model")
-    return model
+    """The model of ``table``'s weights (``usage``, one row per reference row)."""
+    for relation in get_table(table).model._meta.related_objects:
+        model = relation.related_model
+        if relation.name == "usage" and isinstance(model, type) and issubclass(model, Usage):
+            return model
+    raise TypeError(f"{table} has no usage model")
 
 
 def _usage_names(table: str) -> dict[str, sql.Composable]:
@@ -47,7 +51,7 @@ def refresh_usage(*, table: str, keys: list[str] | None = None) -> int:
     selected: sql.Composable
     if keys is None:
         selected = sql.SQL("SELECT {} FROM {} WHERE _needs_review").format(ident(ref.key_column), ident(ref.name))
-        params: list[object] = []
+        params: list[Any] = []
     else:
         selected, params = sql.SQL("SELECT unnest(%s::text[])"), [list(keys)]
     parts = [

@@ -45,8 +45,11 @@ class RowSource(Protocol):
     def max_length(self, column: str) -> int | None:
         """Declared maximum length in characters, where the source declares one."""
 
-    def rows(self, columns: list[tuple[str, str]], **kwargs: Any) -> Iterator[list[tuple[Any, ...]]]:
-        """Chunks of rows; each column is (name, how) with how ``plain`` or ``bool`` (a number read as 1/0)."""
+    def rows(
+        self, columns: list[tuple[str, str]], *, since_column: str | None = None, since: str | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Chunks of rows; each column is (name, how) with how ``plain`` or ``bool`` (a number read as 1/0); with
+        ``since``, only the rows whose ``since_column`` is greater (an incremental source)."""
 
 
 @dataclass
@@ -379,7 +382,7 @@ class TableSync:
         cur.execute("SELECT _row, coalesce(key, ''), error FROM _rejected ORDER BY _row LIMIT %s", [SAMPLE_LIMIT])
         return count, [{"row": r, "key": k, "error": e} for r, k, e in cur.fetchall()]
 
-    def _params(self, **extra: object) -> dict[str, object]:
+    def _params(self, **extra: Any) -> dict[str, Any]:
         """The named parameters of the statements below: the table, the two layers, and ``extra``."""
         return {
             "table": self.table.name,
@@ -492,7 +495,7 @@ class TableSync:
                 values=sql.SQL(", ").join(values),
                 source=sql.SQL(", ").join(sql.SQL("p.{}").format(c) for c in data),
             )
-        sets = [sql.SQL("{} = {}").format(c, value) for c, value in zip(data, values, strict=True)]
+        sets: list[sql.Composable] = [sql.SQL("{} = {}").format(c, v) for c, v in zip(data, values, strict=True)]
         sets.append(
             sql.SQL("_needs_review = CASE WHEN t._source = %(auto_derived)s THEN false ELSE t._needs_review END")
         )
