@@ -153,7 +153,7 @@ def _month(name: str) -> date | None:
 
 def _version_folders(fd: int, name: str) -> dict[int, list[tuple[str, list[tuple[str, os.stat_result]]]]]:
     """Version number → [(path of the version folder, its entries with their lstat)]."""
-    versions: dict[int, list] = {}
+    versions: dict[int, list[tuple[str, list[tuple[str, os.stat_result]]]]] = {}
     is_version = lambda folder: VERSION_FOLDER.fullmatch(folder) is not None  # noqa: E731
     for rel, folder_fd in walk_folders(fd, name, depth=FOLDER_DEPTH, limit=FOLDER_LIMIT, prune=is_version):
         if rel != name and (found := VERSION_FOLDER.fullmatch(rel.rsplit("/", 1)[-1])):

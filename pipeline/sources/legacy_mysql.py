@@ -183,7 +183,7 @@ class LegacyTableReader:
         MySQL's zero date as None); ``bool`` columns as 1/0. Everything else is left to PostgreSQL, set-based."""
         select = ", ".join(_select_expression(name, how) for name, how in columns)
         sql = f"SELECT {select} FROM {quote_mysql(self.database)}.{quote_mysql(self.table)}"
-        params: tuple = ()
+        params: tuple[str, ...] = ()
         if since_column and since is not None:
             sql += f" WHERE {quote_mysql(since_column)} > %s"
             params = (since,)
@@ -205,7 +205,7 @@ class LegacyTableReader:
             f"SELECT CAST(MAX({quote_mysql(column)}) AS CHAR) "
             f"FROM {quote_mysql(self.database)}.{quote_mysql(self.table)}"
         )
-        params: tuple = ()
+        params: tuple[str, ...] = ()
         if since is not None:
             sql += f" WHERE {quote_mysql(column)} > %s"
             params = (since,)
