@@ -9,7 +9,7 @@ DEBIAN_PACKAGES := libmariadb-dev pkg-config gettext postgresql-client mariadb-c
 	redis-server python3-venv python3-dev gcc
 DB_NAME ?= refgov
 # the packages whose types mypy checks (pyproject.toml [tool.mypy])
-MYPY_PACKAGES := pipeline/config
+MYPY_PACKAGES := refgov reference pipeline stewardship operations
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 export LEGACY_MYSQL_URL ?= mysql://root@127.0.0.1:3306
 

@@ -187,7 +187,6 @@ class FactBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "degraded",
         "rows_read",
         "rows_loaded",
-        "rows_rejected",
         "rows_replaced",
         "new_references",
         "filled_references",

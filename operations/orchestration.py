@@ -23,9 +23,9 @@ from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
 from pipeline.config import load_config
 from pipeline.config.loader import LoadedConfig
 from pipeline.config.schema import PreloadMissing, Strategy
-from pipeline.facts.inbox import InboxResult, process_inbox, waiting_files
-from pipeline.facts.service import blocks_unknown_keys
-from pipeline.models import AlertKind, FactStatus, RunStatus, SyncRun, TableStatus
+from pipeline.facts.inbox import InboxResult, Rejected, process_inbox, waiting_files
+from pipeline.facts.service import FactOutcome, blocks_unknown_keys
+from pipeline.models import AlertKind, RunStatus, SyncRun, TableStatus
 from pipeline.preload import PreloadBusy, preload_running, run_preload
 
 logger = logging.getLogger("refgov.orchestration")
@@ -112,7 +112,7 @@ class FactWindowResult:
     screened: InboxResult | None = None  # no file loaded: only what is never read or matched was dealt with
 
     @property
-    def rejected(self) -> list[dict]:
+    def rejected(self) -> list[Rejected]:
         seen = self.inbox or self.screened
         return seen.rejected if seen else []
 
@@ -183,7 +183,7 @@ def run_fact_window(
         result.outcome = WindowOutcome.INBOX_BUSY
         return result
     result.outcome = WindowOutcome.DEGRADED if result.degraded else WindowOutcome.PROCESSED
-    loaded = [b for p in result.inbox.processed for b in p["batches"] if b["status"] == FactStatus.LOADED]
+    loaded = [b for p in result.inbox.processed for b in p.batches if b.outcome == FactOutcome.LOADED]
     if loaded or result.inbox.rejected:
         resolve_alerts(
             key=AlertKind.FACTS_WAITING.value, channel=channel, resolution=_("the waiting files were processed")
@@ -194,8 +194,8 @@ def run_fact_window(
             key=AlertKind.DEGRADED.value,
             channel=channel,
             subject=_("fact files loaded in degraded mode: %(state)s") % {"state": state.describe()},
-            text="\n".join(f"{b['domain']}: {b['file']} batch #{b['batch_id']}" for b in loaded),
-            data={"batches": [b["batch_id"] for b in loaded]},
+            text="\n".join(f"{b.domain}: {b.file} batch #{b.batch_id}" for b in loaded),
+            data={"batches": [b.batch_id for b in loaded]},
         )
     return result
 

@@ -45,7 +45,7 @@ def process_inbox_task(trigger: str = "schedule") -> dict:
         raise TaskFailed(f"inbox not processed: {result.refused}")
     if result.rejected:
         raise TaskFailed(
-            f"{len(result.rejected)} inbox file(s) rejected: " + "; ".join(r["errors"][0] for r in result.rejected)
+            f"{len(result.rejected)} inbox file(s) rejected: " + "; ".join(r.errors[0] for r in result.rejected)
         )
     return result.summary()
 

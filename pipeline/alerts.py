@@ -17,7 +17,7 @@ from pipeline.config.loader import LoadedConfig
 from pipeline.models import Alert, AlertKind
 from pipeline.notify import notify
 from pipeline.share_history import record_share_snapshot
-from reference.selectors import auto_derived_shares
+from reference.selectors import Share, auto_derived_shares
 
 
 def alert_channel(config: LoadedConfig) -> str:
@@ -90,7 +90,7 @@ def hold(
         resolve_alerts(key=key, channel=channel, resolution=resolution)
 
 
-def check_shares(*, threshold: float, channel: str) -> dict[str, dict]:
+def check_shares(*, threshold: float, channel: str) -> dict[str, Share]:
     """Alert on every table whose auto-derived share is above ``threshold``, resolve the others, and record today's
     share snapshot (drawn on the dashboard). Returns the shares."""
     shares = auto_derived_shares()

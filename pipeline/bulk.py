@@ -6,11 +6,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
+from django.db.backends.utils import CursorWrapper
+from psycopg import sql
 
-from refgov.db.identifiers import quote_pg as q
+from refgov.db.sql import ident
 
 
-def use_bulk_memory(cur) -> None:
+def use_bulk_memory(cur: CursorWrapper) -> None:
     """For the rest of this transaction: hash whole-table joins in memory and sort index builds in memory."""
     cur.execute(
         "SELECT set_config('work_mem', %s, true), set_config('maintenance_work_mem', %s, true)",
@@ -18,60 +20,64 @@ def use_bulk_memory(cur) -> None:
     )
 
 
-def skip_jit(cur) -> None:
+def skip_jit(cur: CursorWrapper) -> None:
     """For the rest of this transaction: no JIT compilation. On one-pass statements over a whole file it costs more
     (~0.7 s per statement at 1M rows) than it saves."""
     cur.execute("SELECT set_config('jit', 'off', true)")
 
 
-def _quote_catalog_name(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @contextmanager
-def bulk_write_mode(cur, table: str, *, enabled: bool, primary_key: bool = False) -> Iterator[None]:
+def bulk_write_mode(cur: CursorWrapper, table: str, *, enabled: bool, primary_key: bool = False) -> Iterator[None]:
     """For a bulk insert: drop the table's foreign keys and secondary indexes, then rebuild them once, set-based.
 
     Foreign keys come back NOT VALID + VALIDATE (one anti-join instead of a trigger per row), indexes by a sorted
     build. Runs inside the table's transaction: a violation fails the VALIDATE and rolls the whole table back.
-    ``primary_key``: the primary key too, for a table written without ON CONFLICT that no foreign key points to."""
+    ``primary_key``: the primary key too, for a table written without ON CONFLICT that no foreign key points to.
+    Constraint and index definitions come from the catalog (``pg_get_constraintdef``, ``pg_get_indexdef``)."""
     if not enabled:
         yield
         return
+    target = ident(table)
     # Fire this transaction's pending deferred checks now: ALTER TABLE refuses tables with pending trigger events.
     cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     cur.execute(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
-        [q(table)],
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = quote_ident(%s)::regclass AND contype = 'f'",
+        [table],
     )
     constraints = cur.fetchall()
     cur.execute(
         """
         SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-        WHERE i.indrelid = %s::regclass AND NOT i.indisunique AND NOT i.indisprimary
+        WHERE i.indrelid = quote_ident(%s)::regclass AND NOT i.indisunique AND NOT i.indisprimary
           AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
         """,
-        [q(table)],
+        [table],
     )
     indexes = cur.fetchall()
     keys = []
     if primary_key:
         cur.execute(
             "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = %s::regclass AND contype = 'p'",
-            [q(table)],
+            "WHERE conrelid = quote_ident(%s)::regclass AND contype = 'p'",
+            [table],
         )
         keys = cur.fetchall()
     for name, _ in constraints + keys:
-        cur.execute(f"ALTER TABLE {q(table)} DROP CONSTRAINT {_quote_catalog_name(name)}")
+        cur.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(target, sql.Identifier(name)))
     for name, _ in indexes:
-        cur.execute(f"DROP INDEX {_quote_catalog_name(name)}")
+        cur.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(name)))
     yield
     for name, definition in keys:
-        cur.execute(f"ALTER TABLE {q(table)} ADD CONSTRAINT {_quote_catalog_name(name)} {definition}")
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(target, sql.Identifier(name), sql.SQL(definition))
+        )
     for _, definition in indexes:
-        cur.execute(definition)
+        cur.execute(sql.SQL(definition))
     for name, definition in constraints:
-        cur.execute(f"ALTER TABLE {q(table)} ADD CONSTRAINT {_quote_catalog_name(name)} {definition} NOT VALID")
-        cur.execute(f"ALTER TABLE {q(table)} VALIDATE CONSTRAINT {_quote_catalog_name(name)}")
+        constraint = sql.Identifier(name)
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(target, constraint, sql.SQL(definition))
+        )
+        cur.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(target, constraint))
     cur.execute("SET CONSTRAINTS ALL DEFERRED")

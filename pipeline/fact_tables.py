@@ -9,8 +9,14 @@ from django.db import models
 
 from pipeline.models import IncomeFact, ScaleFact
 from reference.registry import for_model
+from refgov.db.sql import column_name
 
-INTERNAL_COLUMNS = {"id", "_batch_id", "_source_row"}
+# Columns every fact table has (``FactRow``), and the closing assets the review queue's weights sum.
+MONTH_COLUMN = column_name(ScaleFact, "month")
+BATCH_COLUMN = column_name(ScaleFact, "batch")
+SOURCE_ROW_COLUMN = column_name(ScaleFact, "source_row")
+CLOSING_ASSETS = column_name(ScaleFact, "closing_assets")
+INTERNAL_COLUMNS = {column_name(ScaleFact, "id"), BATCH_COLUMN, SOURCE_ROW_COLUMN}
 
 
 @dataclass(frozen=True)
@@ -27,10 +33,17 @@ class FactTable:
     def reference_columns(self) -> dict[str, str]:
         """Foreign-key column → reference table it points to."""
         return {
-            f.column: for_model(f.related_model).name
+            f.column: for_model(_related_model(f)).name
             for f in self.model._meta.concrete_fields
             if f.is_relation and f.column not in INTERNAL_COLUMNS
         }
+
+
+def _related_model(field: models.Field) -> type[models.Model]:
+    model = field.related_model
+    if not isinstance(model, type):
+        raise TypeError(f"{field} points to no model")
+    return model
 
 
 @cache

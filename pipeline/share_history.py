@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 from django.utils import timezone
 
 from pipeline.models import ShareSnapshot
+from reference.selectors import Share
 
 
-def record_share_snapshot(*, shares: dict[str, dict], day: dt.date | None = None) -> None:
+def record_share_snapshot(*, shares: Mapping[str, Share], day: dt.date | None = None) -> None:
     """Store today's counts per table (``auto_derived_shares()``), replacing an earlier check of the same day."""
     day = day or timezone.localdate()
     for table, s in shares.items():

@@ -89,11 +89,11 @@ def test_through_the_inbox(case, tmp_path, settings, config_copy):
     if case.get("inbox") == "unmatched":
         assert case["file"] in str(result.unmatched) and ScaleFact.objects.count() == 0
     elif case["expect"] == "loaded":
-        assert [p["file"] for p in result.processed] == [case["file"]], result.summary()
+        assert [p.file for p in result.processed] == [case["file"]], result.summary()
         assert (inbox / "processed" / case["file"]).is_file()
         _check_loaded(case, FactBatch.objects.get(domain="annuity_performance", status=FactStatus.LOADED))
     else:
-        assert [r["file"] for r in result.rejected] == [case["file"]], result.summary()
+        assert [r.file for r in result.rejected] == [case["file"]], result.summary()
         error = (inbox / "rejected" / f"{case['file']}.error.txt").read_text(encoding="utf-8")
         _check_rejected(case, error)
         assert not FactBatch.objects.filter(status__in=[FactStatus.LOADED, FactStatus.RUNNING]).exists()

@@ -76,7 +76,7 @@ def test_a_file_name_that_is_not_utf8_is_rejected_and_the_others_load(inbox):
 
     result = process_inbox()
 
-    assert [p["file"] for p in result.processed] == ["202412_年金业务明细.xlsx"]
+    assert [p.file for p in result.processed] == ["202412_年金业务明细.xlsx"]
     assert FactBatch.objects.filter(status=FactStatus.LOADED).count() == 2
     assert not FactBatch.objects.exclude(status=FactStatus.LOADED).exists()  # never read: no batch at all
     rejected = os.listdir(os.fsencode(inbox / "rejected"))
@@ -95,9 +95,9 @@ def test_a_raw_database_error_rejects_that_file_only(inbox):
 
     result = process_inbox()
 
-    assert [p["file"] for p in result.processed] == ["202412_年金业务明细.xlsx"]
+    assert [p.file for p in result.processed] == ["202412_年金业务明细.xlsx"]
     [rejected] = result.rejected
-    assert rejected["file"] == "202411_规模明细.csv" and rejected["errors"][0].startswith("annuity_performance: ")
+    assert rejected.file == "202411_规模明细.csv" and rejected.errors[0].startswith("annuity_performance: ")
     assert (inbox / "rejected" / "202411_规模明细.csv.error.txt").exists()
     assert not FactBatch.objects.filter(status=FactStatus.RUNNING).exists()
     assert Alert.objects.filter(resolved_at__isnull=True, key__contains="202411_规模明细.csv").count() == 1
@@ -124,9 +124,9 @@ def test_any_exception_while_loading_rejects_that_file_only(inbox, monkeypatch, 
 
     result = process_inbox()
 
-    assert [p["file"] for p in result.processed] == ["202412_年金业务明细.xlsx"]
+    assert [p.file for p in result.processed] == ["202412_年金业务明细.xlsx"]
     [rejected] = result.rejected
-    assert f"unexpected error {type(error).__name__}" in rejected["errors"][0]
+    assert f"unexpected error {type(error).__name__}" in rejected.errors[0]
     assert listing(inbox / "rejected") == ["202411_年金业务明细.xlsx", "202411_年金业务明细.xlsx.error.txt"]
     failed = FactBatch.objects.filter(file_name="202411_年金业务明细.xlsx")
     assert sorted(failed.values_list("status", flat=True)) == ["failed", "failed"]  # not left running
@@ -159,7 +159,7 @@ def test_a_file_that_cannot_be_moved_is_not_processed_again(inbox, monkeypatch):
     assert alert.times_seen == 2 and "No space left on device" in alert.subject  # notified once, when opened
 
     result = process_inbox()
-    assert [p["file"] for p in result.processed] == ["202412_年金业务明细.xlsx"] and FactBatch.objects.count() == 2
+    assert [p.file for p in result.processed] == ["202412_年金业务明细.xlsx"] and FactBatch.objects.count() == 2
     assert listing(inbox / "processed") == ["202412_年金业务明细.xlsx"] and not InboxFile.objects.exists()
     assert Alert.objects.get(pk=alert.pk).resolved_at is not None
 
@@ -183,7 +183,7 @@ def test_a_link_to_another_file_is_rejected_unread(inbox, secret, how):
 
     result = process_inbox()
 
-    assert [p["file"] for p in result.processed] == ["202412_年金业务明细.xlsx"]
+    assert [p.file for p in result.processed] == ["202412_年金业务明细.xlsx"]
     assert not FactBatch.objects.filter(file_name="202411_规模明细.csv").exists()
     assert "SECRET" not in everything_said()
     error_text = (inbox / "rejected" / "202411_规模明细.csv.error.txt").read_text(encoding="utf-8")
@@ -199,7 +199,7 @@ def test_a_named_pipe_is_rejected_without_being_opened(inbox):
 
     result = process_inbox()
 
-    assert [r["file"] for r in result.rejected] == ["202411_规模明细.csv"]
+    assert [r.file for r in result.rejected] == ["202411_规模明细.csv"]
     assert "named pipe" in (inbox / "rejected" / "202411_规模明细.csv.error.txt").read_text(encoding="utf-8")
 
 
@@ -214,7 +214,7 @@ def test_a_link_planted_at_the_error_file_is_not_written_through(inbox, tmp_path
 
     assert victim.read_text(encoding="utf-8") == "precious\n"
     [rejected] = result.rejected
-    assert rejected["moved_to"].endswith("rejected/202409_规模明细.1.xlsx")
+    assert rejected.moved_to.endswith("rejected/202409_规模明细.1.xlsx")
     error_text = (inbox / "rejected" / "202409_规模明细.1.xlsx.error.txt").read_text(encoding="utf-8")
     assert "not a readable Excel workbook" in error_text
 
@@ -240,7 +240,7 @@ def test_a_linked_processed_or_rejected_folder_is_refused_loudly(inbox, tmp_path
         process_inbox_task()  # the fact task fails: the run history shows it
 
     os.unlink(inbox / folder)
-    assert [p["file"] for p in process_inbox().processed] == ["202412_年金业务明细.xlsx"]
+    assert [p.file for p in process_inbox().processed] == ["202412_年金业务明细.xlsx"]
     assert Alert.objects.get(pk=alert.pk).resolved_at is not None
 
 
@@ -252,7 +252,7 @@ def test_control_characters_in_a_name_are_escaped_and_rejected(inbox):
 
     assert not FactBatch.objects.exists()
     [rejected] = result.rejected
-    assert rejected["file"] == "202411_规模明细\\nINJECTED LINE\\x1b[31m.csv"
+    assert rejected.file == "202411_规模明细\\nINJECTED LINE\\x1b[31m.csv"
     error_text = (inbox / "rejected" / (name + ".error.txt")).read_text(encoding="utf-8")
     assert error_text.count("\n") == 1 and "\x1b" not in error_text and "\\nINJECTED LINE" in error_text
     [alert] = Alert.objects.filter(kind=AlertKind.INBOX_REJECTED)
@@ -281,7 +281,7 @@ def test_a_copy_with_an_old_mtime_waits_until_it_stops_changing(inbox, settings)
 
     result = process_inbox()  # unchanged since the last scan, a second ago
 
-    assert [p["file"] for p in result.processed] == [path.name]
+    assert [p.file for p in result.processed] == [path.name]
     assert FactBatch.objects.get().rows_loaded == 6 and ScaleFact.objects.count() == 6
 
 
@@ -294,7 +294,7 @@ def test_names_of_copies_in_progress_are_left_alone_and_a_renamed_file_loads_at_
 
     assert result.unmatched == result.rejected == result.processed == [] and not Alert.objects.exists()
     os.rename(inbox / "202411_规模明细.csv.part", inbox / "202411_规模明细.csv")
-    assert [p["file"] for p in process_inbox().processed] == ["202411_规模明细.csv"]
+    assert [p.file for p in process_inbox().processed] == ["202411_规模明细.csv"]
 
 
 @pytest.mark.parametrize(
@@ -313,7 +313,7 @@ def test_a_cut_off_last_record_is_rejected_naming_its_row(inbox, tail, reason):
         process_fact_file(domain="annuity_performance", path=path)
 
     [rejected] = process_inbox().rejected
-    assert "row 4" in rejected["errors"][0] and reason in rejected["errors"][0]
+    assert "row 4" in rejected.errors[0] and reason in rejected.errors[0]
     assert not ScaleFact.objects.exists()
 
 
@@ -321,7 +321,7 @@ def test_a_complete_last_record_without_a_line_break_loads(inbox):
     path = write_csv(inbox / "202411_规模明细.csv", [scale_row(), scale_row()])
     path.write_bytes(path.read_bytes().rstrip(b"\r\n"))
 
-    assert [p["file"] for p in process_inbox().processed] == [path.name] and ScaleFact.objects.count() == 2
+    assert [p.file for p in process_inbox().processed] == [path.name] and ScaleFact.objects.count() == 2
 
 
 # --- item 13: zip bombs, rows per sheet, attempts killed -------------------------------------------------------------
@@ -347,7 +347,7 @@ def test_a_zip_bomb_is_refused_before_it_is_parsed(inbox, tmp_path):
 
     with pytest.raises(FactFileError, match=r"sheet1.xml' expands [\d,]+ times .*\(REFGOV_XLSX_MAX_RATIO\)"):
         process_fact_file(domain="annuity_performance", path=bomb)
-    assert "REFGOV_XLSX_MAX_RATIO" in process_inbox().rejected[0]["errors"][0]
+    assert "REFGOV_XLSX_MAX_RATIO" in process_inbox().rejected[0].errors[0]
 
 
 def test_the_command_line_prefetch_does_not_parse_a_zip_bomb_either(tmp_path, settings):
@@ -383,8 +383,8 @@ def test_workbook_size_and_row_limits_are_configurable(inbox, settings):
         process_fact_file(domain="annuity_performance", path=path)
 
     [rejected] = process_inbox().rejected
-    assert any("sheet 规模明细: the sheet has 31 rows" in e for e in rejected["errors"])
-    assert not any("收入明细" in e for e in rejected["errors"])  # 11 rows: within the limit, loaded
+    assert any("sheet 规模明细: the sheet has 31 rows" in e for e in rejected.errors)
+    assert not any("收入明细" in e for e in rejected.errors)  # 11 rows: within the limit, loaded
 
 
 def test_the_settings_defaults_are_the_readers_defaults():
@@ -438,7 +438,7 @@ def test_an_attempt_killed_mid_way_is_rejected_not_retried(config_copy, tmp_path
         time.sleep(0.1)
 
     [rejected] = result.rejected
-    assert rejected["errors"] == [f"202411_规模明细.csv: {UNFINISHED}"]
+    assert rejected.errors == [f"202411_规模明细.csv: {UNFINISHED}"]
     assert listing(inbox / "rejected") == ["202411_规模明细.csv", "202411_规模明细.csv.error.txt"]
     assert not FactBatch.objects.filter(status=FactStatus.RUNNING).exists() and not ScaleFact.objects.exists()
     assert FactBatch.objects.count() <= 1 and not InboxFile.objects.exists()
@@ -484,7 +484,7 @@ def test_the_real_monthly_workbook_name_is_loaded_by_both_domains(inbox):
     result = process_inbox()
 
     [processed] = result.processed
-    assert processed["file"] == name
+    assert processed.file == name
     assert sorted(FactBatch.objects.filter(status=FactStatus.LOADED).values_list("domain", "sheet")) == [
         ("annuity_income", "收入明细"),
         ("annuity_performance", "规模明细"),
@@ -504,7 +504,7 @@ def test_a_month_folder_loads_its_latest_version(inbox):
     result = process_inbox()
 
     [processed] = result.processed
-    assert processed["file"] == "202411" and processed["version"] == "V2"
+    assert processed.file == "202411" and processed.version == "V2"
     batches = FactBatch.objects.filter(status=FactStatus.LOADED)
     assert sorted(batches.values_list("domain", "rows_read")) == [("annuity_income", 8), ("annuity_performance", 40)]
     assert all("/202411/收集数据/数据采集/V2/24年11月规模收入数据_更正.xlsx" in b.file_path for b in batches)
@@ -523,8 +523,5 @@ def test_a_version_folder_under_a_hostile_folder_name_is_rejected_unread(inbox):
 
     [rejected] = process_inbox().rejected
 
-    assert (
-        rejected["file"] == "202411"
-        and "202411/收集\\n数据/V1: a folder name contains control" in rejected["errors"][0]
-    )
+    assert rejected.file == "202411" and "202411/收集\\n数据/V1: a folder name contains control" in rejected.errors[0]
     assert not FactBatch.objects.exists() and listing(inbox / "rejected") == ["202411", "202411.error.txt"]

@@ -90,7 +90,7 @@ def test_inbox_files_are_processed_in_month_order_and_moved(config_copy, tmp_pat
 
     result = process_inbox()
 
-    assert [p["file"] for p in result.processed] == ["202410_年金业务明细.xlsx", "2024年11月_年金业务明细.xlsx"]
+    assert [p.file for p in result.processed] == ["202410_年金业务明细.xlsx", "2024年11月_年金业务明细.xlsx"]
     loaded = list(FactBatch.objects.filter(status=FactStatus.LOADED).order_by("id").values_list("domain", "periods"))
     assert loaded == [
         ("annuity_income", ["2024-10-01"]),
@@ -103,7 +103,7 @@ def test_inbox_files_are_processed_in_month_order_and_moved(config_copy, tmp_pat
         "2024年11月_年金业务明细.xlsx",
     ]
     [rejected] = result.rejected
-    assert rejected["file"] == "202409_规模明细.xlsx"
+    assert rejected.file == "202409_规模明细.xlsx"
     error_text = (inbox / "rejected" / "202409_规模明细.xlsx.error.txt").read_text(encoding="utf-8")
     assert "annuity_performance: 202409_规模明细.xlsx" in error_text and "not a readable Excel workbook" in error_text
     assert result.unmatched == ["notes.txt"] and (inbox / "notes.txt").exists()
@@ -169,7 +169,7 @@ def test_a_file_still_being_copied_waits(config_copy, tmp_path, settings):
     os.utime(path, (old, old))  # cp -p, rsync -t: an old mtime proves nothing, the file changed since the last scan
     assert process_inbox().processed == [] and path.exists() and not FactBatch.objects.exists()
     time.sleep(1.1)  # unchanged across two scans the settle time apart
-    assert [p["file"] for p in process_inbox().processed] == [path.name]
+    assert [p.file for p in process_inbox().processed] == [path.name]
 
 
 def test_enqueue_and_demo_workbook_commands(config_copy, tmp_path, settings):

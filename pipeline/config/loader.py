@@ -287,13 +287,13 @@ def _check_domain(path: Path, domain: DomainConfig, problems: list[Problem]) -> 
                     )
                 )
     covered = {fk.source_column for fk in domain.foreign_keys}
-    for column, table in fact.reference_columns.items():
+    for column, referenced in fact.reference_columns.items():
         if column not in covered:
             problems.append(
                 Problem(
                     path,
                     "foreign_keys",
-                    f"fact column {column!r} references {table} but no foreign key entry covers it",
+                    f"fact column {column!r} references {referenced} but no foreign key entry covers it",
                 )
             )
 

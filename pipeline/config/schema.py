@@ -65,12 +65,15 @@ class Preload(Strict):
 class Backfill(Strict):
     enabled: bool = True
     mode: Literal["fallback", "always"] = Field(
-        "fallback", description="always: also fill empty fields of auto-derived rows pending review from new batches"
+        default="fallback",
+        description="always: also fill empty fields of auto-derived rows pending review from new batches",
     )
     mark_for_review: bool = True
     notify_on_new_records: bool = True
     notification_channel: str = "data-quality-alerts"
-    alert_share: float = Field(0.10, ge=0, le=1, description="alert when a table's auto-derived share exceeds this")
+    alert_share: float = Field(
+        default=0.10, ge=0, le=1, description="alert when a table's auto-derived share exceeds this"
+    )
 
 
 class PreloadMissing(StrEnum):
@@ -85,8 +88,8 @@ class Facts(Strict):
 
     enabled: bool = True
     schedule: Cron = "0 3 * * *"
-    poll: Cron | None = Field("*/10 * * * *", description="look for new inbox files between the nightly runs")
-    after_preload: bool = Field(True, description="a successful preload processes the waiting files at once")
+    poll: Cron | None = Field(default="*/10 * * * *", description="look for new inbox files between the nightly runs")
+    after_preload: bool = Field(default=True, description="a successful preload processes the waiting files at once")
     preload_missing: PreloadMissing = PreloadMissing.SYNC_FIRST
 
 
@@ -95,9 +98,9 @@ class Alerts(Strict):
 
     enabled: bool = True
     schedule: Cron = "*/15 * * * *"
-    channel: str | None = Field(None, description="notifier channel; default: backfill.notification_channel")
-    stale_review_days: int = Field(14, ge=1, description="alert when rows wait for review longer than this")
-    missed_schedule_minutes: int = Field(30, ge=1, description="alert when a schedule is this late")
+    channel: str | None = Field(default=None, description="notifier channel; default: backfill.notification_channel")
+    stale_review_days: int = Field(default=14, ge=1, description="alert when rows wait for review longer than this")
+    missed_schedule_minutes: int = Field(default=30, ge=1, description="alert when a schedule is this late")
 
 
 class ReviewReport(Strict):

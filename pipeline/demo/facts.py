@@ -13,6 +13,7 @@ import string
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import xlsxwriter
 
@@ -102,10 +103,10 @@ class FactWorkbook:
         new = [(rnd.choice(new_plans), f"XNP{7000 + i:04d}") for i in range(self.new_portfolios)]
         return known, new
 
-    def rows(self, kind: str) -> list[list]:
+    def rows(self, kind: str) -> list[list[Any]]:
         return list(self.iter_rows(kind))
 
-    def iter_rows(self, kind: str) -> Iterator[list]:
+    def iter_rows(self, kind: str) -> Iterator[list[Any]]:
         """Rows of one sheet, generated one at a time (a million-row CSV never sits in memory)."""
         rnd = random.Random(self.seed + (0 if kind == "规模明细" else 1))
         known, new = self._references(rnd)

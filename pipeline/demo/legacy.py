@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from pipeline.sources.legacy_mysql import MySQLServer
 from refgov.db.identifiers import quote_mysql as mq
@@ -150,13 +151,13 @@ class LegacyDataset:
     seed: int = 20241101
     updated_at: str = "2024-11-01 02:00:00"
 
-    def organizations(self) -> Iterator[tuple]:
+    def organizations(self) -> Iterator[tuple[Any, ...]]:
         for i, (code, name) in enumerate(branches()):
             region = REGIONS[0] if i == 0 else REGIONS[1 + i % (len(REGIONS) - 1)]
             center = "总部" if i == 0 else f"{REGIONS[1 + i % (len(REGIONS) - 1)][:2]}年金中心"
             yield (code, name, center, region, i, 1 + i % 6, 1 + i % 7, region, "省级" if i < 32 else "计划单列市")
 
-    def plan_rows(self) -> Iterator[tuple]:
+    def plan_rows(self) -> Iterator[tuple[Any, ...]]:
         rnd = random.Random(self.seed)
         names = branches()
         for i in range(1, self.plans + 1):
@@ -180,7 +181,7 @@ class LegacyDataset:
                 self.updated_at,
             )
 
-    def portfolio_rows(self) -> Iterator[tuple]:
+    def portfolio_rows(self) -> Iterator[tuple[Any, ...]]:
         rnd = random.Random(self.seed + 1)
         start = date(2008, 1, 1)
         for i in range(1, self.portfolios + 1):
@@ -209,13 +210,15 @@ class LegacyDataset:
             )
 
 
-def _tsv_value(value) -> str:
+def _tsv_value(value: object) -> str:
     if value is None:
         return "\\N"
     return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
-def bulk_load(server: MySQLServer, database: str, table: str, columns: list[str], rows: Iterable[tuple]) -> int:
+def bulk_load(
+    server: MySQLServer, database: str, table: str, columns: list[str], rows: Iterable[tuple[Any, ...]]
+) -> int:
     """Load rows with LOAD DATA LOCAL INFILE through a temporary TSV file; returns the row count."""
     count = 0
     with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".tsv", delete=False) as fh:

@@ -36,11 +36,17 @@ class WorkbookLimits:
 
         if not settings.configured:
             return cls.from_env()
-        return cls(**{f.name: int(getattr(settings, SETTING_NAMES[f.name], f.default)) for f in fields(cls)})
+        default = cls()
+        return cls(
+            **{f.name: int(getattr(settings, SETTING_NAMES[f.name], getattr(default, f.name))) for f in fields(cls)}
+        )
 
     @classmethod
     def from_env(cls) -> WorkbookLimits:
-        return cls(**{f.name: int(os.environ.get(SETTING_NAMES[f.name]) or f.default) for f in fields(cls)})
+        default = cls()
+        return cls(
+            **{f.name: int(os.environ.get(SETTING_NAMES[f.name]) or getattr(default, f.name)) for f in fields(cls)}
+        )
 
 
 DEFAULT_LIMITS = WorkbookLimits()

@@ -18,12 +18,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import psycopg
 from django.db import DatabaseError, connection
-
-from refgov.db.identifiers import quote_pg as q
+from psycopg import sql
 
 logger = logging.getLogger("refgov.facts")
 STAGING_SCHEMA = "refgov_staging"
@@ -52,7 +53,7 @@ def record_ranges(path: Path, start: int, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-def _next_record(fh, position: int, quotes: int) -> tuple[int | None, int, int]:
+def _next_record(fh: IO[bytes], position: int, quotes: int) -> tuple[int | None, int, int]:
     """The offset just after the next line break outside quotes, and the scan state (position, quotes) there."""
     while block := fh.read(1 << 16):
         offset = 0
@@ -70,7 +71,7 @@ def _next_record(fh, position: int, quotes: int) -> tuple[int | None, int, int]:
 class CopyIncomplete(Exception):
     """COPY stored another number of rows than the bytes it was sent hold records (e.g. after a line ``\\.``)."""
 
-    def __init__(self, path: Path, records: int, rows: int):
+    def __init__(self, path: Path, records: int, rows: int) -> None:
         super().__init__(f"{path.name}: COPY stored {rows} rows of {records} records")
         self.records, self.rows = records, rows
 
@@ -107,13 +108,34 @@ class RecordCounter:
         return self.complete + self.pending
 
 
-def copy_range(cur, sql: str, path: Path, start: int, end: int, on_block: Callable[[int], None] | None = None) -> int:
-    """COPY the bytes ``[start, end)`` of ``path`` through ``sql``; returns the rows copied, which are checked against
-    the records counted in the same bytes (``CopyIncomplete`` if they differ)."""
+@dataclass(frozen=True)
+class CsvCopy:
+    """``COPY <table> (columns) FROM STDIN`` of CSV bytes, for the load's own table and for each part's."""
+
+    columns: sql.Composable
+    delimiter: str
+    encoding: str
+
+    def into(self, table: sql.Composable) -> sql.Composed:
+        return sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, DELIMITER {}, ENCODING {})").format(
+            table, self.columns, sql.Literal(self.delimiter), sql.Literal(self.encoding)
+        )
+
+
+def copy_range(
+    cur: psycopg.Cursor[Any],
+    statement: sql.Composed,
+    path: Path,
+    start: int,
+    end: int,
+    on_block: Callable[[int], None] | None = None,
+) -> int:
+    """COPY the bytes ``[start, end)`` of ``path`` through ``statement``; returns the rows copied, which are checked
+    against the records counted in the same bytes (``CopyIncomplete`` if they differ)."""
     counter = RecordCounter()
     with path.open("rb") as fh:
         fh.seek(start)
-        with cur.copy(sql) as copy:
+        with cur.copy(statement) as copy:
             remaining = end - start
             while remaining and (block := fh.read(min(BLOCK, remaining))):
                 copy.write(block)
@@ -126,8 +148,12 @@ def copy_range(cur, sql: str, path: Path, start: int, end: int, on_block: Callab
         return cur.rowcount
 
 
-def part_table(token: str, index: int) -> str:
-    return f"{q(STAGING_SCHEMA)}.{q(f'fact_{token}_{index}')}"
+def part_table(token: str, index: int) -> sql.Identifier:
+    return sql.Identifier(STAGING_SCHEMA, f"fact_{token}_{index}")
+
+
+def _listed(tables: list[sql.Identifier]) -> sql.Composed:
+    return sql.SQL(", ").join(tables)
 
 
 def new_token() -> str:
@@ -141,37 +167,39 @@ def worker_connection() -> psycopg.Connection:
     return psycopg.connect(**params, autocommit=True, application_name="refgov fact copy part")
 
 
-def copy_part(token: str, index: int, columns_sql: str, copy_sql: str, path: Path, start: int, end: int) -> int:
+def copy_part(token: str, index: int, columns: sql.Composable, copy: CsvCopy, path: Path, start: int, end: int) -> int:
     """Create the part's table and COPY its range into it, on a worker connection; a failed part leaves no table."""
     table = part_table(token, index)
     with worker_connection() as conn, conn.cursor() as cur:
         cur.execute("SET jit = off")
         cur.execute(
-            f"CREATE UNLOGGED TABLE {table} (_seq integer GENERATED ALWAYS AS IDENTITY (CACHE 100000), {columns_sql})"
+            sql.SQL("CREATE UNLOGGED TABLE {} (_seq integer GENERATED ALWAYS AS IDENTITY (CACHE 100000), {})").format(
+                table, columns
+            )
         )
         try:
-            return copy_range(cur, copy_sql.format(table=table), path, start, end)
+            return copy_range(cur, copy.into(table), path, start, end)
         except BaseException:
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
             raise
 
 
-def drop_parts(tables: list[str]) -> None:
+def drop_parts(tables: list[sql.Identifier]) -> None:
     """Drop part tables the load's transaction never read (else only that transaction may drop them)."""
     if tables:
         with worker_connection() as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_listed(tables)))
 
 
-def drop_after_load(tables: list[str]) -> None:
+def drop_after_load(tables: list[sql.Identifier]) -> None:
     """Once the load's transaction is over (committed or rolled back), make sure its part tables are gone. Inside an
     enclosing transaction (a dry run's is rolled back) that transaction still holds them: they wait for the sweep."""
     if tables and not connection.in_atomic_block:
         try:
             with connection.cursor() as cur:
-                cur.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
+                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_listed(tables)))
         except DatabaseError as exc:  # e.g. the connection is gone: keep the load's own error, leave them to the sweep
-            logger.warning("part tables %s left for the sweep: %s", ", ".join(tables), exc)
+            logger.warning("part tables %s left for the sweep: %s", _listed(tables).as_string(None), exc)
 
 
 def sweep_stale() -> None:
@@ -185,6 +213,6 @@ def sweep_stale() -> None:
         for (name,) in names:
             if int(name.split("_")[1]) < cutoff:
                 try:
-                    conn.execute(f"DROP TABLE IF EXISTS {q(STAGING_SCHEMA)}.{q(name)}")
+                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(STAGING_SCHEMA, name)))
                 except psycopg.errors.LockNotAvailable:
                     pass

@@ -23,8 +23,10 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from django.conf import settings
@@ -37,23 +39,24 @@ from django.utils.translation import gettext as _
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
 from pipeline.config import load_config
 from pipeline.config.loader import LoadedConfig
-from pipeline.facts.inbox_fs import (
-    PROCESSED,
-    REJECTED,
-    InboxFolders,
-    InboxRefused,
-    move,
-    open_inbox,
-    shown,
-    write_error,
-)
-from pipeline.facts.inbox_scan import Candidate, Entry, domain_patterns, month_of, scan, signature
+from pipeline.facts.inbox_fs import InboxFolders, InboxRefused, Outcome, move, open_inbox, shown, write_error
+from pipeline.facts.inbox_scan import Candidate, Entry, EntryKind, domain_patterns, month_of, scan, signature
 from pipeline.facts.readers import FactFileError
-from pipeline.facts.service import FactLoadError, process_fact_file
+from pipeline.facts.service import FactLoadError, FactOutcome, FactResult, process_fact_file
 from pipeline.models import AlertKind, FactBatch, FactStatus, InboxFile, InboxState
 from refgov.db.locks import session_lock
 
-__all__ = ["INBOX_LOCK", "UNFINISHED", "InboxResult", "month_of", "process_inbox", "waiting_files"]
+__all__ = [
+    "INBOX_LOCK",
+    "UNFINISHED",
+    "InboxBatch",
+    "InboxResult",
+    "Processed",
+    "Rejected",
+    "month_of",
+    "process_inbox",
+    "waiting_files",
+]
 
 logger = logging.getLogger("refgov.facts")
 INBOX_LOCK = "refgov.facts.inbox"
@@ -61,19 +64,74 @@ UNFINISHED = "the previous attempt did not finish (killed, out of memory?); not 
 MAX_KEY, MAX_SUBJECT = 200, 300  # Alert.key, Alert.subject
 
 
+@dataclass(frozen=True)
+class InboxBatch:
+    """One domain's batch of an inbox file (``note``, ``version``: of a month folder, which version was loaded)."""
+
+    domain: str
+    result: FactResult
+    note: str = ""
+    version: str = ""
+
+    @property
+    def outcome(self) -> FactOutcome:
+        return self.result.outcome
+
+    @property
+    def batch_id(self) -> int | None:
+        return self.result.batch_id
+
+    @property
+    def file(self) -> str:
+        return (self.result.skipped_as or self.result.batch).file_path
+
+    def summary(self) -> dict[str, Any]:
+        summary = {"domain": self.domain, **self.result.summary()}
+        if self.note:
+            summary["message"], summary["version"] = self.note + (summary.get("message") or ""), self.version
+        return summary
+
+
+@dataclass(frozen=True)
+class Processed:
+    """An entry moved to ``processed/`` with the batches of its file(s)."""
+
+    file: str
+    moved_to: str
+    batches: list[InboxBatch]
+    version: str
+
+    def summary(self) -> dict[str, Any]:
+        batches = [b.summary() for b in self.batches]
+        return {"file": self.file, "moved_to": self.moved_to, "batches": batches, "version": self.version}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An entry moved to ``rejected/``, with the reasons written next to it in ``<name>.error.txt``."""
+
+    file: str
+    moved_to: str
+    errors: list[str]
+    version: str
+
+    def summary(self) -> dict[str, Any]:
+        return {"file": self.file, "moved_to": self.moved_to, "errors": self.errors, "version": self.version}
+
+
 @dataclass
 class InboxResult:
-    processed: list[dict] = field(default_factory=list)
-    rejected: list[dict] = field(default_factory=list)
+    processed: list[Processed] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
     unmatched: list[str] = field(default_factory=list)
     settling: list[str] = field(default_factory=list)
     refused: str = ""
     busy: bool = False
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         return {
-            "processed": self.processed,
-            "rejected": self.rejected,
+            "processed": [p.summary() for p in self.processed],
+            "rejected": [r.summary() for r in self.rejected],
             "unmatched": self.unmatched,
             "settling": self.settling,
             "refused": self.refused,
@@ -93,7 +151,7 @@ def waiting_files(*, inbox: Path | None = None) -> list[Path]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     try:
-        return [c.path for e in scan(inbox, fd, domain_patterns()) if e.kind in ("file", "folder") for c in e.files]
+        return [c.path for e in scan(inbox, fd, domain_patterns()) if e.kind.is_read for c in e.files]
     finally:
         os.close(fd)
 
@@ -132,10 +190,14 @@ def _subject(text: str) -> str:
     return text if len(text) <= MAX_SUBJECT else text[: MAX_SUBJECT - 1] + "…"
 
 
+def _unexpected(exc: BaseException) -> str:
+    return f"unexpected error {type(exc).__name__}: {_line(exc)}"
+
+
 class InboxRun:
     """One pass over the inbox, holding its lock."""
 
-    def __init__(self, inbox: Path, config: LoadedConfig, result: InboxResult, *, degraded: bool, load: bool):
+    def __init__(self, inbox: Path, config: LoadedConfig, result: InboxResult, *, degraded: bool, load: bool) -> None:
         self.inbox, self.config, self.result, self.degraded, self.load = inbox, config, result, degraded, load
         self.channel = alert_channel(config)
         self.settle = settings.REFGOV_INBOX_SETTLE_SECONDS
@@ -171,7 +233,7 @@ class InboxRun:
                     self.handle(entry)
                 except Exception as exc:  # a fault of the inbox itself: this entry only
                     logger.exception("inbox: %s", shown(entry.name))
-                    error = f"{shown(entry.name)}: unexpected error {type(exc).__name__}: {_line(exc)}"
+                    error = f"{shown(entry.name)}: {_unexpected(exc)}"
                     try:
                         self.reject(entry, [error])
                     except Exception:
@@ -179,10 +241,10 @@ class InboxRun:
             self.forget({e.name for e in entries})
 
     def handle(self, entry: Entry) -> None:
-        if entry.kind == "hostile":
+        if entry.kind == EntryKind.HOSTILE:
             self.reject(entry, [f"{shown(entry.name)}: {entry.reason}"])
             return
-        if entry.kind == "unmatched":
+        if entry.kind == EntryKind.UNMATCHED:
             self.unmatched(entry)
             return
         known = self.records.get(entry.key)
@@ -190,7 +252,7 @@ class InboxRun:
             self.resolve_unmatched(known)
         if known is not None and known.state == InboxState.STUCK:
             if all(self.unchanged(c) for c in entry.files):  # processed before: only move it
-                self.move_out(entry, known.outcome, known.message.splitlines(), alert=False)
+                self.move_out(entry, Outcome(known.outcome), known.message.splitlines(), alert=False)
                 return
             self.resolve_stuck(entry, _("%(file)s changed; it is processed again") % {"file": entry.name})
             if entry.is_folder:
@@ -244,7 +306,9 @@ class InboxRun:
             found = self.records[c.rel]
             found.state, found.started_at = InboxState.PROCESSING, timezone.now()
             found.save(update_fields=["state", "started_at"])  # committed before any work: a kill leaves it so
-        errors, batches, alert = [], [], False
+        errors: list[str] = []
+        batches: list[InboxBatch] = []
+        alert = False
         for c in entry.files:
             try:
                 current = signature(os.lstat(c.path))
@@ -260,22 +324,24 @@ class InboxRun:
             errors += file_errors
             batches += file_batches
             alert = alert or unrecorded
-        self.move_out(entry, REJECTED if errors else PROCESSED, errors, batches=batches, alert=alert)
+        self.move_out(entry, Outcome.REJECTED if errors else Outcome.PROCESSED, errors, batches=batches, alert=alert)
 
-    def load_file(self, c: Candidate, entry: Entry) -> tuple[list[str], list[dict], bool]:
+    def load_file(self, c: Candidate, entry: Entry) -> tuple[list[str], list[InboxBatch], bool]:
         """Every domain's batch of one file. Returns (errors, batches, whether an error is on no batch's record)."""
         mark = FactBatch.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-        errors, batches, failed = [], [], []
+        errors: list[str] = []
+        batches: list[InboxBatch] = []
+        failed: list[tuple[str, bool]] = []
         for domain in c.domains:
             try:
-                outcome = process_fact_file(domain=domain, path=c.path, config=self.config, degraded=self.degraded)
-                batches.append({"domain": domain, **outcome.summary()})
+                result = process_fact_file(domain=domain, path=c.path, config=self.config, degraded=self.degraded)
+                batches.append(InboxBatch(domain=domain, result=result, note=entry.note, version=entry.version))
             except (FactFileError, FactLoadError, DatabaseError, psycopg.Error) as exc:
                 errors.append(f"{domain}: {_line(exc)}")
                 failed.append((domain, False))
             except Exception as exc:  # MemoryError, OSError, UnicodeError, a bug: this file is rejected, others go on
                 logger.exception("inbox: %s, domain %s", shown(c.rel), domain)
-                errors.append(f"{domain}: {shown(c.rel)}: unexpected error {type(exc).__name__}: {_line(exc)}")
+                errors.append(f"{domain}: {shown(c.rel)}: {_unexpected(exc)}")
                 failed.append((domain, True))
         attempt = FactBatch.objects.filter(pk__gt=mark, file_path=str(c.path.resolve()))
         refused = attempt.filter(status__in=[FactStatus.REJECTED, FactStatus.FAILED])
@@ -287,8 +353,6 @@ class InboxRun:
             )
         if entry.note:
             attempt.update(message=Concat(Value(entry.note), F("message")))
-            for batch in batches:
-                batch["message"], batch["version"] = entry.note + (batch.get("message") or ""), entry.version
         return errors, batches, unrecorded
 
     def close_running(self, entry: Entry) -> None:
@@ -300,12 +364,21 @@ class InboxRun:
 
     # moving out
 
-    def move_out(self, entry: Entry, outcome: str, errors: list[str], *, batches=(), alert: bool) -> None:
+    def move_out(
+        self,
+        entry: Entry,
+        outcome: Outcome,
+        errors: list[str],
+        *,
+        batches: Sequence[InboxBatch] = (),
+        alert: bool,
+    ) -> None:
         """Move the entry to processed/ or rejected/ (with its .error.txt); if that fails, remember the outcome so
         that the entry is not processed again, and alert."""
-        destination = self.folders.processed if outcome == PROCESSED else self.folders.rejected
+        folders = self._folders()
+        destination = folders.processed if outcome == Outcome.PROCESSED else folders.rejected
         try:
-            target = move(self.folders.inbox, entry.name, destination)
+            target = move(folders.inbox, entry.name, destination)
             error_file = write_error(destination, target, "\n".join(errors) + "\n") if errors else ""
         except OSError as exc:
             self.stuck(entry, outcome, errors, exc)
@@ -316,9 +389,9 @@ class InboxRun:
         for path in {c.rel for c in entry.files} | {entry.key}:
             if (found := self.records.pop(path, None)) is not None:
                 found.delete()
-        if outcome == PROCESSED:
+        if outcome == Outcome.PROCESSED:
             self.result.processed.append(
-                {"file": name, "moved_to": moved_to, "batches": list(batches), "version": entry.version}
+                Processed(file=name, moved_to=moved_to, batches=list(batches), version=entry.version)
             )
             resolve_alerts(
                 key=_alert_key(AlertKind.INBOX_REJECTED, name),
@@ -326,7 +399,7 @@ class InboxRun:
                 resolution=_("%(file)s was processed") % {"file": name},
             )
             return
-        self.result.rejected.append({"file": name, "moved_to": moved_to, "errors": errors, "version": entry.version})
+        self.result.rejected.append(Rejected(file=name, moved_to=moved_to, errors=errors, version=entry.version))
         logger.error("inbox: %s rejected: %s", name, " | ".join(errors))
         if alert:
             subject = _("inbox: %(file)s rejected, moved to rejected/ with %(error_file)s: %(reason)s") % {
@@ -344,12 +417,17 @@ class InboxRun:
             )
 
     def reject(self, entry: Entry, errors: list[str]) -> None:
-        self.move_out(entry, REJECTED, errors, alert=True)
+        self.move_out(entry, Outcome.REJECTED, errors, alert=True)
 
-    def stuck(self, entry: Entry, outcome: str, errors: list[str], exc: OSError) -> None:
+    def _folders(self) -> InboxFolders:
+        if self.folders is None:
+            raise RuntimeError("the inbox folders are not open")
+        return self.folders
+
+    def stuck(self, entry: Entry, outcome: Outcome, errors: list[str], exc: OSError) -> None:
         name, reason = shown(entry.name), _line(exc)
         logger.error("inbox: %s could not be moved to %s/: %s", name, outcome, reason)
-        if entry.kind in ("file", "folder"):  # remembered, so that the next runs only try to move it
+        if entry.kind.is_read:  # remembered, so that the next runs only try to move it
             found = self.record(entry.key)
             found.state, found.outcome, found.message = InboxState.STUCK, outcome, "\n".join(errors)
             found.save()

@@ -16,9 +16,18 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from types import TracebackType
 
-PROCESSED, REJECTED = "processed", "rejected"
+
+class Outcome(StrEnum):
+    """Where the inbox moves an entry it dealt with: the name of that folder (and ``InboxFile.outcome``)."""
+
+    PROCESSED = "processed"
+    REJECTED = "rejected"
+
+
 ERROR_SUFFIX = ".error.txt"
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -92,7 +101,9 @@ class InboxFolders:
     def __enter__(self) -> InboxFolders:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -108,7 +119,7 @@ def open_inbox(path: Path) -> InboxFolders | None:
         raise InboxRefused(f"{path} is not a folder") from None
     opened = [inbox]
     try:
-        for name in (PROCESSED, REJECTED):
+        for name in Outcome:
             with suppress(FileExistsError):
                 os.mkdir(name, 0o750, dir_fd=inbox)
             try:

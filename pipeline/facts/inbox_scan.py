@@ -15,10 +15,11 @@ import re
 import stat
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 
 from pipeline.config import domain_names, load_domain
-from pipeline.facts.inbox_fs import PROCESSED, REJECTED, hostile_name, kind_of, lstat, shown, walk_folders
+from pipeline.facts.inbox_fs import Outcome, hostile_name, kind_of, lstat, shown, walk_folders
 from pipeline.facts.readers import parse_month
 
 MONTH_IN_NAME = re.compile(r"(\d{4}年\d{1,2}月|\d{4}[-_.]?\d{2})")
@@ -40,12 +41,24 @@ class Candidate:
     domains: list[str]
 
 
+class EntryKind(StrEnum):
+    FILE = "file"
+    FOLDER = "folder"
+    HOSTILE = "hostile"  # rejected unread
+    UNMATCHED = "unmatched"  # left where it is, reported
+
+    @property
+    def is_read(self) -> bool:
+        """A fact file or month folder some domain processes."""
+        return self in (EntryKind.FILE, EntryKind.FOLDER)
+
+
 @dataclass
 class Entry:
     """One thing at the top of the inbox: a fact file, a month folder, or something to reject or report."""
 
     name: str
-    kind: str  # "file", "folder", "hostile" (rejected unread), "unmatched" (left where it is, reported)
+    kind: EntryKind
     month: date | None = None
     files: list[Candidate] = field(default_factory=list)
     reason: str = ""
@@ -119,14 +132,15 @@ def scan(inbox: Path, fd: int, domains: Domains) -> list[Entry]:
             continue
         month = month_of(name)
         if stat.S_ISDIR(st.st_mode):
-            if name not in (PROCESSED, REJECTED) and MONTH_FOLDER.fullmatch(name) and _month(name):
+            if name not in set(Outcome) and MONTH_FOLDER.fullmatch(name) and _month(name):
                 entries.append(_month_folder(inbox, fd, name, domains))
         elif reason := refusal(name, st):
-            entries.append(Entry(name, "hostile", reason=reason))
+            entries.append(Entry(name, EntryKind.HOSTILE, reason=reason))
         elif found := matching(name, domains):
-            entries.append(Entry(name, "file", month=month, files=[Candidate(name, inbox / name, st, found)]))
+            entries.append(Entry(name, EntryKind.FILE, month=month, files=[Candidate(name, inbox / name, st, found)]))
         else:
-            entries.append(Entry(name, "unmatched", month=month, reason="no domain's file patterns match the name"))
+            reason = "no domain's file patterns match the name"
+            entries.append(Entry(name, EntryKind.UNMATCHED, month=month, reason=reason))
     return sorted(entries, key=lambda e: (e.month or date.max, e.name))
 
 
@@ -139,7 +153,7 @@ def _month(name: str) -> date | None:
 
 def _version_folders(fd: int, name: str) -> dict[int, list[tuple[str, list[tuple[str, os.stat_result]]]]]:
     """Version number → [(path of the version folder, its entries with their lstat)]."""
-    versions: dict[int, list] = {}
+    versions: dict[int, list[tuple[str, list[tuple[str, os.stat_result]]]]] = {}
     is_version = lambda folder: VERSION_FOLDER.fullmatch(folder) is not None  # noqa: E731
     for rel, folder_fd in walk_folders(fd, name, depth=FOLDER_DEPTH, limit=FOLDER_LIMIT, prune=is_version):
         if rel != name and (found := VERSION_FOLDER.fullmatch(rel.rsplit("/", 1)[-1])):
@@ -151,7 +165,7 @@ def _version_folders(fd: int, name: str) -> dict[int, list[tuple[str, list[tuple
 
 def _month_folder(inbox: Path, fd: int, name: str, domains: Domains) -> Entry:
     """A month folder: the files of its highest version folder that a domain matches."""
-    folder = Entry(name, "unmatched", month=_month(name), is_folder=True)
+    folder = Entry(name, EntryKind.UNMATCHED, month=_month(name), is_folder=True)
     versions = _version_folders(fd, name)
     if not versions:
         folder.reason = "a month folder without version folders (V1, V2, …); nothing in it is loaded"
@@ -165,7 +179,7 @@ def _month_folder(inbox: Path, fd: int, name: str, domains: Domains) -> Entry:
     folder.version = version_rel.rsplit("/", 1)[-1]
     folder.older = sorted(shown(rel) for n, found in versions.items() if n != number for rel, _ in found)
     if hostile_name(version_rel):
-        folder.kind = "hostile"
+        folder.kind = EntryKind.HOSTILE
         folder.reason = (
             f"{shown(version_rel)}: a folder name contains control characters or bytes that are not UTF-8; not read"
         )
@@ -174,14 +188,14 @@ def _month_folder(inbox: Path, fd: int, name: str, domains: Domains) -> Entry:
         if in_progress(file_name) or stat.S_ISDIR(st.st_mode):
             continue
         if reason := refusal(file_name, st):
-            folder.kind, folder.files = "hostile", []
+            folder.kind, folder.files = EntryKind.HOSTILE, []
             folder.reason = f"{shown(version_rel)}/{shown(file_name)}: {reason}"
             return folder
         if found := matching(file_name, domains):
             rel = f"{version_rel}/{file_name}"
             folder.files.append(Candidate(rel, inbox / rel, st, found))
     if folder.files:
-        folder.kind = "folder"
+        folder.kind = EntryKind.FOLDER
     else:
         names = ", ".join(shown(n) for n, st in files if stat.S_ISREG(st.st_mode)) or "no files"
         folder.reason = f"version {folder.version} holds no file a domain's patterns match ({names})"

@@ -14,14 +14,15 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import yaml
-from python_calamine import CalamineWorkbook
+from python_calamine import CalamineSheet, CalamineWorkbook
 
 from pipeline.facts.archive import WorkbookLimits, check_archive
 from pipeline.facts.file_kinds import EXCEL_SUFFIXES, sheets_named
 
 VALUE_OPTIONS = {"--domain", "--sheet", "--encoding", "--settings", "--pythonpath", "--verbosity", "-v"}
 
-_pending: dict[str, Future] = {}  # resolved path -> (sheet name, stat, parsed sheet) or None
+Parsed = tuple[str, tuple[int, int], CalamineSheet]  # the sheet's name, the file's (size, mtime), the sheet
+_pending: dict[str, Future[Parsed | None]] = {}  # by resolved path
 
 
 def _stat(path: Path) -> tuple[int, int]:
@@ -44,14 +45,14 @@ def start_from_argv(argv: list[str], default_config_dir: Path) -> None:
     if not files or not files[0].is_file():
         return
     path = files[0].resolve()
-    future: Future = Future()
+    future: Future[Parsed | None] = Future()
     threading.Thread(
         target=_parse, args=(future, path, options, default_config_dir), name="refgov-prefetch", daemon=True
     ).start()
     _pending[str(path)] = future
 
 
-def _parse(future: Future, path: Path, options: dict[str, str], default_config_dir: Path) -> None:
+def _parse(future: Future[Parsed | None], path: Path, options: dict[str, str], default_config_dir: Path) -> None:
     # Nothing is imported here: an import in this thread while Django's start-up imports the same modules can
     # deadlock, and the reader would wait for this future for ever.
     try:
@@ -75,12 +76,13 @@ def _domain_sheet(domain: str, default_config_dir: Path) -> str:
     return data["files"]["sheet"]
 
 
-def take(path: Path, sheet: str):
+def take(path: Path, sheet: str) -> CalamineSheet | None:
     """The sheet of ``path`` parsed in the background, if it is the one wanted and the file is unchanged; else None."""
     future = _pending.pop(str(path.resolve()), None)
-    if future is None or future.exception() is not None or future.result() is None:
+    found = None if future is None or future.exception() is not None else future.result()
+    if found is None:
         return None
-    name, stat, parsed = future.result()
+    name, stat, parsed = found
     try:
         unchanged = _stat(path) == stat
     except OSError:

@@ -18,15 +18,15 @@ import datetime as dt
 import re
 import unicodedata
 import zipfile
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from python_calamine import CalamineError, CalamineWorkbook
+from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook
 
 from pipeline.facts import prefetch
 from pipeline.facts.archive import ArchiveTooLarge, WorkbookLimits, check_archive
@@ -81,17 +81,20 @@ class FactFileError(Exception):
             where.append(f"column {self.column}")
         return f"{', '.join(where)}: {self.reason}"
 
-    def __reduce__(self):  # keep keyword-only details when pickled (e.g. by a task queue)
+    def __reduce__(
+        self,
+    ) -> tuple[Callable[..., FactFileError], tuple[Any, ...]]:  # keyword-only details survive a pickle
         return (_rebuild_error, (self.file, self.reason, self.sheet, self.row, self.column))
 
 
-def _rebuild_error(file, reason, sheet, row, column) -> FactFileError:
+def _rebuild_error(file: Path, reason: str, sheet: str | None, row: int | None, column: str | None) -> FactFileError:
     return FactFileError(file, reason, sheet=sheet, row=row, column=column)
 
 
 # A source yields (row number, cells as text) for every non-blank row from the top of the file/sheet, header included.
 # ``numbers``: positions whose numeric cells may stay int/float (Excel only; text files have no numeric cells).
-RecordSource = Callable[..., Iterator[tuple[int, Cells]]]
+Records = Generator[tuple[int, Cells], None, None]
+RecordSource = Callable[..., Records]
 
 
 @dataclass(frozen=True)
@@ -307,7 +310,7 @@ def _names(names: Sequence[str]) -> str:
     return ", ".join(map(repr, names)) or "(none)"
 
 
-def _excel_records(calamine_sheet, numbers: frozenset[int] = frozenset()) -> Iterator[tuple[int, Cells]]:
+def _excel_records(calamine_sheet: CalamineSheet, numbers: frozenset[int] = frozenset()) -> Records:
     start = calamine_sheet.start
     if start is None:  # empty sheet
         return
@@ -323,7 +326,9 @@ def _excel_records(calamine_sheet, numbers: frozenset[int] = frozenset()) -> Ite
         if head and first == head[0] and any(cell != "" for cell in first):
             offset = start[0]
         rows = chain([first], rows)
-    # Most cells are non-empty text, kept as they are without a call per cell.
+    # Most cells are non-empty text, kept as they are without a call per cell. Numeric cells of ``numbers`` stay
+    # int/float (typed Any here: text otherwise).
+    cells: list[Any]
     for number, row in enumerate(rows, start=offset + 1):
         if numbers:
             cells = [
@@ -406,9 +411,7 @@ def _detect_encoding(path: Path) -> str:
     raise FactFileError(path, f"cannot detect the encoding: {' and '.join(failures)}; {ENCODING_HINT}")
 
 
-def _text_records(
-    path: Path, encoding: str, detected: bool, numbers: frozenset[int] = frozenset()
-) -> Iterator[tuple[int, Cells]]:
+def _text_records(path: Path, encoding: str, detected: bool, numbers: frozenset[int] = frozenset()) -> Records:
     with open(path, "rb") as stream:
         lines = _decoded_lines(path, stream, encoding, detected)
         skipped = 0  # blank lines before the header, not seen by the csv reader
@@ -450,7 +453,7 @@ def _check_not_cut_off(path: Path, encoding: str, header_row: int, width: int) -
         raise FactFileError(path, reason, row=row)
 
 
-def _decoded_lines(path: Path, stream, encoding: str, detected: bool) -> Iterator[str]:
+def _decoded_lines(path: Path, stream: IO[bytes], encoding: str, detected: bool) -> Iterator[str]:
     """Lines of the file, decoded one at a time so that a decoding error names its line."""
     utf8 = encoding == "utf-8"
     for number, raw in enumerate(iter(partial(stream.readline, MAX_LINE_BYTES), b""), start=1):

@@ -11,12 +11,17 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import psycopg
-from django.db import DatabaseError, DataError, connection, transaction
+from django.db import DatabaseError, DataError, connection, models, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from psycopg import sql
 
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
 from pipeline.bulk import bulk_write_mode, skip_jit, use_bulk_memory
@@ -24,10 +29,11 @@ from pipeline.config import load_config, load_domain
 from pipeline.config.loader import LoadedConfig, LoadedDomain
 from pipeline.config.schema import Strategy
 from pipeline.dry_run import rolled_back_if
-from pipeline.fact_tables import fact_table
+from pipeline.fact_tables import BATCH_COLUMN, CLOSING_ASSETS, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
 from pipeline.facts.csv_parts import drop_after_load
-from pipeline.facts.readers import FactFileError, open_fact_file
+from pipeline.facts.readers import FactFile, FactFileError, open_fact_file
 from pipeline.facts.references import (
+    DeriveCandidate,
     DerivedTable,
     derive_candidates,
     fill_pending,
@@ -39,15 +45,15 @@ from pipeline.facts.references import (
     unknown_keys,
 )
 from pipeline.facts.staging import FactStager, Progress
-from pipeline.facts.usage import CLOSING_ASSETS, record_batch_usage, refresh_usage
+from pipeline.facts.usage import record_batch_usage, refresh_usage
 from pipeline.models import AlertKind, DerivedReference, FactBatch, FactKind, FactStatus
 from pipeline.reports import report_batch
 from pipeline.runs_liveness import close_abandoned_runs, running_record
 from reference.history import Action, change_context
 from reference.models import Source
 from reference.registry import get_table
-from refgov.db.identifiers import quote_pg as q
 from refgov.db.locks import lock_for_transaction
+from refgov.db.sql import ident, idents
 from refgov.errors import first_line
 
 logger = logging.getLogger("refgov.facts")
@@ -59,6 +65,13 @@ class FactLoadError(Exception):
     """The batch was refused (unknown keys under a blocking strategy, a value that does not fit); nothing loaded."""
 
 
+class FactOutcome(StrEnum):
+    """What became of a fact file processed without an error (a refused or failed one raises)."""
+
+    LOADED = FactStatus.LOADED.value
+    SKIPPED = "skipped"  # the fact table holds it already (``--force`` loads it again)
+
+
 @dataclass
 class FactResult:
     batch: FactBatch
@@ -66,7 +79,15 @@ class FactResult:
     skipped_as: FactBatch | None = None
     tables: dict[str, DerivedTable] = field(default_factory=dict)
 
-    def summary(self) -> dict:
+    @property
+    def outcome(self) -> FactOutcome:
+        return FactOutcome.SKIPPED if self.skipped_as else FactOutcome(self.batch.status)
+
+    @property
+    def batch_id(self) -> int | None:
+        return None if self.dry_run else (self.skipped_as or self.batch).pk
+
+    def summary(self) -> dict[str, Any]:
         batch = self.skipped_as or self.batch
         message = batch.message
         if self.skipped_as:
@@ -76,8 +97,8 @@ class FactResult:
                 f"all its rows; --force loads it again"
             )
         return {
-            "batch_id": None if self.dry_run else batch.pk,
-            "status": "skipped" if self.skipped_as else batch.status,
+            "batch_id": self.batch_id,
+            "status": self.outcome,
             "dry_run": self.dry_run,
             "domain": batch.domain,
             "file": batch.file_path,
@@ -93,15 +114,10 @@ class FactResult:
         }
 
 
-def _jsonable(candidate: dict) -> dict:
-    key_column, key = next(iter(candidate.items()))
+def _jsonable(candidate: DeriveCandidate) -> dict[str, Any]:
     return {
-        "key": key,
-        **{
-            k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
-            for k, v in candidate.items()
-            if k != key_column
-        },
+        "key": candidate.key,
+        **{k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v) for k, v in candidate.values.items()},
     }
 
 
@@ -153,7 +169,7 @@ def process_fact_file(
         if current is not None:
             return FactResult(batch=current, skipped_as=current)
 
-    part_tables: list[str] = []
+    part_tables: list[sql.Identifier] = []
 
     def work() -> FactResult:
         with running_record(
@@ -216,7 +232,12 @@ def _current_load(loaded: LoadedDomain, *, checksum: str, sheet: str) -> FactBat
     if latest is None:
         return None
     with connection.cursor() as cur:
-        cur.execute(f"SELECT count(*) FROM {q(loaded.config.fact_table)} WHERE _batch_id = %s", [latest.pk])
+        cur.execute(
+            sql.SQL("SELECT count(*) FROM {} WHERE {} = %s").format(
+                ident(fact_table(loaded.config.fact_table).name), ident(BATCH_COLUMN)
+            ),
+            [latest.pk],
+        )
         held = cur.fetchone()[0]
     return latest if held == latest.rows_loaded else None
 
@@ -226,12 +247,12 @@ def _run(
     loaded: LoadedDomain,
     config: LoadedConfig,
     path: Path,
-    sheet,
-    encoding,
+    sheet: str | None,
+    encoding: str | None,
     *,
     load_facts: bool,
     progress: Progress,
-    part_tables: list[str],
+    part_tables: list[sql.Identifier],
     allow_empty: bool,
 ) -> FactResult:
     domain = loaded.config
@@ -328,7 +349,7 @@ def _record_failure(batch: FactBatch, config: LoadedConfig, status: str, message
     )
 
 
-def _summary_line(batch: FactBatch, started, tables: dict[str, DerivedTable]) -> str:
+def _summary_line(batch: FactBatch, started: datetime, tables: dict[str, DerivedTable]) -> str:
     derived = ", ".join(f"{t} +{n}" for t, n in batch.new_references.items() if n) or "none"
     aliased = {t: d.aliased_rows for t, d in tables.items() if d.aliased_rows}
     if aliased:
@@ -345,18 +366,20 @@ def _summary_line(batch: FactBatch, started, tables: dict[str, DerivedTable]) ->
     )
 
 
-def _check_lengths(cur, fact, file) -> None:
+def _check_lengths(cur: CursorWrapper, fact: FactTable, file: FactFile) -> None:
     """The first value of ``_fact`` longer than its column (a key: than the reference table's key column)."""
-    checks = [
-        (column, field.target_field.max_length if field.is_relation else field.max_length)
-        for column, field in fact.columns.items()
-    ]
-    checks = [(c, n) for c, n in checks if n]
-    cases = " ".join(
-        f"WHEN octet_length({q(c)}) > {n} AND char_length({q(c)}) > {n} THEN {i}" for i, (c, n) in enumerate(checks)
+    lengths = [(column, _max_length(field)) for column, field in fact.columns.items()]
+    checks = [(c, n) for c, n in lengths if n]
+    cases = sql.SQL(" ").join(
+        sql.SQL("WHEN octet_length({c}) > {n} AND char_length({c}) > {n} THEN {i}").format(
+            c=ident(c), n=sql.Literal(n), i=sql.Literal(i)
+        )
+        for i, (c, n) in enumerate(checks)
     )
     cur.execute(
-        f"SELECT _row, CASE {cases} END AS col FROM _fact WHERE CASE {cases} END IS NOT NULL ORDER BY _row LIMIT 1"
+        sql.SQL(
+            "SELECT _row, CASE {cases} END AS col FROM _fact WHERE CASE {cases} END IS NOT NULL ORDER BY _row LIMIT 1"
+        ).format(cases=cases)
     )
     if found := cur.fetchone():
         row, (column, limit) = found[0], checks[found[1]]
@@ -365,8 +388,13 @@ def _check_lengths(cur, fact, file) -> None:
         )
 
 
+def _max_length(field: models.Field) -> int | None:
+    """A column's length limit (a key's: the reference table's key column's)."""
+    return field.target_field.max_length if isinstance(field, models.ForeignKey) else field.max_length
+
+
 def _ensure_references(
-    cur, loaded: LoadedDomain, config: LoadedConfig, batch: FactBatch, file, months
+    cur: CursorWrapper, loaded: LoadedDomain, config: LoadedConfig, batch: FactBatch, file: FactFile, months: list[date]
 ) -> dict[str, DerivedTable]:
     domain = loaded.config
     blocking = blocks_unknown_keys(config)
@@ -392,15 +420,15 @@ def _ensure_references(
             insert_derived(
                 cur,
                 fk,
-                [c for c in candidates if next(iter(c.values())) in unknown],
+                [c for c in candidates if c.key in unknown],
                 domain=domain.domain,
                 mark_for_review=config.config.backfill.mark_for_review,
             )
         )
         derived.inserted = sorted(inserted)
-        derived.candidates = [c for c in candidates if next(iter(c.values())) in inserted]
+        derived.candidates = [c for c in candidates if c.key in inserted]
         with change_context(action=Action.BACKFILL, batch_id=batch.pk, domain=domain.domain):
-            derived.filled = fill_pending(cur, fk, [c for c in candidates if next(iter(c.values())) not in unknown])
+            derived.filled = fill_pending(cur, fk, [c for c in candidates if c.key not in unknown])
         DerivedReference.objects.bulk_create(
             DerivedReference(
                 table=fk.target_table,
@@ -415,22 +443,22 @@ def _ensure_references(
             if u.key in inserted or u.key in derived.filled
         )
     if blocking:
-        unknown = [(t, u) for t, d in tables.items() for u in d.unknown]
-        if unknown:
+        refused = [(t, u) for t, d in tables.items() for u in d.unknown]
+        if refused:
             listed = "; ".join(
-                f"{t} {u.key} (rows {', '.join(map(str, u.rows))})" for t, u in unknown[:UNKNOWN_LIST_LIMIT]
+                f"{t} {u.key} (rows {', '.join(map(str, u.rows))})" for t, u in refused[:UNKNOWN_LIST_LIMIT]
             )
-            more = f"; and {len(unknown) - UNKNOWN_LIST_LIMIT} more" if len(unknown) > UNKNOWN_LIST_LIMIT else ""
+            more = f"; and {len(refused) - UNKNOWN_LIST_LIMIT} more" if len(refused) > UNKNOWN_LIST_LIMIT else ""
             reason = "preload_only strategy" if config.config.strategy == Strategy.PRELOAD_ONLY else "backfill disabled"
             raise FactLoadError(
-                f"{file.path.name}: {len(unknown)} unknown keys ({reason}), nothing loaded: {listed}{more}"
+                f"{file.path.name}: {len(refused)} unknown keys ({reason}), nothing loaded: {listed}{more}"
             )
     batch.new_references = {t: len(d.inserted) for t, d in tables.items()}
     batch.filled_references = {t: len(d.filled) for t, d in tables.items() if d.filled}
     return tables
 
 
-def _record_usage(loaded: LoadedDomain, fact, tables: dict[str, DerivedTable]) -> None:
+def _record_usage(loaded: LoadedDomain, fact: FactTable, tables: dict[str, DerivedTable]) -> None:
     """The review queue's weights: new keys from this batch's rows in ``_fact``; filled pending keys (which earlier
     batches may use too) from the fact tables."""
     for fk in loaded.fk_order:
@@ -445,53 +473,71 @@ def _record_usage(loaded: LoadedDomain, fact, tables: dict[str, DerivedTable]) -
             refresh_usage(table=fk.target_table, keys=derived.filled)
 
 
-def _existing_rows(cur, fact, *, up_to: int) -> int:
+def _existing_rows(cur: CursorWrapper, fact: FactTable, *, up_to: int) -> int:
     """Rows already in the fact table, counted up to ``up_to`` only."""
-    cur.execute(f"SELECT count(*) FROM (SELECT FROM {q(fact.name)} LIMIT %s) t", [up_to])
-    return cur.fetchone()[0]
+    cur.execute(sql.SQL("SELECT count(*) FROM (SELECT FROM {} LIMIT %s) t").format(ident(fact.name)), [up_to])
+    count: int = cur.fetchone()[0]
+    return count
 
 
-def _insert(cur, fact, stager: FactStager, batch: FactBatch, *, with_pending: bool) -> tuple[int, dict[str, int]]:
+def _insert(
+    cur: CursorWrapper, fact: FactTable, stager: FactStager, batch: FactBatch, *, with_pending: bool
+) -> tuple[int, dict[str, int]]:
     """Normalise the staged rows into the fact table in one pass, resolve keys stewards merged away, then keep the
     rows with a key the reference tables lack (and, ``with_pending``, a key still pending review) as ``_fact``: all
     that deriving references needs, a few percent of the batch. Returns (rows loaded, alias-resolved rows per
-    column)."""
-    target = q(fact.name)
-    columns = ", ".join(q(c) for c in fact.columns)
+    column). The statements embed config literals (``normalised_sql``): they are executed without parameters."""
+    names = {
+        "target": ident(fact.name),
+        "columns": idents(fact.columns),
+        "source_row": ident(SOURCE_ROW_COLUMN),
+        "batch_column": ident(BATCH_COLUMN),
+        "batch": sql.Literal(int(batch.pk)),
+    }
     wanted = []
     for column, table in fact.reference_columns.items():
-        key, ref = q(get_table(table).key_column), q(table)
-        wanted.append(f"i.{q(column)} NOT IN (SELECT {key} FROM {ref})")
+        reference = get_table(table)
+        parts = {"column": ident(column), "key": ident(reference.key_column), "reference": ident(reference.name)}
+        wanted.append(sql.SQL("i.{column} NOT IN (SELECT {key} FROM {reference})").format(**parts))
         if with_pending:
             wanted.append(
-                f"i.{q(column)} IN (SELECT {key} FROM {ref} "
-                f"WHERE _needs_review AND _source = '{Source.AUTO_DERIVED.value}')"
+                sql.SQL(
+                    "i.{column} IN (SELECT {key} FROM {reference} WHERE _needs_review AND _source = {pending})"
+                ).format(**parts, pending=sql.Literal(Source.AUTO_DERIVED.value))
             )
     try:
         with transaction.atomic():
             cur.execute(
-                f"CREATE TEMP TABLE _fact ON COMMIT DROP AS SELECT _source_row AS _row, {columns} FROM {target} "
-                "WITH NO DATA"
+                sql.SQL(
+                    "CREATE TEMP TABLE _fact ON COMMIT DROP AS SELECT {source_row} AS _row, {columns} FROM {target} "
+                    "WITH NO DATA"
+                ).format(**names)
             )
             cur.execute(
-                f"INSERT INTO {target} (_source_row, {columns}, _batch_id) "
-                f"SELECT _row, {columns}, {int(batch.pk)} FROM ({stager.normalised_sql()}) n"
+                sql.SQL(
+                    "INSERT INTO {target} ({source_row}, {columns}, {batch_column}) "
+                    "SELECT _row, {columns}, {batch} FROM ({normalised}) n"
+                ).format(**names, normalised=stager.normalised_sql())
             )
-            loaded = cur.rowcount
+            loaded: int = cur.rowcount
             aliased = _resolve_aliases(cur, fact, relation=fact.name, batch_id=batch.pk)
             cur.execute(
-                f"INSERT INTO _fact SELECT _source_row, {columns} FROM {target} i "
-                f"WHERE _batch_id = {int(batch.pk)} AND ({' OR '.join(wanted)})"
+                sql.SQL(
+                    "INSERT INTO _fact SELECT {source_row}, {columns} FROM {target} i "
+                    "WHERE {batch_column} = {batch} AND ({wanted})"
+                ).format(**names, wanted=sql.SQL(" OR ").join(wanted))
             )
     except DataError:
         stager.materialise(cur)  # to name the row and column of a value that does not fit
         _check_lengths(cur, fact, stager.file)
         raise
-    cur.execute(f"ANALYZE _fact ({', '.join(q(c) for c in sorted(fact.reference_columns))})")
+    cur.execute(sql.SQL("ANALYZE _fact ({})").format(idents(sorted(fact.reference_columns))))
     return loaded, aliased
 
 
-def _resolve_aliases(cur, fact, *, relation: str, batch_id: int | None = None) -> dict[str, int]:
+def _resolve_aliases(
+    cur: CursorWrapper, fact: FactTable, *, relation: str, batch_id: int | None = None
+) -> dict[str, int]:
     """Point the rows that use a key a steward merged away at the right key; rows changed per fact column."""
     with_aliases = tables_with_aliases(cur)
     resolved = {}
@@ -503,15 +549,18 @@ def _resolve_aliases(cur, fact, *, relation: str, batch_id: int | None = None) -
     return resolved
 
 
-def _replace_scope(cur, fact, scope: list[str], batch: FactBatch) -> int:
+def _replace_scope(cur: CursorWrapper, fact: FactTable, scope: list[str], batch: FactBatch) -> int:
     """Delete the earlier rows of the batch's scope (e.g. 月度 + 业务类型 + 计划类型); returns how many."""
-    target = q(fact.name)
-    match = " AND ".join(
-        f"t.{q(c)} IS NOT DISTINCT FROM s.{q(c)}" if c != "月度" else f"t.{q(c)} = s.{q(c)}" for c in scope
+    match = sql.SQL(" AND ").join(
+        sql.SQL("t.{0} IS NOT DISTINCT FROM s.{0}" if c != MONTH_COLUMN else "t.{0} = s.{0}").format(ident(c))
+        for c in scope
     )
     cur.execute(
-        f"DELETE FROM {target} t USING (SELECT DISTINCT {', '.join(q(c) for c in scope)} FROM {target} "
-        f"WHERE _batch_id = %s) s WHERE {match} AND t._batch_id <> %s",
+        sql.SQL(
+            "DELETE FROM {target} t USING (SELECT DISTINCT {scope} FROM {target} "
+            "WHERE {batch} = %s) s WHERE {match} AND t.{batch} <> %s"
+        ).format(target=ident(fact.name), scope=idents(scope), batch=ident(BATCH_COLUMN), match=match),
         [batch.pk, batch.pk],
     )
-    return cur.rowcount
+    replaced: int = cur.rowcount
+    return replaced

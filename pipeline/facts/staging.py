@@ -8,7 +8,7 @@ staged again with each number parsed in Python, so that a value that really is n
 file, sheet, row and column. Blank rows (every cell empty or white space) are skipped on every path and keep their
 row numbers; ``Staged.rows`` counts the data rows.
 
-Config strings (placeholders, prefixes, defaults) and month spellings reach the SQL as literals (``_literal``): the
+Config strings (placeholders, prefixes, defaults) and month spellings reach the SQL as ``sql.Literal``: the
 statements that embed ``normalised_sql`` are executed without parameters.
 """
 
@@ -16,26 +16,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from operator import itemgetter
+from typing import Any, TypeGuard
 
 import psycopg
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import models, transaction
+from django.db.backends.utils import CursorWrapper
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.errors import DataError
 
 from pipeline.config.domain_schema import DomainConfig
-from pipeline.fact_tables import FactTable
+from pipeline.fact_tables import MONTH_COLUMN, FactTable
 from pipeline.facts import csv_parts
 from pipeline.facts.file_kinds import BLANK_CHARACTERS
 from pipeline.facts.readers import FactFile, FactFileError, parse_month, parse_number
 from reference.registry import get_table
-from refgov.db.identifiers import quote_pg as q
+from refgov.db.sql import column_type, ident, idents
 
 
 @dataclass
@@ -49,16 +51,23 @@ PG_ENCODINGS = {"utf-8": "UTF8", "gb18030": "GB18030", "gbk": "GBK"}
 PROGRESS_ROWS = 50_000
 CASE_MONTHS = 24  # up to this many distinct 月度 spellings map through a CASE expression, more through a join
 Progress = Callable[[str], None]
+Ranges = list[tuple[int, int]]
 
 
-def _numeric(field: models.Field) -> bool:
+def _numeric(field: models.Field | None) -> TypeGuard[models.DecimalField]:
     return isinstance(field, models.DecimalField)
 
 
 class FactStager:
     def __init__(
-        self, *, domain: DomainConfig, fact: FactTable, file: FactFile, progress: Progress, part_tables: list[str]
-    ):
+        self,
+        *,
+        domain: DomainConfig,
+        fact: FactTable,
+        file: FactFile,
+        progress: Progress,
+        part_tables: list[sql.Identifier],
+    ) -> None:
         self.domain = domain
         self.fact = fact
         self.file = file
@@ -69,10 +78,9 @@ class FactStager:
         self.month_map: list[tuple[str, date]] = []  # each distinct 月度 spelling of the file and its month
         self.part_tables = part_tables  # filled with the committed tables of a CSV copied in parts (``csv_parts``)
         self.blank_filter: Callable[[], None] | None = None  # copied by PostgreSQL: hides its blank rows
-        numeric = [c for c in self.columns if _numeric(fact.columns[c])]
-        self.limits = {c: _Limit(fact.columns[c]) for c in numeric}
+        self.limits = {c: _Limit(f) for c in self.columns if _numeric(f := fact.columns[c])}
 
-    def stage(self, cur) -> Staged:
+    def stage(self, cur: CursorWrapper) -> Staged:
         copied = False
         if self.file.sheet is None and self.file.encoding in PG_ENCODINGS:
             try:
@@ -86,7 +94,11 @@ class FactStager:
                     logger.warning("%s; reading it row by row", exc)
                 self.blank_filter = None
         if not copied:
-            cur.execute(f"CREATE TEMP TABLE _fact_raw (_row integer NOT NULL, {self._typed_columns()}) ON COMMIT DROP")
+            cur.execute(
+                sql.SQL("CREATE TEMP TABLE _fact_raw (_row integer NOT NULL, {}) ON COMMIT DROP").format(
+                    self._typed_columns()
+                )
+            )
             try:
                 with transaction.atomic():
                     self._copy(cur, parse_numbers=False)
@@ -96,32 +108,36 @@ class FactStager:
         months, rows = self._months(cur)
         return Staged(rows=rows, months=months)
 
-    def materialise(self, cur) -> None:
+    def materialise(self, cur: CursorWrapper) -> None:
         """The temporary table ``_fact`` of all normalised rows (for a run that loads no facts)."""
-        cur.execute(f"CREATE TEMP TABLE _fact ON COMMIT DROP AS {self.normalised_sql()}")
-        cur.execute(f"ANALYZE _fact ({', '.join(q(c) for c in sorted(self.fact.reference_columns))})")
+        cur.execute(sql.SQL("CREATE TEMP TABLE _fact ON COMMIT DROP AS {}").format(self.normalised_sql()))
+        cur.execute(sql.SQL("ANALYZE _fact ({})").format(idents(sorted(self.fact.reference_columns))))
 
-    def drop(self, cur) -> None:
+    def drop(self, cur: CursorWrapper) -> None:
         """Drop the staging relations now (they would only go at commit, and a caller may stage again first)."""
         for name in ("_fact", "_fact_raw"):
             cur.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", [name])
             if found := cur.fetchone():
-                cur.execute(f"DROP {'VIEW' if found[0] == 'v' else 'TABLE'} {name}")
+                kind = sql.SQL("VIEW" if found[0] == "v" else "TABLE")
+                cur.execute(sql.SQL("DROP {} {}").format(kind, sql.Identifier(name)))
         cur.execute("DROP TABLE IF EXISTS _fact_csv, _months")
         if self.part_tables:
-            cur.execute(f"DROP TABLE IF EXISTS {', '.join(self.part_tables)}")
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.SQL(", ").join(self.part_tables)))
 
-    def _staged_type(self, column: str) -> str:
+    def _staged_type(self, column: str) -> sql.SQL:
         """Numbers are typed by COPY itself; everything else arrives as text."""
         field = self.fact.columns.get(column)
-        return field.db_type(connection) if field is not None and _numeric(field) else "text"
+        return column_type(field) if _numeric(field) else sql.SQL("text")
 
-    def _typed_columns(self, names: dict[str, str] | None = None) -> str:
-        return ", ".join(
-            f"{q((names or {}).get(c, c))} {self._staged_type(c)}" for c in (self.columns if names is None else names)
+    def _typed_columns(self, names: dict[str, str] | None = None) -> sql.Composed:
+        """``name type, …`` of the staged columns (``names``: file column → the name to stage it under)."""
+        renamed = names or {}
+        return sql.SQL(", ").join(
+            sql.SQL("{} {}").format(ident(renamed.get(c, c)), self._staged_type(c))
+            for c in (self.columns if names is None else names)
         )
 
-    def _copy_csv(self, cur) -> None:
+    def _copy_csv(self, cur: CursorWrapper) -> None:
         """Fast path for a plain CSV: PostgreSQL parses and transcodes the file itself (COPY ... FORMAT csv), a large
         file in parts on several connections at once (``csv_parts``).
 
@@ -132,8 +148,10 @@ class FactStager:
         names = {c: f"_c{i}" for i, c in enumerate(self.file.columns)}
         columns_sql = self._typed_columns(names)
         cur.execute(
-            "CREATE TEMP TABLE _fact_csv (_seq integer GENERATED ALWAYS AS IDENTITY (CACHE 100000), "
-            f"{columns_sql}) ON COMMIT DROP"
+            sql.SQL(
+                "CREATE TEMP TABLE _fact_csv (_seq integer GENERATED ALWAYS AS IDENTITY (CACHE 100000), {}) "
+                "ON COMMIT DROP"
+            ).format(columns_sql)
         )
         path = self.file.path
         with path.open("rb") as fh:
@@ -142,10 +160,8 @@ class FactStager:
                 header = fh.readline()
             body = fh.tell()
         delimiter = "\t" if b"\t" in header and b"," not in header else ","
-        copy_sql = (
-            f"COPY {{table}} ({', '.join(q(n) for n in names.values())}) FROM STDIN "
-            f"WITH (FORMAT csv, DELIMITER E'{delimiter}', ENCODING '{PG_ENCODINGS[self.file.encoding]}')"
-        )
+        encoding = PG_ENCODINGS[self.file.encoding or ""]
+        copy = csv_parts.CsvCopy(columns=idents(names.values()), delimiter=delimiter, encoding=encoding)
         size = max(path.stat().st_size, 1)
         parts = settings.REFGOV_FACT_COPY_PARTS if size >= settings.REFGOV_FACT_PARALLEL_MIN_BYTES else 1
         ranges = csv_parts.record_ranges(path, body, parts) if parts > 1 else [(body, size)]
@@ -156,42 +172,55 @@ class FactStager:
             if before // step != done[0] // step:
                 self.progress(f"{min(done[0] * 100 // first_part, 100)}% of the file read")
 
+        own = sql.Identifier("_fact_csv")
         with cur.connection.cursor() as raw:
             if len(ranges) == 1:
-                counts = [csv_parts.copy_range(raw, copy_sql.format(table="_fact_csv"), path, *ranges[0], report)]
+                start, end = ranges[0]
+                counts = [csv_parts.copy_range(raw, copy.into(own), path, start, end, report)]
             else:
-                counts = self._copy_parts(raw, copy_sql, columns_sql, ranges, report)
-        columns = ", ".join(f"{q(names[c])} AS {q(c)}" for c in self.columns)
+                counts = self._copy_parts(raw, copy, columns_sql, ranges, report)
+        columns = sql.SQL(", ").join(sql.SQL("{} AS {}").format(ident(names[c]), ident(c)) for c in self.columns)
         selects, offset = [], int(self.file.header_row)
-        for table, count in zip(["_fact_csv", *self.part_tables], counts, strict=True):
-            selects.append(f"SELECT _seq + {offset} AS _row, {columns} FROM {table}")
+        for table, count in zip([own, *self.part_tables], counts, strict=True):
+            selects.append(sql.SQL("SELECT _seq + {} AS _row, {} FROM {}").format(sql.Literal(offset), columns, table))
             offset += count
-        cur.execute(f"CREATE TEMP VIEW _fact_raw AS {' UNION ALL '.join(selects)}")
+        cur.execute(sql.SQL("CREATE TEMP VIEW _fact_raw AS {}").format(sql.SQL(" UNION ALL ").join(selects)))
 
         def hide_blank_rows() -> None:  # every cell empty or white space: rows the row-by-row reader skips
-            white = _literal(BLANK_CHARACTERS)
-            blank = " AND ".join(
-                f"{q(names[c])} IS NULL" if c in self.limits else f"coalesce(btrim({q(names[c])}, {white}), '') = ''"
-                for c in sorted(names, key=lambda c: c != "月度")
+            white = sql.Literal(BLANK_CHARACTERS)
+            blank = sql.SQL(" AND ").join(
+                sql.SQL("{} IS NULL").format(ident(names[c]))
+                if c in self.limits
+                else sql.SQL("coalesce(btrim({}, {}), '') = ''").format(ident(names[c]), white)
+                for c in sorted(names, key=lambda c: c != MONTH_COLUMN)
             )
-            filtered = " UNION ALL ".join(f"{select} WHERE NOT ({blank})" for select in selects)
-            cur.execute(f"CREATE OR REPLACE TEMP VIEW _fact_raw AS {filtered}")
+            filtered = sql.SQL(" UNION ALL ").join(
+                sql.SQL("{} WHERE NOT ({})").format(select, blank) for select in selects
+            )
+            cur.execute(sql.SQL("CREATE OR REPLACE TEMP VIEW _fact_raw AS {}").format(filtered))
 
         self.blank_filter = hide_blank_rows
 
-    def _copy_parts(self, raw, copy_sql: str, columns_sql: str, ranges, report) -> list[int]:
+    def _copy_parts(
+        self,
+        raw: psycopg.Cursor[Any],
+        copy: csv_parts.CsvCopy,
+        columns_sql: sql.Composable,
+        ranges: Ranges,
+        report: Callable[[int], None],
+    ) -> list[int]:
         """The first range into ``_fact_csv`` here, the others on worker connections at the same time."""
         csv_parts.sweep_stale()
         token = csv_parts.new_token()
+        path = self.file.path
         with ThreadPoolExecutor(max_workers=len(ranges) - 1) as pool:
-            futures = [
-                pool.submit(csv_parts.copy_part, token, i, columns_sql, copy_sql, self.file.path, *ranges[i])
+            futures: list[Future[int]] = [
+                pool.submit(csv_parts.copy_part, token, i, columns_sql, copy, path, *ranges[i])
                 for i in range(1, len(ranges))
             ]
             try:
-                first = csv_parts.copy_range(
-                    raw, copy_sql.format(table="_fact_csv"), self.file.path, *ranges[0], report
-                )
+                start, end = ranges[0]
+                first = csv_parts.copy_range(raw, copy.into(sql.Identifier("_fact_csv")), path, start, end, report)
             except BaseException:
                 wait(futures)
                 csv_parts.drop_parts(
@@ -201,17 +230,21 @@ class FactStager:
         tables = [csv_parts.part_table(token, i) for i, f in enumerate(futures, 1) if not f.exception()]
         if len(tables) < len(futures):
             csv_parts.drop_parts(tables)
-            raise next(f.exception() for f in futures if f.exception())  # the caller falls back to row by row
+            failures = [error for f in futures if (error := f.exception()) is not None]
+            raise failures[0]  # the caller falls back to row by row
         self.part_tables.extend(tables)
         return [first, *(f.result() for f in futures)]
 
-    def _rows(self, parse_numbers: bool) -> Iterator[tuple]:
-        pick = itemgetter(*self.positions) if len(self.positions) > 1 else (lambda v: (v[self.positions[0]],))
+    def _rows(self, parse_numbers: bool) -> Iterator[tuple[Any, ...]]:
+        positions = self.positions
+        pick: Callable[[tuple[Any, ...]], tuple[Any, ...]] = (
+            itemgetter(*positions) if len(positions) > 1 else (lambda v: (v[positions[0]],))
+        )
         numeric = [i for i, c in enumerate(self.columns) if _numeric(self.fact.columns[c])]
         numbers = [c for c in self.columns if _numeric(self.fact.columns[c])]
         for chunk in self.file.chunks_with_row_numbers(numbers=numbers):
             for number, values in chunk:
-                row = pick(values)
+                row: tuple[Any, ...] | list[Any] = pick(values)
                 if parse_numbers:
                     row = list(row)
                     for i in numeric:
@@ -221,6 +254,7 @@ class FactStager:
     def _number(self, row: int, column: str, text: str | float | None) -> Decimal | None:
         if text is None:
             return None
+        value: Decimal | None
         try:
             if not isinstance(text, str):  # a numeric Excel cell
                 value = Decimal(repr(text))
@@ -235,10 +269,10 @@ class FactStager:
             ) from None
         return value
 
-    def _copy(self, cur, *, parse_numbers: bool) -> int:
+    def _copy(self, cur: CursorWrapper, *, parse_numbers: bool) -> int:
         count = 0
-        sql = f"COPY _fact_raw (_row, {', '.join(q(c) for c in self.columns)}) FROM STDIN"
-        with cur.connection.cursor() as raw, raw.copy(sql, writer=QueuedLibpqWriter(raw)) as copy:
+        statement = sql.SQL("COPY _fact_raw (_row, {}) FROM STDIN").format(idents(self.columns))
+        with cur.connection.cursor() as raw, raw.copy(statement, writer=QueuedLibpqWriter(raw)) as copy:
             for row in self._rows(parse_numbers):
                 copy.write_row(row)
                 count += 1
@@ -246,15 +280,18 @@ class FactStager:
                     self.progress(f"{count:,} rows read")
         return count
 
-    def _months(self, cur) -> tuple[list[date], int]:
+    def _months(self, cur: CursorWrapper) -> tuple[list[date], int]:
         """Parse the few distinct 月度 spellings in Python (one implementation of every format), then map them; and
         count the data rows. Only a row without a month can be blank: rows PostgreSQL copied are filtered for blank
         ones only when there is such a row."""
-        cur.execute('SELECT "月度", min(_row), count(*) FROM _fact_raw GROUP BY 1 ORDER BY 2')
+        spellings_sql = sql.SQL("SELECT {}, min(_row), count(*) FROM _fact_raw GROUP BY 1 ORDER BY 2").format(
+            ident(MONTH_COLUMN)
+        )
+        cur.execute(spellings_sql)
         spellings = cur.fetchall()
         if self.blank_filter is not None and any(not _trim_blank(raw) for raw, _, _ in spellings):
             self.blank_filter()
-            cur.execute('SELECT "月度", min(_row), count(*) FROM _fact_raw GROUP BY 1 ORDER BY 2')
+            cur.execute(spellings_sql)
             spellings = cur.fetchall()
         mapping = []
         for raw, first_row, _ in spellings:
@@ -262,7 +299,7 @@ class FactStager:
                 mapping.append((raw or "", parse_month(raw or "")))
             except ValueError as exc:
                 raise FactFileError(
-                    file=self.file.path, sheet=self.file.sheet, row=first_row, column="月度", reason=str(exc)
+                    file=self.file.path, sheet=self.file.sheet, row=first_row, column=MONTH_COLUMN, reason=str(exc)
                 ) from None
         self.month_map = mapping
         if len(mapping) > CASE_MONTHS:
@@ -273,73 +310,104 @@ class FactStager:
             cur.execute("ANALYZE _months")
         return sorted({m for _, m in mapping}), sum(n for _, _, n in spellings)
 
-    def _key_expression(self, column: str) -> str:
+    def _key_expression(self, column: str) -> sql.Composable:
         """Prefix stripping and placeholders, applied to the key ``v.<column>`` already normalised in the subquery."""
-        value = f"v.{q(column)}"
+        value: sql.Composable = sql.SQL("v.{}").format(ident(column))
         prefix = self.domain.keys.strip_prefix.get(column, "").upper()
         if prefix:
-            value = (
-                f"CASE WHEN starts_with({value}, {_literal(prefix)}) THEN substr({value}, {len(prefix) + 1}) "
-                f"ELSE {value} END"
+            value = sql.SQL("CASE WHEN starts_with({v}, {prefix}) THEN substr({v}, {after}) ELSE {v} END").format(
+                v=value, prefix=sql.Literal(prefix), after=sql.Literal(len(prefix) + 1)
             )
-        placeholders = ", ".join(_literal(p.upper()) for p in self.domain.keys.placeholders if p.strip())
-        return f"CASE WHEN {value} IN ({placeholders}) THEN NULL ELSE {value} END" if placeholders else value
+        placeholders = [sql.Literal(p.upper()) for p in self.domain.keys.placeholders if p.strip()]
+        if not placeholders:
+            return value
+        return sql.SQL("CASE WHEN {v} IN ({placeholders}) THEN NULL ELSE {v} END").format(
+            v=value, placeholders=sql.SQL(", ").join(placeholders)
+        )
 
-    def normalised_sql(self) -> str:
+    def normalised_sql(self) -> sql.Composed:
         """``_row`` and the fact table's columns: typed month, normalised keys, derived columns from reference tables.
 
         The inner query computes each normalised value once (OFFSET 0 keeps PostgreSQL from inlining it into every
-        use); the outer one applies prefixes, placeholders and lookups."""
+        use); the outer one applies prefixes, placeholders and lookups. Config strings are literals: execute it
+        without parameters."""
         keys = set(self.fact.reference_columns)
+        month_column = ident(MONTH_COLUMN)
+        month: sql.Composable
+        staged: sql.Composable
         if len(self.month_map) <= CASE_MONTHS:
-            whens = " ".join(f"WHEN {_literal(raw)} THEN DATE '{month.isoformat()}'" for raw, month in self.month_map)
-            month = f"""CASE coalesce(r."月度", '') {whens} END""" if whens else "NULL::date"
-            staged = "_fact_raw r"
+            whens = [
+                sql.SQL("WHEN {} THEN DATE {}").format(sql.Literal(raw), sql.Literal(month.isoformat()))
+                for raw, month in self.month_map
+            ]
+            month = (
+                sql.SQL("CASE coalesce(r.{}, '') {} END").format(month_column, sql.SQL(" ").join(whens))
+                if whens
+                else sql.SQL("NULL::date")
+            )
+            staged = sql.SQL("_fact_raw r")
         else:
-            month, staged = "m.month", """_fact_raw r JOIN _months m ON m.raw = coalesce(r."月度", '')"""
-        inner = ["r._row", f'{month} AS "月度"']
+            month = sql.SQL("m.month")
+            staged = sql.SQL("_fact_raw r JOIN _months m ON m.raw = coalesce(r.{}, '')").format(month_column)
+        inner = [sql.SQL("r._row"), sql.SQL("{} AS {}").format(month, month_column)]
         for column in self.columns:
-            if column == "月度":
+            if column == MONTH_COLUMN:
                 continue
             if column in keys:
-                inner.append(f"refgov_norm_key(r.{q(column)}) AS {q(column)}")
+                inner.append(sql.SQL("refgov_norm_key(r.{0}) AS {0}").format(ident(column)))
             elif _numeric(self.fact.columns[column]):
-                inner.append(f"r.{q(column)}")
+                inner.append(sql.SQL("r.{}").format(ident(column)))
             else:
-                inner.append(f"NULLIF(btrim(r.{q(column)}), '') AS {q(column)}")
-        outer, joins = ["v._row", 'v."月度"'], []
-        for column in self.fact.columns:
-            if column == "月度":
+                inner.append(sql.SQL("NULLIF(btrim(r.{0}), '') AS {0}").format(ident(column)))
+        outer = [sql.SQL("v._row"), sql.SQL("v.{}").format(month_column)]
+        joins: list[sql.Composable] = []
+        for column, field in self.fact.columns.items():
+            if column == MONTH_COLUMN:
                 continue
-            present = column in self.columns
-            absent = f"NULL::{self.fact.columns[column].db_type(connection)}"  # typed: an untyped NULL is text
-            value = (self._key_expression(column) if column in keys else f"v.{q(column)}") if present else absent
+            value: sql.Composable
+            if column not in self.columns:
+                value = sql.SQL("NULL::{}").format(column_type(field))  # typed: an untyped NULL is text
+            elif column in keys:
+                value = self._key_expression(column)
+            else:
+                value = sql.SQL("v.{}").format(ident(column))
             lookup = self.domain.derived_columns.get(column)
             if lookup is not None:
-                alias = f"_lookup_{len(joins)}"
+                alias = sql.Identifier(f"_lookup_{len(joins)}")
                 table = get_table(lookup.table)
-                source = f"v.{q(lookup.from_column)}" if lookup.from_column in self.columns else "NULL"
-                joins.append(
-                    f"LEFT JOIN (SELECT DISTINCT ON ({q(lookup.match)}) {q(lookup.match)} AS match, "
-                    f"{q(table.key_column)} AS key FROM {q(table.name)} "
-                    f"ORDER BY {q(lookup.match)}, {q(table.key_column)}) "
-                    f"{alias} ON {alias}.match = {source}"
+                source = (
+                    sql.SQL("v.{}").format(ident(lookup.from_column))
+                    if lookup.from_column in self.columns
+                    else sql.SQL("NULL")
                 )
-                default = _literal(lookup.default) if lookup.default is not None else "NULL"
-                value = f"COALESCE({value}, {alias}.key, {default})"
-            outer.append(f"{value} AS {q(column)}")
-        return f"""
-            SELECT {", ".join(outer)}
-            FROM (
-                SELECT {", ".join(inner)} FROM {staged}
-                OFFSET 0
-            ) v {" ".join(joins)}
+                joins.append(
+                    sql.SQL(
+                        "LEFT JOIN (SELECT DISTINCT ON ({match}) {match} AS match, {key} AS key FROM {table} "
+                        "ORDER BY {match}, {key}) {alias} ON {alias}.match = {source}"
+                    ).format(
+                        match=ident(lookup.match),
+                        key=ident(table.key_column),
+                        table=ident(table.name),
+                        alias=alias,
+                        source=source,
+                    )
+                )
+                value = sql.SQL("COALESCE({}, {}.key, {})").format(value, alias, sql.Literal(lookup.default))
+            outer.append(sql.SQL("{} AS {}").format(value, ident(column)))
+        return sql.SQL(
             """
-
-
-def _literal(text: str) -> str:
-    """``text`` as an SQL string literal, for a statement executed without parameters."""
-    return sql.Literal(text).as_string(None).strip()
+            SELECT {outer}
+            FROM (
+                SELECT {inner} FROM {staged}
+                OFFSET 0
+            ) v {joins}
+            """
+        ).format(
+            outer=sql.SQL(", ").join(outer),
+            inner=sql.SQL(", ").join(inner),
+            staged=staged,
+            joins=sql.SQL(" ").join(joins),
+        )
 
 
 def _trim_blank(text: str | None) -> str:
@@ -350,7 +418,7 @@ class _Limit:
     """What a numeric(digits, places) column holds: values that round (half away from zero, as PostgreSQL does) to
     less than 10^(digits - places) in magnitude."""
 
-    def __init__(self, field: models.DecimalField):
+    def __init__(self, field: models.DecimalField) -> None:
         self.whole, self.places = field.max_digits - field.decimal_places, field.decimal_places
         self.bound = Decimal(10) ** self.whole - Decimal(5).scaleb(-self.places - 1)
 

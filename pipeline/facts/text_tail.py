@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import IO
 
 BLOCK = 1 << 20
 MAX_RECORD_BYTES = 16 << 20  # as readers.MAX_LINE_BYTES: a longer last record is not looked for
@@ -54,7 +55,7 @@ def cut_off_reason(path: Path, *, encoding: str, delimiter: str, width: int) -> 
     )
 
 
-def _last_record_start(fh, size: int, quotes: int) -> tuple[int | None, int]:
+def _last_record_start(fh: IO[bytes], size: int, quotes: int) -> tuple[int | None, int]:
     """The offset where the last record starts (just after the last line break outside quotes) and the number of
     line breaks after it, walking back from the end of the file."""
     suffix_quotes = suffix_newlines = 0

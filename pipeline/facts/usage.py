@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import connection, transaction
+from psycopg import sql
 
-from reference.registry import get_table
-from refgov.db.identifiers import quote_pg as q
+from pipeline.fact_tables import CLOSING_ASSETS, MONTH_COLUMN, fact_table, fact_table_names
+from reference.models import Usage
+from reference.registry import get_table, table_names
+from refgov.db.sql import column_name, ident
 
-CLOSING_ASSETS = "期末资产规模"
+USAGE_FIELDS = ("row", "fact_rows", "closing_assets", "months", "refreshed_at")
 
 
-def usage_model(table: str):
-    return get_table(table).model.usage.related.related_model
+def usage_model(table: str) -> type[Usage]:
+    """The model of ``table``'s weights (``usage``, one row per reference row)."""
+    for relation in get_table(table).model._meta.related_objects:
+        model = relation.related_model
+        if relation.name == "usage" and isinstance(model, type) and issubclass(model, Usage):
+            return model
+    raise TypeError(f"{table} has no usage model")
+
+
+def _usage_names(table: str) -> dict[str, sql.Composable]:
+    """The usage table of ``table`` (``usage``), its columns by field name, and all of them (``columns``)."""
+    model = usage_model(table)
+    names: dict[str, sql.Composable] = {f: sql.Identifier(column_name(model, f)) for f in USAGE_FIELDS}
+    return {**names, "usage": sql.Identifier(model._meta.db_table), "columns": sql.SQL(", ").join(names.values())}
 
 
 def _facts_using(table: str) -> list[tuple[str, str, str | None]]:
     """(fact table, its column referencing ``table``, its closing-assets column or None)."""
-    from pipeline.fact_tables import fact_table, fact_table_names
-
     found = []
     for name in fact_table_names():
         fact = fact_table(name)
@@ -31,38 +46,45 @@ def _facts_using(table: str) -> list[tuple[str, str, str | None]]:
 def refresh_usage(*, table: str, keys: list[str] | None = None) -> int:
     """Recompute the weight of ``keys`` (default: every row pending review) from the facts, set-based."""
     ref = get_table(table)
-    usage = q(usage_model(table)._meta.db_table)
+    names = _usage_names(table)
+    selected: sql.Composable
     if keys is None:
-        selected = f"SELECT {q(ref.key_column)} FROM {q(ref.name)} WHERE _needs_review"
-        params: list = []
+        selected = sql.SQL("SELECT {} FROM {} WHERE _needs_review").format(ident(ref.key_column), ident(ref.name))
+        params: list[Any] = []
     else:
-        selected, params = "SELECT unnest(%s::text[])", [list(keys)]
+        selected, params = sql.SQL("SELECT unnest(%s::text[])"), [list(keys)]
     parts = [
-        f'SELECT f.{q(column)} AS k, f."月度" AS month, count(*) AS n, '
-        f"{f'sum(f.{q(assets)})' if assets else '0'} AS assets FROM {q(fact)} f "
-        f"WHERE f.{q(column)} IN (SELECT key FROM wanted) GROUP BY 1, 2"
+        sql.SQL(
+            "SELECT f.{column} AS k, f.{month} AS month, count(*) AS n, {assets} AS assets FROM {fact} f "
+            "WHERE f.{column} IN (SELECT key FROM wanted) GROUP BY 1, 2"
+        ).format(
+            column=ident(column),
+            month=ident(MONTH_COLUMN),
+            assets=sql.SQL("sum(f.{})").format(ident(assets)) if assets else sql.SQL("0"),
+            fact=ident(fact),
+        )
         for fact, column, assets in _facts_using(table)
     ]
     with connection.cursor() as cur:
-        cur.execute(f"DELETE FROM {usage} WHERE row_id IN ({selected})", params)
+        delete = sql.SQL("DELETE FROM {usage} WHERE {row} IN ({selected})").format(**names, selected=selected)
+        cur.execute(delete, params)
         if not parts:
             return 0
-        cur.execute(
-            f"""
+        insert = sql.SQL(
+            """
             WITH wanted(key) AS ({selected})
-            INSERT INTO {usage} (row_id, fact_rows, closing_assets, months, refreshed_at)
+            INSERT INTO {usage} ({columns})
             SELECT k, sum(n), coalesce(sum(assets), 0), count(DISTINCT month), now()
-            FROM ({" UNION ALL ".join(parts)}) per_month GROUP BY k
-            """,
-            params,
-        )
-        return cur.rowcount
+            FROM ({parts}) per_month GROUP BY k
+            """
+        ).format(**names, selected=selected, parts=sql.SQL(" UNION ALL ").join(parts))
+        cur.execute(insert, params)
+        inserted: int = cur.rowcount
+        return inserted
 
 
 def refresh_pending_usage() -> dict[str, int]:
     """Every table's pending rows: weights follow later months that use an existing pending key."""
-    from reference.registry import table_names
-
     return {table: refresh_usage(table=table) for table in table_names()}
 
 
@@ -71,16 +93,22 @@ def record_batch_usage(*, table: str, column: str, keys: list[str], assets: bool
     temporary table ``_fact`` (a few percent of the file), so no pass over the fact tables is needed."""
     if not keys:
         return
-    usage = q(usage_model(table)._meta.db_table)
-    total = f"coalesce(sum({q(CLOSING_ASSETS)}), 0)" if assets else "0"
     with connection.cursor() as cur:
         cur.execute(
-            f"""
-            INSERT INTO {usage} (row_id, fact_rows, closing_assets, months, refreshed_at)
-            SELECT {q(column)}, count(*), {total}, count(DISTINCT "月度"), now()
-            FROM _fact WHERE {q(column)} = ANY(%s) GROUP BY 1
-            ON CONFLICT (row_id) DO UPDATE SET fact_rows = excluded.fact_rows, closing_assets = excluded.closing_assets,
-                months = excluded.months, refreshed_at = excluded.refreshed_at
-            """,
+            sql.SQL(
+                """
+                INSERT INTO {usage} ({columns})
+                SELECT {column}, count(*), {total}, count(DISTINCT {month}), now()
+                FROM _fact WHERE {column} = ANY(%s) GROUP BY 1
+                ON CONFLICT ({row}) DO UPDATE SET {fact_rows} = excluded.{fact_rows},
+                    {closing_assets} = excluded.{closing_assets}, {months} = excluded.{months},
+                    {refreshed_at} = excluded.{refreshed_at}
+                """
+            ).format(
+                **_usage_names(table),
+                column=ident(column),
+                total=sql.SQL("coalesce(sum({}), 0)").format(ident(CLOSING_ASSETS)) if assets else sql.SQL("0"),
+                month=ident(MONTH_COLUMN),
+            ),
             [list(keys)],
         )

@@ -1,10 +1,17 @@
 """Fact tables of schema ``business`` (规模明细, 收入明细), the batches that load them, and why references exist."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine
+from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, TrackedReference
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 class FactStatus(models.TextChoices):
@@ -42,7 +49,6 @@ class FactBatch(models.Model):
     degraded = models.BooleanField(_("degraded (preload had failed)"), default=False)
     rows_read = models.IntegerField(_("rows read"), default=0)
     rows_loaded = models.IntegerField(_("rows loaded"), default=0)
-    rows_rejected = models.IntegerField(_("rows rejected"), default=0)
     rows_replaced = models.IntegerField(_("rows replaced"), default=0)
     new_references = models.JSONField(_("new references per table"), default=dict, blank=True)
     filled_references = models.JSONField(
@@ -88,7 +94,7 @@ class DerivedReference(models.Model):
         return f"{self.table} {self.key} ← {self.file_name}"
 
 
-def _reference(model, column: str, verbose: str) -> models.ForeignKey:
+def _reference(model: type[TrackedReference], column: str, verbose: StrOrPromise) -> models.ForeignKey[Any, Any]:
     """A fact's reference key; ``plan.scalefact_rows`` / ``plan.incomefact_rows`` are the facts using a plan."""
     return models.ForeignKey(
         model,
@@ -102,15 +108,15 @@ def _reference(model, column: str, verbose: str) -> models.ForeignKey:
     )
 
 
-def _money(verbose: str, column: str) -> models.DecimalField:
+def _money(verbose: StrOrPromise, column: str) -> models.DecimalField[Any, Any]:
     return models.DecimalField(verbose, max_digits=20, decimal_places=2, db_column=column, null=True, blank=True)
 
 
-def _rate(verbose: str, column: str) -> models.DecimalField:
+def _rate(verbose: StrOrPromise, column: str) -> models.DecimalField[Any, Any]:
     return models.DecimalField(verbose, max_digits=20, decimal_places=10, db_column=column, null=True, blank=True)
 
 
-def _text(verbose: str, column: str, length: int = 255) -> models.CharField:
+def _text(verbose: StrOrPromise, column: str, length: int = 255) -> models.CharField[Any, Any]:
     return models.CharField(verbose, max_length=length, db_column=column, null=True, blank=True)
 
 

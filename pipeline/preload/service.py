@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import psycopg
 from django.db import DatabaseError, connection, connections, transaction
@@ -50,13 +51,13 @@ class PreloadResult:
     tables: list[SyncTableResult]
     integrity: IntegrityReport
     dry_run: bool
-    upgrades: list[dict]
+    upgrades: list[dict[str, Any]]
 
     @property
     def ok(self) -> bool:
         return self.run.status == RunStatus.SUCCESS
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         fields = [
             "table",
             "source",
@@ -98,7 +99,7 @@ class PreloadResult:
 class ReferenceSyncService:
     """Syncs configured tables in dependency order; each table in its own transaction."""
 
-    def __init__(self, *, config: LoadedConfig, server: MySQLServer | None = None):
+    def __init__(self, *, config: LoadedConfig, server: MySQLServer | None = None) -> None:
         self.loaded = config
         self.config = config.config
         self._server = server
@@ -131,7 +132,7 @@ class ReferenceSyncService:
         if any(isinstance(self.config.preload.sources[t], LegacyMySQLSource) for t in tables):
             self.server  # noqa: B018 — parsing the URL is the check
 
-    def reader_for(self, table: str):
+    def reader_for(self, table: str) -> LegacyTableReader | ConfigFileReader:
         source = self.config.preload.sources[table]
         if isinstance(source, LegacyMySQLSource):
             return LegacyTableReader(server=self.server, database=source.database, table=source.table)
@@ -150,9 +151,11 @@ class ReferenceSyncService:
             if mark_column not in reader.columns():
                 raise SyncError(f"{reader.name}: incremental column {mark_column!r} not found")
             watermark = SyncWatermark.objects.filter(table=table, column=mark_column).first()
-        incremental = watermark is not None and not full
-        since = watermark.value if incremental else None
-        new_mark = reader.max_value(mark_column, since=since) if mark_column else None
+        since = watermark.value if watermark is not None and not full else None
+        incremental = since is not None
+        new_mark = None
+        if mark_column and isinstance(reader, LegacyTableReader):
+            new_mark = reader.max_value(mark_column, since=since)
         outcome = TableSync(table=table, reader=reader, renames=renames).run(
             run_id=run.pk,
             mode="incremental" if incremental else "full",
@@ -212,7 +215,7 @@ def run_preload(
 
 
 @contextmanager
-def preload_lock():
+def preload_lock() -> Iterator[None]:
     """Only one preload at a time on this database, whichever host or process starts it."""
     with session_lock(PRELOAD_LOCK) as taken:
         if not taken:
@@ -225,7 +228,7 @@ def preload_running() -> bool:
     return is_locked(PRELOAD_LOCK)
 
 
-def _alert(config: LoadedConfig, run: SyncRun, results: list[SyncTableResult], upgrades: list[dict]) -> None:
+def _alert(config: LoadedConfig, run: SyncRun, results: list[SyncTableResult], upgrades: list[dict[str, Any]]) -> None:
     """A failed or partial run opens the preload alert; a successful one closes it and any degraded-mode alert."""
     channel = alert_channel(config)
     if run.status == RunStatus.SUCCESS:
@@ -254,7 +257,7 @@ def _alert(config: LoadedConfig, run: SyncRun, results: list[SyncTableResult], u
 
 
 class ParentFailed(Exception):
-    def __init__(self, parents: list[str]):
+    def __init__(self, parents: list[str]) -> None:
         super().__init__(f"skipped: depends on {', '.join(parents)}, which failed")
         self.parents = parents
 
@@ -262,7 +265,7 @@ class ParentFailed(Exception):
 class _Gates:
     """Completion of each table of a run: a table checks its rows against its parents only after they committed."""
 
-    def __init__(self, service: ReferenceSyncService, order: list[str]):
+    def __init__(self, service: ReferenceSyncService, order: list[str]) -> None:
         wanted = set(order)
         self.parents = {
             t: sorted((set(get_table(t).depends_on) | set(service.config.depends_on.get(t, []))) & wanted)
@@ -337,7 +340,13 @@ def _sync_concurrently(
 
 
 def _execute(
-    service: ReferenceSyncService, order: list[str], *, full: bool, dry_run: bool, trigger: str, tables
+    service: ReferenceSyncService,
+    order: list[str],
+    *,
+    full: bool,
+    dry_run: bool,
+    trigger: str,
+    tables: list[str] | None,
 ) -> PreloadResult:
     with running_record(SyncRun, trigger=trigger, full=full, tables_requested=list(tables or [])) as run:
         logger.info("preload run %s started: %s", run.pk, ", ".join(order))
@@ -379,6 +388,8 @@ def _finish(
     logger.log(
         logging.INFO if run.status == RunStatus.SUCCESS else logging.ERROR, "preload run %s: %s", run.pk, run.status
     )
-    upgrades = list(run.upgrades.values("table", "key", "derived_from_domain", "promoted", "changed", "kept"))
+    upgrades: list[dict[str, Any]] = [
+        dict(u) for u in run.upgrades.values("table", "key", "derived_from_domain", "promoted", "changed", "kept")
+    ]
     _alert(service.loaded, run, results, upgrades)
     return PreloadResult(run=run, tables=results, integrity=integrity, dry_run=dry_run, upgrades=upgrades)

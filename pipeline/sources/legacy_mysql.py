@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import MySQLdb
@@ -85,7 +86,7 @@ class MySQLServer:
     def __str__(self) -> str:
         return f"mysql://{self.user}@{self.host}:{self.port}"
 
-    def connect(self, database: str | None = None, *, streaming: bool = False, **extra) -> MySQLdb.Connection:
+    def connect(self, database: str | None = None, *, streaming: bool = False, **extra: Any) -> MySQLdb.Connection:
         options = {"database": check_identifier(database)} if database else {}
         try:
             return MySQLdb.connect(
@@ -112,7 +113,7 @@ def _select_expression(column: str, how: str) -> str:
 
 
 def _reason(exc: MySQLdb.Error) -> str:
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = getattr(exc, "args", ())
     return f"({args[0]}) {args[1]}" if len(args) == 2 else str(exc)
 
 
@@ -182,7 +183,7 @@ class LegacyTableReader:
         MySQL's zero date as None); ``bool`` columns as 1/0. Everything else is left to PostgreSQL, set-based."""
         select = ", ".join(_select_expression(name, how) for name, how in columns)
         sql = f"SELECT {select} FROM {quote_mysql(self.database)}.{quote_mysql(self.table)}"
-        params: tuple = ()
+        params: tuple[str, ...] = ()
         if since_column and since is not None:
             sql += f" WHERE {quote_mysql(since_column)} > %s"
             params = (since,)
@@ -204,7 +205,7 @@ class LegacyTableReader:
             f"SELECT CAST(MAX({quote_mysql(column)}) AS CHAR) "
             f"FROM {quote_mysql(self.database)}.{quote_mysql(self.table)}"
         )
-        params: tuple = ()
+        params: tuple[str, ...] = ()
         if since is not None:
             sql += f" WHERE {quote_mysql(column)} > %s"
             params = (since,)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.db import connection, models
 from psycopg import sql
 
 from refgov.db.identifiers import check_identifier
@@ -23,3 +24,19 @@ def idents(names: Iterable[str], *, prefix: str | None = None) -> sql.Composed:
     """``a, b, c`` (or ``p.a, p.b, p.c``)."""
     parts = [sql.SQL("{}.{}").format(sql.Identifier(prefix), ident(n)) if prefix else ident(n) for n in names]
     return sql.SQL(", ").join(parts)
+
+
+def column_name(model: type[models.Model], field: str) -> str:
+    """The database column of ``model``'s field ``field``, from ``_meta`` (not spelled out in SQL)."""
+    found = model._meta.get_field(field)
+    if not isinstance(found, models.Field):
+        raise TypeError(f"{model.__name__}.{field} has no column")
+    return found.column
+
+
+def column_type(field: models.Field) -> sql.SQL:
+    """The PostgreSQL type of ``field``'s column (``numeric(20, 2)``, ``varchar(50)`` …), from Django."""
+    found = field.db_type(connection)
+    if found is None:
+        raise TypeError(f"{field} has no column type")
+    return sql.SQL(found)
