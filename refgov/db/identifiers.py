@@ -12,8 +12,5 @@ def check_identifier(value: str) -> str:
 
 
 def quote_mysql(identifier: str) -> str:
+    """A MySQL name in backticks (PostgreSQL names are composed with ``refgov.db.sql``)."""
     return f"`{check_identifier(identifier)}`"
-
-
-def quote_pg(identifier: str) -> str:
-    return '"' + check_identifier(identifier) + '"'
