@@ -36,7 +36,7 @@ from pipeline.facts.uploads import (
     too_large,
     upload_limit,
 )
-from pipeline.models import DerivedReference, FactBatch, FactStatus, FactUpload
+from pipeline.models import DerivedReference, FactBatch, FactStatus, FactUpload, UploadState
 from reference.permissions import UPLOAD_PERMISSION
 from reference.registry import get_table
 
@@ -214,8 +214,10 @@ FILE_READ = re.compile(r"^(\d+)% of the file read")
 ROWS_READ = re.compile(r"^([\d,]+) rows read")
 
 
-def progress_label(message: str) -> str:
+def progress_label(message: str, *, queued: bool) -> str:
     """The fact service's progress message, in the steward's words."""
+    if queued:
+        return _("waiting for a worker (manage.py qcluster)")
     if "checking keys" in message:
         return _("checking reference keys")
     if "loading facts" in message:
@@ -224,9 +226,9 @@ def progress_label(message: str) -> str:
         return _("%(percent)s%% of the file read") % {"percent": found[1]}
     if found := ROWS_READ.match(message):
         return _("%(rows)s rows read") % {"rows": found[1]}
-    if message == "reading":
+    if message == "reading" or not message:
         return _("reading the file")
-    return message or _("waiting for a worker (manage.py qcluster)")
+    return message
 
 
 def _scope_rows(entry: dict[str, Any]) -> list[list[Any]]:
@@ -251,6 +253,6 @@ def upload_status_view(request: HttpRequest, upload_id: int) -> TemplateResponse
         "can_upload": can_upload(request.user),
         "interrupted": interrupted,
         "refresh": upload.in_progress and not interrupted,
-        "progress_label": progress_label(upload.progress_message),
+        "progress_label": progress_label(upload.progress_message, queued=upload.state == UploadState.QUEUED),
     }
     return TemplateResponse(request, "admin/refgov/upload.html", context)

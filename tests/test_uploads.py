@@ -180,9 +180,10 @@ def test_confirm_loads_the_file_as_a_batch_that_keeps_the_upload(steward, refs, 
 
     review = steward.get(next(r.url for r in _review_links(batch))).content.decode()
     assert "N9001" in review and plan_code(1) not in review  # the queue filtered to what this batch derived
-    assert f"#{upload.pk} 202411_规模明细.csv" in steward.get(
-        reverse("admin:pipeline_factbatch_change", args=[batch.pk])
-    ).content.decode()
+    assert (
+        f"#{upload.pk} 202411_规模明细.csv"
+        in steward.get(reverse("admin:pipeline_factbatch_change", args=[batch.pk])).content.decode()
+    )
 
 
 def _review_links(batch):
@@ -322,7 +323,7 @@ def test_names_are_kept_without_folders_or_control_characters(steward, refs, tmp
     content = november(tmp_path).read_bytes()
     name = "../../etc/2024\x1b11_规模明细\u202e.csv"  # what a hostile client may send (no browser does)
     body = (
-        b"--B\r\nContent-Disposition: form-data; name=\"domain\"\r\n\r\n\r\n"
+        b'--B\r\nContent-Disposition: form-data; name="domain"\r\n\r\n\r\n'
         b'--B\r\nContent-Disposition: form-data; name="file"; filename="' + name.encode() + b'"\r\n'
         b"Content-Type: text/csv\r\n\r\n" + content + b"\r\n--B--\r\n"
     )
@@ -433,3 +434,40 @@ def test_a_domain_rejected_at_load_fails_the_upload_and_records_the_batch(stewar
     assert "N9001 (rows 4)" in upload.message and ScaleFact.objects.count() == 0
     page = page_of(steward, upload)
     assert "N9001 (rows 4)" in page and "未加载" in page
+
+
+def test_a_queued_upload_page_refreshes_itself_until_the_load_ends(steward, refs, tmp_path):
+    post_file(steward, november(tmp_path))
+    upload = the_upload()
+    assert uploads.confirm_upload(upload_id=upload.pk, user=None)  # queued, no worker has taken it yet
+
+    page = page_of(steward, upload)
+    assert 'http-equiv="refresh"' in page and "等待任务进程" in page and 'id="refgov-upload-progress" value="0"' in page
+
+    FactUpload.objects.filter(pk=upload.pk).update(
+        state=UploadState.RUNNING,
+        progress=40,
+        progress_domain="annuity_performance",
+        progress_message="50,000 rows read",
+    )
+    page = page_of(steward, upload)
+    assert 'value="40"' in page and "annuity_performance: 已读取 50,000 行" in page and 'http-equiv="refresh"' in page
+
+
+def test_the_same_content_uploaded_again_is_skipped_with_a_link_to_its_batch(steward, refs, tmp_path):
+    path = november(tmp_path)
+    post_file(steward, path)
+    first = the_upload()
+    steward.post(reverse("admin:pipeline_factbatch_upload_confirm", args=[first.pk]))
+    [batch] = FactBatch.objects.all()
+
+    post_file(steward, path)
+    second = FactUpload.objects.exclude(pk=first.pk).get()
+    assert f"相同内容已作为批次 #{batch.pk} 加载" in page_of(steward, second)
+    steward.post(reverse("admin:pipeline_factbatch_upload_confirm", args=[second.pk]))
+
+    second.refresh_from_db()
+    assert second.state == UploadState.LOADED
+    assert second.results[0]["status"] == "skipped" and second.results[0]["batch_id"] == batch.pk
+    assert FactBatch.objects.count() == 1 and ScaleFact.objects.count() == 4
+    assert "已跳过" in page_of(steward, second)
