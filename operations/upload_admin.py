@@ -191,11 +191,12 @@ class BatchView:
     reviews: list[ReviewLink] = field(default_factory=list)
 
 
-def review_links(batch: FactBatch) -> list[ReviewLink]:
-    """Per reference table, the review queue filtered to the keys this batch derived (or, for many keys, the batch's
+def review_links(batches: list[FactBatch]) -> list[ReviewLink]:
+    """Per reference table, the review queue filtered to the keys these batches derived (or, for many keys, their
     derivation list)."""
     keys: dict[str, list[str]] = {}
-    for table, key in DerivedReference.objects.filter(batch=batch).values_list("table", "key").order_by("table", "key"):
+    derived = DerivedReference.objects.filter(batch__in=batches).values_list("table", "key").distinct()
+    for table, key in derived.order_by("table", "key"):
         keys.setdefault(table, []).append(key)
     links = []
     for table, found in keys.items():
@@ -204,7 +205,7 @@ def review_links(batch: FactBatch) -> list[ReviewLink]:
             query = urlencode({"needs_review__exact": "1", f"{meta.pk.name}__in": ",".join(found)})
             url = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist") + "?" + query
         else:
-            query = urlencode({"batch__id__exact": batch.pk, "table": table})
+            query = urlencode({"batch__id__in": ",".join(str(b.pk) for b in batches), "table": table})
             url = reverse("admin:pipeline_derivedreference_changelist") + "?" + query
         links.append(ReviewLink(table=table, count=len(found), url=url))
     return links
@@ -249,7 +250,8 @@ def upload_status_view(request: HttpRequest, upload_id: int) -> TemplateResponse
         "opts": FactBatch._meta,
         "upload": upload,
         "previews": previews,
-        "batches": [BatchView(b, review_links(b) if b.status == FactStatus.LOADED else []) for b in batches],
+        "batches": [BatchView(b, review_links([b]) if b.status == FactStatus.LOADED else []) for b in batches],
+        "reviews": review_links([b for b in batches if b.status == FactStatus.LOADED]),
         "can_upload": can_upload(request.user),
         "interrupted": interrupted,
         "refresh": upload.in_progress and not interrupted,

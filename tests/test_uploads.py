@@ -178,7 +178,7 @@ def test_confirm_loads_the_file_as_a_batch_that_keeps_the_upload(steward, refs, 
     assert "已确认，加载任务已排队" in page and f"#{batch.pk}" in page and "年金计划: 1 个新键" in page
     assert 'http-equiv="refresh"' not in page  # done: the page stops refreshing itself
 
-    review = steward.get(next(r.url for r in _review_links(batch))).content.decode()
+    review = steward.get(next(r.url for r in _review_links([batch]))).content.decode()
     assert "N9001" in review and plan_code(1) not in review  # the queue filtered to what this batch derived
     assert (
         f"#{upload.pk} 202411_规模明细.csv"
