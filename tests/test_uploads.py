@@ -471,3 +471,14 @@ def test_the_same_content_uploaded_again_is_skipped_with_a_link_to_its_batch(ste
     assert second.results[0]["status"] == "skipped" and second.results[0]["batch_id"] == batch.pk
     assert FactBatch.objects.count() == 1 and ScaleFact.objects.count() == 4
     assert "已跳过" in page_of(steward, second)
+
+
+def test_the_upload_task_and_its_batch_are_on_the_run_history(steward, refs, tmp_path):
+    post_file(steward, november(tmp_path))
+    upload = the_upload()
+    steward.post(reverse("admin:pipeline_factbatch_upload_confirm", args=[upload.pk]))
+
+    page = steward.get(reverse("refgov_history")).content.decode()
+
+    assert f"refgov.upload #{upload.pk} (load_upload_task)" in page
+    assert "annuity_performance · 202411_规模明细.csv" in page
