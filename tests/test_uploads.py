@@ -482,3 +482,14 @@ def test_the_upload_task_and_its_batch_are_on_the_run_history(steward, refs, tmp
 
     assert f"refgov.upload #{upload.pk} (load_upload_task)" in page
     assert "annuity_performance · 202411_规模明细.csv" in page
+
+
+def test_an_upload_without_the_csrf_token_is_refused(django_user_model, tmp_path):
+    """The upload view reads the body through its own handler, so it checks CSRF itself: a forged post is refused."""
+    user = django_user_model.objects.create_user(username="s", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=STEWARD_GROUP))
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+
+    assert post_file(client, november(tmp_path)).status_code == 403
+    assert FactUpload.objects.count() == 0
