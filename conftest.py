@@ -28,8 +28,9 @@ def _refuse_non_test_database(request) -> None:
 
 @pytest.fixture(autouse=True)
 def _reports_in_tmp(settings, tmp_path) -> None:
-    """Batch reports of every test go to its own temporary directory, never into the work tree."""
+    """Batch reports and uploaded files of every test go to its own temporary directory, never into the work tree."""
     settings.REFGOV_REPORTS_DIR = tmp_path / "reports"
+    settings.REFGOV_UPLOADS_DIR = tmp_path / "uploads"
 
 
 @pytest.fixture(autouse=True)

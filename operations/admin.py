@@ -3,18 +3,24 @@ permission (and superusers) can look."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import Model
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern
+from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from operations import task_admin  # noqa: F401  (django-q2's task lists under refgov's permissions)
+from operations.upload_admin import can_upload, status_url, upload_urls
 from pipeline.models import (
     Alert,
     DerivedReference,
     FactBatch,
     FactStatus,
+    FactUpload,
     InboxFile,
     RunStatus,
     SyncRun,
@@ -22,6 +28,7 @@ from pipeline.models import (
     SyncUpgrade,
     SyncWatermark,
     TableStatus,
+    UploadState,
 )
 from refgov.html import NEUTRAL, badge
 
@@ -34,6 +41,9 @@ STATUS_COLORS = {
     TableStatus.SKIPPED.value: "#757575",  # grey
     FactStatus.LOADED.value: "#2e7d32",
     FactStatus.REJECTED.value: "#ef6c00",
+    UploadState.PREVIEWED.value: "#2e7d32",
+    UploadState.REFUSED.value: "#ef6c00",
+    UploadState.QUEUED.value: "#1565c0",
 }
 
 
@@ -193,13 +203,28 @@ class FactBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "message",
         "started_at",
         "finished_at",
+        "upload",
     )
     readonly_fields = fields
     inlines = (DerivedReferenceInline,)
+    change_list_template = "admin/pipeline/factbatch/change_list.html"  # with 上传事实文件 for stewards
 
     @admin.display(description=_("status"), ordering="status")
     def batch_status(self, obj: FactBatch) -> SafeString:
         return status_badge(obj)
+
+    @admin.display(description=_("uploaded in the admin"))
+    def upload(self, obj: FactBatch) -> SafeString | str:
+        found = FactUpload.objects.filter(stored_path=obj.file_path).only("pk", "file_name").first()
+        if found is None:
+            return "—"
+        return format_html('<a href="{}">#{} {}</a>', status_url(found.pk), found.pk, found.file_name)
+
+    def get_urls(self) -> list[URLPattern]:
+        return upload_urls() + super().get_urls()
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().changelist_view(request, {**(extra_context or {}), "can_upload": can_upload(request.user)})
 
 
 @admin.register(DerivedReference)
@@ -257,3 +282,29 @@ class InboxFileAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "message",
     )
     readonly_fields = fields
+
+
+@admin.register(FactUpload)
+class FactUploadAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Every upload, also the previews nobody confirmed; a row's page is the upload's page (preview, progress)."""
+
+    list_display = ("uploaded_at", "file_name", "domain_list", "upload_state", "uploaded_by", "confirmed_by")
+    list_filter = ("state",)
+    search_fields = ("file_name", "checksum")
+    date_hierarchy = "uploaded_at"
+    show_full_result_count = False
+
+    @admin.display(description=_("domains"))
+    def domain_list(self, obj: FactUpload) -> str:
+        return ", ".join(obj.domains)
+
+    @admin.display(description=_("state"), ordering="state")
+    def upload_state(self, obj: FactUpload) -> SafeString:
+        return badge(STATUS_COLORS.get(obj.state, NEUTRAL), obj.get_state_display())
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not object_id.isdigit():
+            return super().change_view(request, object_id, form_url, extra_context)
+        return HttpResponseRedirect(status_url(int(object_id)))

@@ -11,13 +11,16 @@ from django_q.tasks import async_task
 from operations.alert_checks import check_alerts
 from operations.orchestration import after_preload, run_fact_window
 from pipeline.config import load_config
+from pipeline.facts.uploads import load_upload
 from pipeline.facts.usage import refresh_pending_usage
+from pipeline.models import FactUpload, UploadState
 from pipeline.preload import run_preload
 from pipeline.reports import write_review_report
 from pipeline.runs_liveness import close_abandoned_runs
 
 logger = logging.getLogger("refgov.orchestration")
 FACTS_TASK = "operations.tasks.process_inbox_task"
+UPLOAD_TASK = "operations.tasks.load_upload_task"
 
 
 class TaskFailed(RuntimeError):
@@ -65,3 +68,19 @@ def check_alerts_task() -> dict:
     abandoned = close_abandoned_runs(config=config)
     weights = refresh_pending_usage()
     return {**check_alerts(config=config).summary(), "review_weights": weights, **abandoned.summary()}
+
+
+def load_upload_task(upload_id: int) -> dict:
+    """A fact file a steward uploaded and confirmed in the admin (上传事实文件)."""
+    upload = load_upload(upload_id=upload_id)
+    summary = {"upload": upload.pk, "file": upload.file_name, "state": upload.state, "results": upload.results}
+    if upload.state != UploadState.LOADED:
+        raise TaskFailed(f"upload #{upload.pk} {upload.file_name} not loaded: {upload.message}")
+    return summary
+
+
+def enqueue_upload(*, upload_id: int) -> str:
+    """Queue the load of a confirmed upload (with ``Q_CLUSTER['sync']`` it runs before this returns)."""
+    task_id = str(async_task(UPLOAD_TASK, upload_id, task_name=f"refgov.upload #{upload_id}"))
+    FactUpload.objects.filter(pk=upload_id).update(task_id=task_id)
+    return task_id

@@ -29,9 +29,14 @@ PIPELINE_MODELS: dict[str, tuple[str, ...]] = {
         "incomefact",
         "alert",
         "inboxfile",
+        "factupload",
     ),
     "django_q": ("success", "failure", "schedule"),  # the task results the run history links to
 }
+
+
+#: stewards upload fact files in the admin (上传事实文件)
+UPLOAD_PERMISSION = ("pipeline", "add_factupload")
 
 
 def _codenames(models: dict[str, tuple[str, ...]], actions: Iterable[str]) -> list[tuple[str, str]]:
@@ -41,7 +46,9 @@ def _codenames(models: dict[str, tuple[str, ...]], actions: Iterable[str]) -> li
 
 #: group name → list of (app_label, permission codename)
 GROUP_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
-    STEWARD_GROUP: _codenames(REFERENCE_MODELS, ("view", "add", "change")) + _codenames(PIPELINE_MODELS, ("view",)),
+    STEWARD_GROUP: _codenames(REFERENCE_MODELS, ("view", "add", "change"))
+    + _codenames(PIPELINE_MODELS, ("view",))
+    + [UPLOAD_PERMISSION],
     VIEWER_GROUP: _codenames(REFERENCE_MODELS, ("view",)) + _codenames(PIPELINE_MODELS, ("view",)),
 }
 

@@ -19,7 +19,7 @@ from python_calamine import CalamineSheet, CalamineWorkbook
 from pipeline.facts.archive import WorkbookLimits, check_archive
 from pipeline.facts.file_kinds import EXCEL_SUFFIXES, sheets_named
 
-VALUE_OPTIONS = {"--domain", "--sheet", "--encoding", "--settings", "--pythonpath", "--verbosity", "-v"}
+VALUE_OPTIONS = {"--domain", "--sheet", "--encoding", "--name", "--settings", "--pythonpath", "--verbosity", "-v"}
 
 Parsed = tuple[str, tuple[int, int], CalamineSheet]  # the sheet's name, the file's (size, mtime), the sheet
 _pending: dict[str, Future[Parsed | None]] = {}  # by resolved path

@@ -44,6 +44,7 @@ from pipeline.facts.references import (
     template_values,
     unknown_keys,
 )
+from pipeline.facts.scope import ScopePart, batch_scope
 from pipeline.facts.staging import FactStager, Progress
 from pipeline.facts.usage import record_batch_usage, refresh_usage
 from pipeline.models import AlertKind, DerivedReference, FactBatch, FactKind, FactStatus
@@ -78,6 +79,7 @@ class FactResult:
     dry_run: bool = False
     skipped_as: FactBatch | None = None
     tables: dict[str, DerivedTable] = field(default_factory=dict)
+    scope: list[ScopePart] = field(default_factory=list)  # dry runs of a load: the scope values of the file's rows
 
     @property
     def outcome(self) -> FactOutcome:
@@ -183,7 +185,7 @@ def process_fact_file(
             degraded=degraded,
             kind=FactKind.FACTS if load_facts else FactKind.REFERENCES,
         ) as batch:
-            return _run(
+            result = _run(
                 batch,
                 loaded,
                 config,
@@ -195,6 +197,12 @@ def process_fact_file(
                 part_tables=part_tables,
                 allow_empty=allow_empty,
             )
+        if dry_run and load_facts:  # for a preview: read before the dry run's rows are rolled back
+            domain_config = loaded.config
+            result.scope = batch_scope(
+                fact_table_name=domain_config.fact_table, scope=domain_config.replace_scope, batch_id=batch.pk
+            )
+        return result
 
     try:
         result = rolled_back_if(dry_run, work)

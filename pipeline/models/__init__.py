@@ -2,6 +2,7 @@ from .alerts import Alert, AlertKind, ShareSnapshot
 from .facts import DerivedReference, FactBatch, FactKind, FactStatus, IncomeFact, ScaleFact
 from .inbox import InboxFile, InboxState
 from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
+from .uploads import FactUpload, UploadState
 
 __all__ = [
     "Alert",
@@ -10,6 +11,7 @@ __all__ = [
     "FactBatch",
     "FactKind",
     "FactStatus",
+    "FactUpload",
     "InboxFile",
     "InboxState",
     "IncomeFact",
@@ -21,4 +23,5 @@ __all__ = [
     "SyncUpgrade",
     "SyncWatermark",
     "TableStatus",
+    "UploadState",
 ]

@@ -117,6 +117,10 @@ REFGOV_XLSX_MAX_UNCOMPRESSED_BYTES = int(env("REFGOV_XLSX_MAX_UNCOMPRESSED_BYTES
 REFGOV_XLSX_MAX_MEMBER_BYTES = int(env("REFGOV_XLSX_MAX_MEMBER_BYTES", str(256 << 20)))  # one part (a sheet's XML)
 REFGOV_XLSX_MAX_RATIO = int(env("REFGOV_XLSX_MAX_RATIO", "100"))  # uncompressed : compressed, parts above 1 MB
 REFGOV_FACT_MAX_ROWS_PER_SHEET = int(env("REFGOV_FACT_MAX_ROWS_PER_SHEET", "500000"))
+# Fact files uploaded in the admin (上传事实文件): kept for audit under this directory (one folder per upload), and
+# refused above this size (the monthly workbook is ~8 MB; a 1M-row CSV ~250 MB).
+REFGOV_UPLOADS_DIR = Path(env("REFGOV_UPLOADS_DIR", str(BASE_DIR / "var" / "uploads")))
+REFGOV_UPLOAD_MAX_BYTES = int(env("REFGOV_UPLOAD_MAX_BYTES", str(256 << 20)))
 # Review reports written after batches and by ``manage.py review_report``.
 REFGOV_REPORTS_DIR = Path(env("REFGOV_REPORTS_DIR", str(BASE_DIR / "var" / "reports")))
 

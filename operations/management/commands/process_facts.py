@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -7,9 +8,10 @@ from typing import Any
 from django.core.management.base import CommandParser
 
 from operations.management.base import Failed, RefgovCommand
+from operations.management.stdin import STDIN, STDIN_PATH, StdinRefused, checked_name, spooled
 from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import FactLoadError, process_fact_file
-from pipeline.models import FactStatus
+from pipeline.models import FactBatch, FactStatus
 
 
 class Command(RefgovCommand):
@@ -22,7 +24,10 @@ class Command(RefgovCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument("--domain", required=True, help="e.g. annuity_performance (config/domains/<domain>.yml)")
-        parser.add_argument("files", nargs="+", metavar="FILE")
+        parser.add_argument("files", nargs="+", metavar="FILE", help="fact files; - reads a CSV from standard input")
+        parser.add_argument(
+            "--name", help="with -: the file name the batch records (e.g. 202411_规模明细.csv; CSV only)"
+        )
         parser.add_argument("--sheet", help="sheet name (default: the domain's sheet)")
         parser.add_argument("--encoding", choices=["utf-8", "gbk", "gb18030"], help="csv encoding (default: detect)")
         parser.add_argument("--dry-run", action="store_true", help="report what would be derived and loaded")
@@ -43,6 +48,8 @@ class Command(RefgovCommand):
         return lambda message: self.stderr.write(f"{name}: {message}", style_func=str)
 
     def run(self, **options: Any) -> dict:
+        if STDIN in options["files"] or options["name"]:
+            return self.run_stdin(**options)
         results, failures = [], []
         for path in options["files"]:
             try:
@@ -66,12 +73,41 @@ class Command(RefgovCommand):
             raise Failed(f"{len(failures)} of {len(options['files'])} files not loaded: {failures[0]}", payload)
         return payload
 
+    def run_stdin(self, **options: Any) -> dict:
+        """``-``: standard input spooled to a temporary file named ``--name``, processed like a file argument; its
+        batch records the file path ``<stdin>``, and the summary says ``<stdin>`` with the name."""
+        try:
+            name = checked_name(options["files"], options["name"])
+            with spooled(sys.stdin.buffer, name=name) as path:
+                spool = {str(path), str(path.resolve())}
+                files = [str(path) if f == STDIN else f for f in options["files"]]
+                try:
+                    payload = self.run(**{**options, "files": files, "name": None})
+                except Failed as exc:
+                    _from_stdin(exc.payload, spool, name)
+                    raise
+                finally:
+                    FactBatch.objects.filter(file_path__in=spool).update(file_path=STDIN_PATH)
+        except StdinRefused as exc:
+            raise Failed(
+                str(exc), {"domain": options["domain"], "files": [], "status": "error", "error": str(exc)}
+            ) from None
+        _from_stdin(payload, spool, name)
+        return payload
+
     def emit_text(self, payload: dict) -> None:
         for item in payload["files"]:
             head = "DRY RUN " if item.get("dry_run") else ""
             batch = f"batch #{item['batch_id']} " if item.get("batch_id") else ""
-            self.stdout.write(f"{head}{batch}{item['file']}: {item['status']} — {item.get('message', '')}")
+            file = f"{item['file']} ({item['name']})" if item.get("name") else item["file"]
+            self.stdout.write(f"{head}{batch}{file}: {item['status']} — {item.get('message', '')}")
             for table, rows in item.get("derived", {}).items():
                 if rows:
                     keys = ", ".join(r["key"] for r in rows[:20] if r.get("key"))
                     self.stdout.write(f"  new {table}: {len(rows)} ({keys}{' …' if len(rows) > 20 else ''})")
+
+
+def _from_stdin(payload: dict | None, spool: set[str], name: str) -> None:
+    for item in (payload or {}).get("files", []):
+        if item.get("file") in spool:
+            item.update(file=STDIN_PATH, name=name)
