@@ -106,7 +106,13 @@ def test_a_load_of_12k_rows_suggests_the_right_key_for_each_kind_of_typo(referen
     rows += [typo_row(plan_code(77), 77, "QTAN077", 77)] * 2
     # genuinely new: a plan and a portfolio nobody has, with names like no other
     rows.append(
-        scale_row(计划号="P9001", 计划名称="全新示范养老计划", 客户名称="新客户股份", 组合代码="QTAN9001", 组合名称="全新示范组合")
+        scale_row(
+            计划号="P9001",
+            计划名称="全新示范养老计划",
+            客户名称="新客户股份",
+            组合代码="QTAN9001",
+            组合名称="全新示范组合",
+        )
     )
     path = write_csv(tmp_path / "202411_规模明细.csv", rows)
 

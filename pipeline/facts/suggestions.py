@@ -11,8 +11,10 @@ names and parent key). Candidates are found three ways, then scored together:
 - **similar name**, across the whole table where ``search_names`` is set: ``pg_trgm``'s ``%`` through the trigram
   index of each name column.
 
-score = key_weight × key similarity (1 − distance / length, 0 beyond ``max_key_distance``) + (1 − key_weight) × name
-similarity (the best name column; 0.5 when either row has no name). The ``per_key`` best candidates scoring at least
+score = key_weight × key similarity + (1 − key_weight) × name similarity. Key similarity: 1 − typos / length (typos:
+1 for the variants above, a swap included; else the levenshtein distance), 0 beyond ``max_key_distance``, halved
+when the two rows have different parents (``siblings``). Name similarity: the best name column; 0.5 when either
+row has no name. The ``per_key`` best candidates scoring at least
 ``min_score`` are kept in ``KeySuggestion`` with their evidence. No new key, no query.
 """
 
@@ -27,6 +29,7 @@ from reference.registry import ReferenceTable, get_table
 from refgov.db.sql import ident
 
 NEUTRAL_NAME = 0.5  # the name's share of the score when either row has no name to compare
+OTHER_PARENT = 0.5  # a similar key under another parent (a portfolio of another plan) counts half
 
 # Keys one typo away from a new key ``k`` (character positions ``i``, one past the end included): the variant, and
 # what the new key did wrong.
@@ -133,9 +136,22 @@ def _by_siblings(
     )
 
 
+def name_search_threshold(settings: Suggestions) -> float:
+    """The name similarity a candidate found by its name alone needs to reach ``min_score`` (at least
+    ``min_name_similarity``): looking for less similar names would only find candidates that are dropped, and a
+    higher threshold lets the trigram index skip most of its entries."""
+    name_weight = 1 - settings.key_weight
+    if name_weight <= 0:
+        return 2.0
+    return max(settings.min_name_similarity, settings.min_score / name_weight)
+
+
 def _by_names(cur: CursorWrapper, reference: ReferenceTable, names: list[str], settings: Suggestions) -> None:
-    """Per name column, the most similar names through its trigram index (``%`` at ``min_name_similarity``)."""
-    cur.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, true)", [str(settings.min_name_similarity)])
+    """Per name column, the most similar names through its trigram index (``%`` at ``name_search_threshold``)."""
+    threshold = name_search_threshold(settings)
+    if threshold > 1:
+        return
+    cur.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, true)", [str(threshold)])
     for i, name in enumerate(names):
         cur.execute(
             sql.SQL(
@@ -195,13 +211,16 @@ def _store(
                 FROM _suggest_pairs GROUP BY k, c
             ), measured AS (
                 SELECT p.*, levenshtein(p.k, p.c) AS distance, greatest(length(p.k), length(p.c)) AS len,
+                       CASE WHEN p.edit IS NULL THEN levenshtein(p.k, p.c) ELSE 1 END AS typos,
                        {best_name} AS name_similarity, {name_evidence} AS names,
                        translate(p.k, %(digits)s, %(nines)s) = translate(p.c, %(digits)s, %(nines)s) AS same_shape,
-                       substring(p.k FROM '^[^0-9]*') = substring(p.c FROM '^[^0-9]*') AS same_prefix
+                       substring(p.k FROM '^[^0-9]*') = substring(p.c FROM '^[^0-9]*') AS same_prefix,
+                       {same_parent} AS same_parent
                 FROM pairs p JOIN _suggest_new n ON n.k = p.k JOIN {table} t ON t.{key} = p.c
             ), scored AS (
                 SELECT m.*,
-                       %(key_weight)s * CASE WHEN distance <= %(distance)s THEN 1 - distance::float8 / len ELSE 0 END
+                       %(key_weight)s * CASE WHEN distance <= %(distance)s THEN 1 - typos::float8 / len ELSE 0 END
+                         * CASE WHEN same_parent IS FALSE THEN %(other_parent)s ELSE 1 END
                        + (1 - %(key_weight)s) * coalesce(name_similarity, %(neutral)s) AS score
                 FROM measured m
             ), ranked AS (
@@ -217,7 +236,8 @@ def _store(
                    jsonb_build_object(
                        'found_by', to_jsonb(found_by),
                        'key', jsonb_strip_nulls(jsonb_build_object(
-                           'distance', distance, 'edit', edit, 'same_shape', same_shape, 'same_prefix', same_prefix
+                           'distance', distance, 'edit', edit, 'same_shape', same_shape, 'same_prefix', same_prefix,
+                           'same_parent', same_parent
                        )),
                        'names', names
                    ),
@@ -227,6 +247,9 @@ def _store(
         ).format(
             best_name=best_name,
             name_evidence=name_evidence,
+            same_parent=sql.SQL("n.parent = t.{}").format(ident(per_table.siblings))
+            if per_table.siblings
+            else sql.SQL("NULL::boolean"),
             table=ident(reference.name),
             key=ident(reference.key_column),
             suggestion=suggestion,
@@ -247,6 +270,7 @@ def _store(
             "key_weight": settings.key_weight,
             "distance": settings.max_key_distance,
             "neutral": NEUTRAL_NAME,
+            "other_parent": OTHER_PARENT,
             "min_score": settings.min_score,
             "per_key": settings.per_key,
             "table": reference.name,
