@@ -154,8 +154,9 @@ def run(table: str, portfolios: int, new: int, typos: int, repeat: int) -> None:
                 raise Rollback
         except Rollback:
             pass
+    rows = portfolios if table == "组合计划" else portfolios // 5
     print(
-        f"{table}: {new:,} new keys ({typos:,} typos) against {portfolios if table == '组合计划' else portfolios // 5:,}"
+        f"{table}: {new:,} new keys ({typos:,} typos) against {rows:,}"
         f" rows: median {statistics.median(times):.2f} s (runs: {', '.join(f'{t:.2f}' for t in times)}); "
         f"{stored:,} suggestions; typos with the right key first: {right}/{len(truth)}; "
         f"new keys with a suggestion: {false}/{new - typos}",
