@@ -13,7 +13,7 @@ from operations.orchestration import after_preload, run_fact_window
 from pipeline.config import load_config
 from pipeline.facts.usage import refresh_pending_usage
 from pipeline.preload import run_preload
-from pipeline.reports import write_review_report
+from pipeline.reports import send_review_report
 from pipeline.runs_liveness import close_abandoned_runs
 
 logger = logging.getLogger("refgov.orchestration")
@@ -55,8 +55,13 @@ def poll_inbox_task() -> dict:
 
 
 def review_report_task() -> str:
-    path, _ = write_review_report()
-    return str(path)
+    """The weekly review report, written to the reports directory and sent through the notifiers (xlsx attached)."""
+    config = load_config().config
+    html, xlsx, counts = send_review_report(
+        channel=config.review_report.channel or config.backfill.notification_channel
+    )
+    logger.info("review report %s (%s): %s", html, xlsx.name, counts)
+    return str(html)
 
 
 def check_alerts_task() -> dict:

@@ -50,6 +50,7 @@ class Action(enum.StrEnum):
     IMPORT = "import"
     PROMOTE = "promote"
     MERGE = "merge"
+    CONFIRM_KEEP = "confirm_keep"
     UNDO = "undo"
     PRELOAD = "preload"
     BACKFILL = "backfill"
@@ -63,6 +64,7 @@ ACTION_LABELS: dict[str, Promise] = {
     Action.IMPORT: gettext_lazy("import"),
     Action.PROMOTE: gettext_lazy("promote to authoritative"),
     Action.MERGE: gettext_lazy("merge"),
+    Action.CONFIRM_KEEP: gettext_lazy("confirmed and kept (still auto-derived)"),
     Action.UNDO: gettext_lazy("undo"),
     Action.PRELOAD: gettext_lazy("preload"),
     Action.BACKFILL: gettext_lazy("backfill of pending rows"),

@@ -106,6 +106,9 @@ class Alerts(Strict):
 class ReviewReport(Strict):
     enabled: bool = True
     schedule: Cron = "0 8 * * 1"
+    channel: str | None = Field(
+        default=None, description="notifier channel of the weekly report; default: backfill.notification_channel"
+    )
 
 
 DEFAULT_REQUIRED_FIELDS = {

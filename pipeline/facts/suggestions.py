@@ -76,7 +76,7 @@ def _stage_new(
     cur: CursorWrapper, reference: ReferenceTable, keys: list[str], names: list[str], siblings: str | None
 ) -> None:
     """The new rows' key, names and parent as ``_suggest_new (k, n0, n1, …, parent)``."""
-    columns = [sql.SQL("t.{} AS k").format(ident(reference.key_column))]
+    columns: list[sql.Composable] = [sql.SQL("t.{} AS k").format(ident(reference.key_column))]
     columns += [sql.SQL("t.{} AS {}").format(ident(name), ident(f"n{i}")) for i, name in enumerate(names)]
     columns.append(sql.SQL("t.{} AS parent").format(ident(siblings)) if siblings else sql.SQL("NULL::text AS parent"))
     cur.execute(

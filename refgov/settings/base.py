@@ -119,6 +119,8 @@ REFGOV_XLSX_MAX_RATIO = int(env("REFGOV_XLSX_MAX_RATIO", "100"))  # uncompressed
 REFGOV_FACT_MAX_ROWS_PER_SHEET = int(env("REFGOV_FACT_MAX_ROWS_PER_SHEET", "500000"))
 # Review reports written after batches and by ``manage.py review_report``.
 REFGOV_REPORTS_DIR = Path(env("REFGOV_REPORTS_DIR", str(BASE_DIR / "var" / "reports")))
+# Where REFGOV_REPORTS_DIR is served (a file share's or web server's URL), for the links in notifications; optional.
+REFGOV_REPORTS_URL = env("REFGOV_REPORTS_URL", "")
 
 LANGUAGE_CODE = "zh-hans"
 LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
