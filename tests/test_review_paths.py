@@ -25,7 +25,7 @@ from reference.permissions import STEWARD_GROUP, VIEWER_GROUP
 from stewardship.confirm import ReasonRequired, confirm_keep
 from tests.facts_support import write_csv
 from tests.test_stewardship_admin import client_for
-from tests.test_suggestions import fact_rows, plan_name, references, typo_row  # noqa: F401 (fixture)
+from tests.test_suggestions import create_named_references, fact_rows, plan_name, typo_row
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:reference_annuityplan_changelist")
@@ -38,8 +38,9 @@ def steward(django_user_model) -> Client:
 
 
 @pytest.fixture
-def loaded(references, tmp_path):
+def loaded(config_copy, tmp_path):
     """A 10k-row month with three typos of existing plans and one genuinely new plan."""
+    create_named_references()
     rows = fact_rows(10_000)
     rows += [typo_row("1P0029", 29, portfolio_code(29), 29, assets=9_000_000)] * 4
     rows += [typo_row("P01100", 110, portfolio_code(110), 110, assets=10)] * 2

@@ -38,6 +38,11 @@ def portfolio_name(i: int) -> str:
 
 @pytest.fixture
 def references(config_copy):
+    create_named_references()
+
+
+def create_named_references() -> None:
+    """300 plans and 600 portfolios with realistic names (and the product lines and branches)."""
     create_references()  # product lines, branches, the first 30 plans and 40 portfolios (named again below)
     AnnuityPlan.objects.bulk_create(AnnuityPlan(plan_code=plan_code(i)) for i in range(31, PLANS + 1))
     PortfolioPlan.objects.bulk_create(
