@@ -50,10 +50,10 @@ class Action(enum.StrEnum):
     IMPORT = "import"
     PROMOTE = "promote"
     MERGE = "merge"
-    CONFIRM_KEEP = "confirm_keep"
     UNDO = "undo"
     PRELOAD = "preload"
     BACKFILL = "backfill"
+    CONFIRM_KEEP = "confirm_keep"
 
 
 ACTION_LABELS: dict[str, Promise] = {
