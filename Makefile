@@ -13,7 +13,7 @@ MYPY_PACKAGES := refgov reference pipeline stewardship operations
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 export LEGACY_MYSQL_URL ?= mysql://root@127.0.0.1:3306
 
-.PHONY: demo qcluster test check deps system-deps services venv db bench-preload bench-facts bench-admin
+.PHONY: demo qcluster test check deps system-deps services venv db bench-preload bench-facts bench-admin bench-suggestions
 # A recipe that fails leaves no target behind (no half-made venv marked installed).
 .DELETE_ON_ERROR:
 
@@ -92,3 +92,7 @@ bench-facts: venv services
 ## bench-admin: the steward workbench benchmark (1M portfolios, 100k pending review)
 bench-admin: venv services
 	$(PY) bench/admin.py
+
+## bench-suggestions: typo suggestions for 3k new portfolios against 1M
+bench-suggestions: venv services
+	$(PY) bench/suggestions.py

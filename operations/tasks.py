@@ -15,7 +15,7 @@ from pipeline.facts.uploads import load_upload
 from pipeline.facts.usage import refresh_pending_usage
 from pipeline.models import FactUpload, UploadState
 from pipeline.preload import run_preload
-from pipeline.reports import write_review_report
+from pipeline.reports import send_review_report
 from pipeline.runs_liveness import close_abandoned_runs
 
 logger = logging.getLogger("refgov.orchestration")
@@ -58,8 +58,13 @@ def poll_inbox_task() -> dict:
 
 
 def review_report_task() -> str:
-    path, _ = write_review_report()
-    return str(path)
+    """The weekly review report, written to the reports directory and sent through the notifiers (xlsx attached)."""
+    config = load_config().config
+    html, xlsx, counts = send_review_report(
+        channel=config.review_report.channel or config.backfill.notification_channel
+    )
+    logger.info("review report %s (%s): %s", html, xlsx.name, counts)
+    return str(html)
 
 
 def check_alerts_task() -> dict:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TypedDict
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db.models import Q
@@ -16,14 +17,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from pipeline.alerts import check_shares
-from pipeline.models import DerivedReference, FactBatch
-from pipeline.notify import notify
+from pipeline.models import DerivedReference, FactBatch, KeySuggestion
+from pipeline.notify import Attachment, notify
 from reference.models import TrackedReference
 from reference.registry import all_tables, get_table
 from refgov.formulae import XLSXWRITER_OPTIONS, escape_row
 
 HEADERS = ["表", "键", "名称", "来源", "派生业务域", "派生时间", "来源文件", "行号", "引用事实行数"]
 FIRST_KEYS = 10
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class Provenance(TypedDict):
@@ -243,3 +245,55 @@ def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
 
     check_shares(threshold=alert_share, channel=channel)
     return path
+
+
+def report_url(path: Path) -> str | None:
+    """The link to a report in ``REFGOV_REPORTS_URL`` (where the reports directory is served), if set."""
+    base = getattr(settings, "REFGOV_REPORTS_URL", "")
+    return f"{base.rstrip('/')}/{quote(path.name)}" if base else None
+
+
+def send_review_report(*, channel: str) -> tuple[Path, Path, dict[str, int]]:
+    """The weekly review report: everything pending review written as HTML and xlsx to the reports directory, then
+    sent through the notifiers (the e-mail carries the xlsx; the webhook and the log name it and its link). Returns
+    the two files and the count per table."""
+    rows = pending_review()
+    stamp = f"{timezone.localtime():%Y%m%d_%H%M%S}"
+    html = write_html(rows, reports_dir() / f"review_{stamp}.html")
+    xlsx = write_xlsx(rows, reports_dir() / f"review_{stamp}.xlsx")
+    counts = {t.name: 0 for t in all_tables()} | _per_table(rows)
+    suggested = _with_suggestion(rows)
+    lines = [
+        _("%(table)s: %(n)d pending review, %(typos)d with a typo suggestion")
+        % {"table": table, "n": n, "typos": suggested.get(table, 0)}
+        for table, n in counts.items()
+    ]
+    attachment = Attachment(path=xlsx, mimetype=XLSX_TYPE, url=report_url(xlsx))
+    lines.append(_("report: %(where)s") % {"where": attachment.url or xlsx})
+    notify(
+        channel=channel,
+        subject=_("Weekly review report: %(n)d reference rows pending review") % {"n": len(rows)},
+        text="\n".join(lines),
+        data={
+            "pending": counts,
+            "typo_suggestions": suggested,
+            "report": str(xlsx),
+            "report_url": attachment.url,
+            "html": str(html),
+        },
+        attachments=[attachment],
+    )
+    return html, xlsx, counts
+
+
+def _with_suggestion(rows: list[PendingRow]) -> dict[str, int]:
+    """Per table, how many of the pending auto-derived rows have a typo suggestion."""
+    keys: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        keys[row["table"]].append(row["key"])
+    counts = {}
+    for table, table_keys in keys.items():
+        counts[table] = (
+            KeySuggestion.objects.filter(table=table, key__in=table_keys, rank=1).values("key").distinct().count()
+        )
+    return counts

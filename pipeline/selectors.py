@@ -11,14 +11,17 @@ from decimal import Decimal
 from typing import Any, NamedTuple, NotRequired, TypedDict
 
 from django.db import models
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery, Sum
 
 from pipeline.fact_tables import fact_table, fact_table_names
-from pipeline.models import DerivedReference, SyncUpgrade
+from pipeline.models import DerivedReference, KeySuggestion, SyncUpgrade
 from reference.models import Source, TrackedReference
 from reference.registry import get_table, model_field
 
 CLOSING_ASSETS_FIELD = "closing_assets"
+
+
+KeySuggestionColumns = dict[str, Subquery]
 
 
 class FactRelation(NamedTuple):
@@ -110,3 +113,55 @@ def promoted_rows(*, table: str) -> QuerySet[TrackedReference]:
     model = get_table(table).model
     upgraded = SyncUpgrade.objects.filter(table=table).values("key")
     return model.objects.filter(source=Source.AUTHORITATIVE, derived_from_domain__isnull=False).exclude(pk__in=upgraded)
+
+
+class KeyUsage(NamedTuple):
+    rows: int
+    assets: Decimal | None
+
+
+def usage_of_keys(*, model: type[TrackedReference], keys: Collection[str]) -> dict[str, KeyUsage]:
+    """Key → fact rows and closing assets using it, over every fact table (one GROUP BY per fact table)."""
+    rows: dict[str, int] = {}
+    assets: dict[str, Decimal] = {}
+    for fact, attr in fact_relations(model):
+        column = model_field(fact, attr).attname
+        sums: dict[str, Any] = {"assets": Sum(CLOSING_ASSETS_FIELD)} if _has_assets(fact) else {}
+        grouped = (
+            fact._default_manager.filter(**{f"{column}__in": list(keys)})
+            .order_by()
+            .values(column)
+            .annotate(n=Count("pk"), **sums)
+        )
+        for row in grouped:
+            key = row[column]
+            rows[key] = rows.get(key, 0) + row["n"]
+            if row.get("assets") is not None:
+                assets[key] = assets.get(key, Decimal(0)) + row["assets"]
+    return {key: KeyUsage(rows.get(key, 0), assets.get(key)) for key in keys}
+
+
+def suggestions_for(*, table: str, key: str) -> list[KeySuggestion]:
+    """The typo suggestions for an auto-derived key whose candidate row still exists, best first."""
+    model = get_table(table).model
+    existing = model._default_manager.filter(pk=OuterRef("candidate"))
+    return list(KeySuggestion.objects.filter(table=table, key=key).filter(Exists(existing)).order_by("rank"))
+
+
+def best_suggestion(*, table: str) -> KeySuggestionColumns:
+    """Subqueries for a reference queryset's ``annotate``: each row's best suggested key and its score."""
+    best = KeySuggestion.objects.filter(table=table, key=OuterRef("pk"), rank=1)
+    return {
+        "suggested_key": Subquery(best.values("candidate")[:1]),
+        "suggestion_score": Subquery(best.values("score")[:1]),
+    }
+
+
+def with_suggestion(*, table: str, min_score: float = 0.0) -> Exists:
+    """A filter: the row has a typo suggestion scoring at least ``min_score``."""
+    return Exists(KeySuggestion.objects.filter(table=table, key=OuterRef("pk"), rank=1, score__gte=min_score))
+
+
+def best_suggested_keys(*, table: str, keys: Collection[str]) -> dict[str, str]:
+    """Key → its best suggested key, for the keys that have one (one query however many keys)."""
+    return dict(KeySuggestion.objects.filter(table=table, key__in=list(keys), rank=1).values_list("key", "candidate"))

@@ -53,6 +53,7 @@ class Action(enum.StrEnum):
     UNDO = "undo"
     PRELOAD = "preload"
     BACKFILL = "backfill"
+    CONFIRM_KEEP = "confirm_keep"
 
 
 ACTION_LABELS: dict[str, Promise] = {
@@ -63,6 +64,7 @@ ACTION_LABELS: dict[str, Promise] = {
     Action.IMPORT: gettext_lazy("import"),
     Action.PROMOTE: gettext_lazy("promote to authoritative"),
     Action.MERGE: gettext_lazy("merge"),
+    Action.CONFIRM_KEEP: gettext_lazy("confirmed and kept (still auto-derived)"),
     Action.UNDO: gettext_lazy("undo"),
     Action.PRELOAD: gettext_lazy("preload"),
     Action.BACKFILL: gettext_lazy("backfill of pending rows"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -65,6 +66,11 @@ class TrackedReference(models.Model):
         ]
 
 
+def trigram_index(model: str, field: str) -> GinIndex:
+    """A trigram index (``pg_trgm``) on a name column: typo suggestions look up similar names with it."""
+    return GinIndex(fields=[field], name=f"{model}_{field}_trgm", opclasses=["gin_trgm_ops"])
+
+
 def text(verbose: StrOrPromise, column: str, length: int = 255) -> models.CharField:
     return models.CharField(verbose, max_length=length, db_column=column, null=True, blank=True)
 
@@ -86,6 +92,11 @@ class AnnuityPlan(TrackedReference):
 
     class Meta(TrackedReference.Meta):
         db_table = "年金计划"
+        indexes = [
+            *TrackedReference.Meta.indexes,
+            trigram_index("annuityplan", "short_name"),
+            trigram_index("annuityplan", "customer_name"),
+        ]
         verbose_name = _("annuity plan")
         verbose_name_plural = _("annuity plans")
         ordering = ["plan_code"]
@@ -143,6 +154,7 @@ class ProductLine(TrackedReference):
 
     class Meta(TrackedReference.Meta):
         db_table = "产品线"
+        indexes = [*TrackedReference.Meta.indexes, trigram_index("productline", "name")]
         verbose_name = _("product line")
         verbose_name_plural = _("product lines")
         ordering = ["code"]
@@ -164,6 +176,7 @@ class Organization(TrackedReference):
 
     class Meta(TrackedReference.Meta):
         db_table = "组织架构"
+        indexes = [*TrackedReference.Meta.indexes, trigram_index("organization", "name")]
         verbose_name = _("organization")
         verbose_name_plural = _("organizations")
         ordering = ["code"]

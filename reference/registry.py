@@ -113,6 +113,15 @@ def value_field(field: models.Field[Any, Any]) -> models.Field[Any, Any]:
     return field.target_field if isinstance(field, models.ForeignKey) else field
 
 
+def trigram_indexed_columns(model: type[models.Model]) -> set[str]:
+    """Database columns of ``model`` with a trigram index (``gin_trgm_ops``, see ``models.trigram_index``)."""
+    return {
+        model_field(model, index.fields[0]).column
+        for index in model._meta.indexes
+        if "gin_trgm_ops" in getattr(index, "opclasses", ()) and len(index.fields) == 1
+    }
+
+
 class ChildRelation(NamedTuple):
     """A reference table's foreign key to another reference table: the child table, its model and the key's field."""
 

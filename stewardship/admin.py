@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from import_export.admin import ImportExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 
+from pipeline.selectors import best_suggestion
 from reference.history import Action, stewardship_context
 from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine, Source, TrackedReference
 from reference.registry import TRACKING_FIELDS, for_model
@@ -27,9 +28,12 @@ from stewardship.workbench import (
     DomainFilter,
     RequiredMissingFilter,
     StewardshipAdminMixin,
+    SuggestionFilter,
     complete_selected,
+    confirm_keep_selected,
     export_feedback,
     promote_selected,
+    typo_label,
 )
 
 admin.site.site_header = _("refgov reference data stewardship")
@@ -59,13 +63,14 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
         "source",
         "needs_review",
         RequiredMissingFilter,
+        SuggestionFilter,
         DomainFilter,
         ("derived_at", DerivedAtFilter),
     )
     readonly_fields = TRACKING_FIELDS
     show_full_result_count = False
     list_per_page = 100
-    actions = (promote_selected, complete_selected, export_feedback)
+    actions = (promote_selected, complete_selected, confirm_keep_selected, export_feedback)
     formats = (XLSX, CSV)
 
     def get_resource_classes(self, request: HttpRequest) -> list[type[ReferenceResource]]:
@@ -87,6 +92,7 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
                 *cls.name_fields[:2],
                 *cls.extra_list_fields,
                 "source_badge",
+                "typo_suggestion",
                 "weight",
                 "completeness",
                 "age",
@@ -103,7 +109,14 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
         # Django skips list_select_related when the queryset already selects related rows: name both here.
         related = self.list_select_related if isinstance(self.list_select_related, (list, tuple)) else ()
         lookups: list[str] = ["usage", *related]  # each table's usage row (reference.models._usage_of)
-        return super().get_queryset(request).select_related(*lookups)
+        queryset = super().get_queryset(request).select_related(*lookups)
+        return queryset.annotate(**best_suggestion(table=for_model(self.model).name))
+
+    @admin.display(description=_("typo suggestion"), ordering="suggestion_score")
+    def typo_suggestion(self, obj: TrackedReference) -> SafeString | str:
+        if obj.source != Source.AUTO_DERIVED:
+            return "—"
+        return typo_label(getattr(obj, "suggested_key", None), getattr(obj, "suggestion_score", None))
 
     def get_ordering(self, request: HttpRequest) -> list[Any] | tuple[Any, ...]:  # names or order expressions
         """The review queue (pending rows) by business weight, then age; everything else by key."""
@@ -160,6 +173,7 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
 class AnnuityPlanAdmin(TrackedReferenceAdmin):
     key_field = "plan_code"
     name_fields = ("short_name", "customer_name", "full_name")
+    comparison_fields = ("short_name", "full_name", "customer_name", "plan_type", "lead_branch", "company_id")
     extra_list_fields = ("plan_type", "status")
 
 
@@ -167,6 +181,7 @@ class AnnuityPlanAdmin(TrackedReferenceAdmin):
 class PortfolioPlanAdmin(TrackedReferenceAdmin):
     key_field = "portfolio_code"
     name_fields = ("name", "short_name")
+    comparison_fields = ("name", "plan", "portfolio_type", "plan__customer_name", "plan__lead_branch")
     extra_list_fields = ("plan", "portfolio_type")
     extra_search_fields = ("plan__plan_code",)
     list_select_related = ("plan",)
@@ -177,9 +192,11 @@ class PortfolioPlanAdmin(TrackedReferenceAdmin):
 class ProductLineAdmin(TrackedReferenceAdmin):
     key_field = "code"
     name_fields = ("name", "category", "business_group")
+    comparison_fields = ("name", "category", "business_group")
 
 
 @admin.register(Organization)
 class OrganizationAdmin(TrackedReferenceAdmin):
     key_field = "code"
     name_fields = ("name", "annuity_center", "region")
+    comparison_fields = ("name", "annuity_center", "region")

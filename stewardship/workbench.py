@@ -24,14 +24,25 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from pipeline.selectors import fact_rows_of_keys, facts_by_month, provenance
+from pipeline.selectors import (
+    best_suggested_keys,
+    fact_rows_of_keys,
+    facts_by_month,
+    provenance,
+    suggestions_for,
+    usage_of_keys,
+    with_suggestion,
+)
 from reference.models import MANUAL_ENTRY, Source, TrackedReference
 from reference.registry import for_model, model_field, value_field
 from stewardship.admin_typing import ReferenceModelAdmin, ReferenceModelForm, request_user
 from stewardship.complete import complete, complete_preview
+from stewardship.confirm import REASON_MAX_LENGTH, ReasonRequired, confirm_keep
 from stewardship.feedback import write_feedback
 from stewardship.merge import MergeRefused, merge, merge_impact
 from stewardship.promote import PromoteResult, promote
@@ -173,6 +184,86 @@ def complete_selected(
     return TemplateResponse(request, "admin/reference/complete_fields.html", context)
 
 
+class ConfirmKeepForm(forms.Form):
+    reason = forms.CharField(
+        label=gettext_lazy("reason"),
+        max_length=REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text=gettext_lazy("Why these rows stay auto-derived (recorded in the history)."),
+    )
+
+
+@admin.action(description=gettext_lazy("Confirm and keep (still auto-derived)…"), permissions=["change"])
+def confirm_keep_selected(
+    modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[TrackedReference]
+) -> TemplateResponse | None:
+    form = ConfirmKeepForm(request.POST if "_apply" in request.POST else None)
+    pending = queryset.filter(source=Source.AUTO_DERIVED, needs_review=True).count()
+    if form.is_bound and form.is_valid():
+        try:
+            kept = confirm_keep(queryset=queryset, reason=form.cleaned_data["reason"], user=request_user(request))
+        except ReasonRequired:
+            form.add_error("reason", _("A reason is required."))
+        else:
+            modeladmin.message_user(
+                request,
+                _("%d rows confirmed and kept: no longer pending review, still auto-derived.") % kept,
+                messages.SUCCESS,
+            )
+            return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": _("Confirm and keep as auto-derived"),
+        "opts": modeladmin.model._meta,
+        "form": form,
+        "selected": queryset.count(),
+        "pending": pending,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected_ids": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across", "0"),
+    }
+    return TemplateResponse(request, "admin/reference/confirm_keep.html", context)
+
+
+EDIT_LABELS = {
+    "extra": gettext_lazy("one character too many"),
+    "swapped": gettext_lazy("two characters swapped"),
+    "wrong_digit": gettext_lazy("one digit differs"),
+    "missing_digit": gettext_lazy("one digit missing"),
+}
+FOUND_BY_LABELS = {
+    "key": gettext_lazy("similar key"),
+    "sibling": gettext_lazy("same parent"),
+    "name": gettext_lazy("similar name"),
+}
+
+
+def evidence_labels(evidence: dict[str, Any]) -> list[str]:
+    """A suggestion's evidence for people: which signals matched, with their measures."""
+    labels = [str(FOUND_BY_LABELS.get(f, f)) for f in evidence.get("found_by", [])]
+    key = evidence.get("key") or {}
+    if key.get("edit"):
+        labels.append(str(EDIT_LABELS.get(key["edit"], key["edit"])))
+    if key.get("distance") is not None:
+        labels.append(_("edit distance %d") % key["distance"])
+    if key.get("same_parent") is False:
+        labels.append(_("another parent"))
+    for column, similarity in (evidence.get("names") or {}).items():
+        labels.append(_("%(column)s similarity %(score).2f") % {"column": column, "score": similarity})
+    return labels
+
+
+def typo_label(key: str | None, score: float | None) -> SafeString | str:
+    """「疑似 S00385 的笔误」 with the score, for the review queue."""
+    if not key:
+        return "—"
+    return format_html(
+        '<span class="refgov-suggestion" title="{}">{}</span>',
+        _("score %.2f") % (score or 0),
+        _("probably a typo of %(key)s (%(score).2f)") % {"key": key, "score": score or 0},
+    )
+
+
 class RequiredFieldsFormMixin(ReferenceModelForm):
     """For the admin's add and change forms: a row added by hand is authoritative and reviewed at once, so it must
     have the required fields a promote asks for; an authoritative row cannot have one of them emptied."""
@@ -270,7 +361,7 @@ class StewardshipAdminMixin(ReferenceModelAdmin):
         obj = self._changeable(request, object_id)
         table = for_model(self.model).name
         impact = merge_impact(table=table, wrong_key=obj.pk)
-        form = MergeForm(request.POST or None)
+        form = MergeForm(request.POST or (request.GET if "right_key" in request.GET else None))
         target = None
         if form.is_valid():
             target = self.model.objects.filter(pk=form.cleaned_data["right_key"].strip()).first()
@@ -321,7 +412,48 @@ class StewardshipAdminMixin(ReferenceModelAdmin):
             "missing_required": [f.verbose_name for f in missing_of(obj, required_fields(table))],
             "can_promote": can_change and (obj.needs_review or obj.source != Source.AUTHORITATIVE),
             "can_merge": can_change and obj.source == Source.AUTO_DERIVED,
+            "suggestions": self.suggestion_columns(obj, can_merge=can_change)
+            if obj.source == Source.AUTO_DERIVED
+            else None,
         }
+
+    #: the fields shown side by side for a row and its suggested keys (``a__b``: field b of the row a points to)
+    comparison_fields: tuple[str, ...] = ()
+
+    def suggestion_columns(self, obj: TrackedReference, *, can_merge: bool) -> dict[str, Any] | None:
+        """The row and the rows its key probably means, side by side: one column each, one line per field."""
+        table = for_model(self.model).name
+        found = suggestions_for(table=table, key=obj.pk)
+        if not found:
+            return None
+        candidates = {str(c.pk): c for c in self.model.objects.filter(pk__in=[s.candidate for s in found])}
+        usage = usage_of_keys(model=self.model, keys=[obj.pk, *candidates])
+        columns = [(obj, None)] + [(candidates[s.candidate], s) for s in found if s.candidate in candidates]
+        lines = [
+            (_comparison_label(self.model, name), [_comparison_value(row, name) for row, _s in columns])
+            for name in self.comparison_fields
+        ]
+        return {
+            "columns": [
+                {
+                    "row": row,
+                    "suggestion": suggestion,
+                    "usage": usage.get(str(row.pk)),
+                    "evidence": evidence_labels(suggestion.evidence) if suggestion else [],
+                    "change_url": self._change_url(row),
+                    "merge_url": f"{self._url('merge', obj)}?right_key={quote(str(row.pk))}"
+                    if suggestion and can_merge
+                    else None,
+                }
+                for row, suggestion in columns
+            ],
+            "lines": lines,
+        }
+
+    def _merge_instead_url(self, obj: TrackedReference, best: dict[str, str]) -> str:
+        """The merge view for a row facts use, with its best typo suggestion filled in when there is one."""
+        url = self._url("merge", obj)
+        return f"{url}?right_key={quote(best[obj.pk])}" if obj.pk in best else url
 
     def get_deleted_objects(
         self, objs: Sequence[TrackedReference] | QuerySet[TrackedReference], request: HttpRequest
@@ -329,9 +461,15 @@ class StewardshipAdminMixin(ReferenceModelAdmin):
         """Rows facts still use cannot be deleted: say why and offer the merge instead of listing every fact."""
         objs = list(objs)
         used = fact_rows_of_keys(model=self.model, keys=[obj.pk for obj in objs])
-        protected = [
-            _("%(key)s: %(n)d fact rows use it — merge it into the right key instead (%(url)s)")
-            % {"key": obj.pk, "n": used[obj.pk], "url": self._url("merge", obj)}
+        best = best_suggested_keys(table=for_model(self.model).name, keys=list(used)) if used else {}
+        protected: list[str] = [
+            format_html(
+                '{} <a href="{}" class="refgov-merge-instead">{}</a>',
+                _("%(key)s: %(n)d fact rows use it — merge it into the right key instead.")
+                % {"key": obj.pk, "n": used[obj.pk]},
+                self._merge_instead_url(obj, best),
+                _("Merge %s into another key") % obj.pk,
+            )
             for obj in objs
             if used.get(obj.pk)
         ]
@@ -353,6 +491,32 @@ class RequiredMissingFilter(admin.SimpleListFilter):
             return queryset
         missing = missing_q(fields)
         return queryset.filter(missing) if self.value() == "missing" else queryset.exclude(missing)
+
+
+class SuggestionFilter(admin.SimpleListFilter):
+    """Auto-derived rows with a typo suggestion (any, or likely: score at least ``LIKELY``), or without one."""
+
+    LIKELY = 0.8
+    title = gettext_lazy("typo suggestion")
+    parameter_name = "suggestion"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> list[tuple[str, str]]:
+        return [
+            ("likely", _("likely (score ≥ %.1f)") % self.LIKELY),
+            ("any", _("any")),
+            ("none", _("none")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TrackedReference]) -> QuerySet[TrackedReference]:
+        table = for_model(queryset.model).name
+        auto = queryset.filter(source=Source.AUTO_DERIVED)
+        if self.value() == "likely":
+            return auto.filter(with_suggestion(table=table, min_score=self.LIKELY))
+        if self.value() == "any":
+            return auto.filter(with_suggestion(table=table))
+        if self.value() == "none":
+            return queryset.exclude(with_suggestion(table=table))
+        return queryset
 
 
 class DomainFilter(admin.SimpleListFilter):
@@ -413,3 +577,19 @@ def _day_of(value: Any) -> str:
         return timezone.localtime(dt.datetime.fromisoformat(str(value))).date().isoformat()
     except ValueError:
         return ""
+
+
+def _comparison_label(model: type[models.Model], name: str) -> str:
+    first, _sep, rest = name.partition("__")
+    field = model_field(model, first)
+    if rest and isinstance(field.related_model, type):
+        return f"{field.verbose_name} · {_comparison_label(field.related_model, rest)}"
+    return str(field.verbose_name)
+
+
+def _comparison_value(row: models.Model | None, name: str) -> Any:
+    first, _sep, rest = name.partition("__")
+    value = getattr(row, first, None) if row is not None else None
+    if rest:
+        return _comparison_value(value, rest)
+    return value if value not in (None, "") else "—"

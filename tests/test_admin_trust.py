@@ -161,7 +161,10 @@ def test_no_action_that_changes_state_is_offered_without_the_permission(request,
     failed_task()
     succeeded_task()
     Schedule.objects.create(name="preload", func="operations.tasks.run_preload_task", schedule_type=Schedule.DAILY)
-    allowed = {"viewer": {"export_feedback"}, "steward": {"export_feedback", "promote_selected", "complete_selected"}}
+    allowed = {
+        "viewer": {"export_feedback"},
+        "steward": {"export_feedback", "promote_selected", "complete_selected", "confirm_keep_selected"},
+    }
     seen = {}
     for model in admin.site._registry:
         changelist = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")

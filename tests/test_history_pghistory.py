@@ -106,5 +106,6 @@ def test_action_values_are_the_strings_stored_in_the_metadata():
         "undo",
         "preload",
         "backfill",
+        "confirm_keep",
     ]
     assert json.dumps({"action": Action.BULK_COMPLETE}) == '{"action": "bulk_complete"}'

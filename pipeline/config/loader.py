@@ -9,15 +9,16 @@ from typing import Any, TypeVar
 
 import yaml
 from django.conf import settings
+from django.db import models
 from pydantic import BaseModel, ValidationError
 
 from pipeline.derivations import FUNCTIONS
 from pipeline.fact_tables import fact_table, fact_table_names
-from reference.registry import DependencyCycle, dependency_order, get_table, table_names
+from reference.registry import DependencyCycle, dependency_order, get_table, table_names, trigram_indexed_columns
 from refgov.db.identifiers import check_identifier
 
 from .domain_schema import DomainConfig, ForeignKey
-from .schema import ConfigFileSource, LegacyMySQLSource, ReferenceManagementConfig
+from .schema import ConfigFileSource, LegacyMySQLSource, ReferenceManagementConfig, Suggestions
 
 MAIN_FILE = "reference_management.yml"
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -100,6 +101,44 @@ def _check_columns(path: Path, key_path: str, table: str, columns: list[str], pr
             problems.append(Problem(path, f"{key_path}.{column}", f"unknown column {column!r} of table {table!r}"))
 
 
+def _check_suggestions(path: Path, suggestions: Suggestions, problems: list[Problem]) -> None:
+    """Name columns must be text columns (with a trigram index where the whole table is searched); ``siblings`` a
+    foreign key to another reference table."""
+    for table, settings_ in suggestions.tables.items():
+        key_path = f"stewardship.suggestions.tables.{table}"
+        if not _check_table(path, key_path, table, problems):
+            continue
+        reference = get_table(table)
+        fields = reference.data_fields
+        indexed = trigram_indexed_columns(reference.model)
+        for i, column in enumerate(settings_.names):
+            field = fields.get(column)
+            if field is None or column == reference.key_column:
+                problems.append(
+                    Problem(path, f"{key_path}.names[{i}]", f"unknown column {column!r} of table {table!r}")
+                )
+            elif not isinstance(field, (models.CharField, models.TextField)) or field.is_relation:
+                problems.append(Problem(path, f"{key_path}.names[{i}]", f"column {column!r} is not a text column"))
+            elif settings_.search_names and column not in indexed:
+                problems.append(
+                    Problem(
+                        path,
+                        f"{key_path}.names[{i}]",
+                        f"search_names needs a trigram index on {table}.{column} (indexed: "
+                        f"{', '.join(sorted(indexed)) or 'none'}); without one every load reads the whole table",
+                    )
+                )
+        if settings_.siblings is not None and settings_.siblings not in reference.parents:
+            problems.append(
+                Problem(
+                    path,
+                    f"{key_path}.siblings",
+                    f"{settings_.siblings!r} is not a foreign key of table {table!r} to another reference table "
+                    f"(foreign keys: {', '.join(reference.parents) or 'none'})",
+                )
+            )
+
+
 def _load_file_rows(
     config_dir: Path, main: Path, table: str, source: ConfigFileSource, problems: list[Problem]
 ) -> list[dict[str, Any]]:
@@ -163,6 +202,7 @@ def load_config(config_dir: Path | str | None = None) -> LoadedConfig:
     for table, columns in config.stewardship.required_fields.items():
         if _check_table(main, f"stewardship.required_fields.{table}", table, problems):
             _check_columns(main, f"stewardship.required_fields.{table}", table, columns, problems)
+    _check_suggestions(main, config.stewardship.suggestions, problems)
     for table, parents in config.depends_on.items():
         if _check_table(main, f"depends_on.{table}", table, problems):
             for i, parent in enumerate(parents):

@@ -106,6 +106,9 @@ class Alerts(Strict):
 class ReviewReport(Strict):
     enabled: bool = True
     schedule: Cron = "0 8 * * 1"
+    channel: str | None = Field(
+        default=None, description="notifier channel of the weekly report; default: backfill.notification_channel"
+    )
 
 
 DEFAULT_REQUIRED_FIELDS = {
@@ -116,10 +119,50 @@ DEFAULT_REQUIRED_FIELDS = {
 }
 
 
+class SuggestionTable(Strict):
+    """How new keys of one reference table are compared with its existing rows (database column names)."""
+
+    names: list[str] = Field(
+        default_factory=list, description="name columns compared with the same column of existing rows (pg_trgm)"
+    )
+    search_names: bool = Field(
+        default=False, description="also look up similar names across the whole table (needs a trigram index)"
+    )
+    siblings: str | None = Field(
+        default=None, description="a parent key column: rows with the same parent are compared by key and name"
+    )
+
+
+DEFAULT_SUGGESTION_TABLES = {
+    "年金计划": SuggestionTable(names=["计划简称", "客户名称"], search_names=True),
+    "组合计划": SuggestionTable(names=["组合名称"], siblings="年金计划号"),
+    "产品线": SuggestionTable(names=["产品线"], search_names=True),
+    "组织架构": SuggestionTable(names=["机构"], search_names=True),
+}
+
+
+class Suggestions(Strict):
+    """Typo suggestions for the keys a load derives: existing rows each new key probably means."""
+
+    enabled: bool = True
+    min_score: float = Field(default=0.55, ge=0, le=1, description="suggestions scoring less are not kept")
+    key_weight: float = Field(
+        default=0.4, ge=0, le=1, description="share of the key's similarity in the score; the rest is the name's"
+    )
+    max_key_distance: int = Field(default=2, ge=1, le=3, description="levenshtein distance of a similar key")
+    min_name_similarity: float = Field(
+        default=0.5, gt=0, le=1, description="trigram similarity of a similar name (pg_trgm)"
+    )
+    per_key: int = Field(default=3, ge=1, le=20, description="suggestions kept per new key, best first")
+    tables: dict[str, SuggestionTable] = Field(default_factory=lambda: dict(DEFAULT_SUGGESTION_TABLES))
+
+
 class Stewardship(Strict):
-    """What a steward must fill in before an auto-derived row can be promoted (database column names)."""
+    """What a steward must fill in before an auto-derived row can be promoted (database column names), and the typo
+    suggestions shown in the review queue."""
 
     required_fields: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_REQUIRED_FIELDS))
+    suggestions: Suggestions = Suggestions()
 
 
 class ReferenceManagementConfig(Strict):

@@ -46,6 +46,7 @@ from pipeline.facts.references import (
 )
 from pipeline.facts.scope import ScopePart, batch_scope
 from pipeline.facts.staging import FactStager, Progress
+from pipeline.facts.suggestions import suggest_for_new_keys
 from pipeline.facts.usage import record_batch_usage, refresh_usage
 from pipeline.models import AlertKind, DerivedReference, FactBatch, FactKind, FactStatus
 from pipeline.reports import report_batch
@@ -434,6 +435,13 @@ def _ensure_references(
             )
         )
         derived.inserted = sorted(inserted)
+        suggest_for_new_keys(
+            cur,
+            table=fk.target_table,
+            keys=derived.inserted,
+            batch_id=batch.pk,
+            settings=config.config.stewardship.suggestions,
+        )
         derived.candidates = [c for c in candidates if c.key in inserted]
         with change_context(action=Action.BACKFILL, batch_id=batch.pk, domain=domain.domain):
             derived.filled = fill_pending(cur, fk, [c for c in candidates if c.key not in unknown])

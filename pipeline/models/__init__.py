@@ -2,6 +2,7 @@ from .alerts import Alert, AlertKind, ShareSnapshot
 from .facts import DerivedReference, FactBatch, FactKind, FactStatus, IncomeFact, ScaleFact
 from .inbox import InboxFile, InboxState
 from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
+from .suggestions import KeySuggestion
 from .uploads import FactUpload, UploadState
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "InboxFile",
     "InboxState",
     "IncomeFact",
+    "KeySuggestion",
     "RunStatus",
     "ScaleFact",
     "ShareSnapshot",

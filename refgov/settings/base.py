@@ -123,6 +123,8 @@ REFGOV_UPLOADS_DIR = Path(env("REFGOV_UPLOADS_DIR", str(BASE_DIR / "var" / "uplo
 REFGOV_UPLOAD_MAX_BYTES = int(env("REFGOV_UPLOAD_MAX_BYTES", str(256 << 20)))
 # Review reports written after batches and by ``manage.py review_report``.
 REFGOV_REPORTS_DIR = Path(env("REFGOV_REPORTS_DIR", str(BASE_DIR / "var" / "reports")))
+# Where REFGOV_REPORTS_DIR is served (a file share's or web server's URL), for the links in notifications; optional.
+REFGOV_REPORTS_URL = env("REFGOV_REPORTS_URL", "")
 
 LANGUAGE_CODE = "zh-hans"
 LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
