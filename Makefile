@@ -13,7 +13,7 @@ MYPY_PACKAGES := refgov reference pipeline stewardship operations
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 export LEGACY_MYSQL_URL ?= mysql://root@127.0.0.1:3306
 
-.PHONY: demo qcluster test check deps system-deps services venv db bench-preload bench-facts bench-admin bench-suggestions
+.PHONY: demo qcluster test check deps system-deps services venv db bench-preload bench-facts bench-admin bench-suggestions bench-converge
 # A recipe that fails leaves no target behind (no half-made venv marked installed).
 .DELETE_ON_ERROR:
 
@@ -96,3 +96,7 @@ bench-admin: venv services
 ## bench-suggestions: typo suggestions for 3k new portfolios against 1M
 bench-suggestions: venv services
 	$(PY) bench/suggestions.py
+
+## bench-converge: 60 days of the hybrid loop with a steward of fixed capacity (auto-derived share, pending, typos)
+bench-converge: venv services
+	$(PY) bench/converge.py
