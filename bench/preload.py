@@ -8,6 +8,8 @@ Prints, for the same legacy rows:
 with ratios against raw, rows written (pg_stat_user_tables) and peak RSS of the preload process.
 
 Usage: .venv/bin/python bench/preload.py [--plans 200000] [--portfolios 1000000]
+Databases: REFGOV_BENCH_PRELOAD_DB (default refgov_bench), REFGOV_BENCH_LEGACY_HUB / REFGOV_BENCH_LEGACY_ENTERPRISE
+(MariaDB, default bench_annuity_hub / bench_enterprise).
 Targets: first ≤ 2.5× raw, second ≤ 1× raw with zero rows written, peak RSS ≤ 500 MB.
 """
 
@@ -29,8 +31,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "refgov.settings.dev")
 
 PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
-BENCH_DB = "refgov_bench"
-HUB, ENT = "bench_annuity_hub", "bench_enterprise"
+# Database names (PostgreSQL; MariaDB) overridable, so that several checkouts can run the benchmark side by side.
+BENCH_DB = os.environ.get("REFGOV_BENCH_PRELOAD_DB", "refgov_bench")
+HUB = os.environ.get("REFGOV_BENCH_LEGACY_HUB", "bench_annuity_hub")
+ENT = os.environ.get("REFGOV_BENCH_LEGACY_ENTERPRISE", "bench_enterprise")
 
 RAW_DDL = """
 DROP TABLE IF EXISTS raw_plans, raw_portfolios;
