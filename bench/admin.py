@@ -172,7 +172,7 @@ def main() -> None:
     if not args.reuse and args.facts:
         load_facts(args.facts, args.months, args.portfolios)
     with connection.cursor() as cur:
-        cur.execute(f'SELECT reltuples::bigint FROM pg_class WHERE oid = \'business."{FACT_TABLE}"\'::regclass')
+        cur.execute(f"SELECT reltuples::bigint FROM pg_class WHERE oid = 'business.\"{FACT_TABLE}\"'::regclass")
         estimated = cur.fetchone()[0]
         if estimated <= 0:  # a partitioned parent: the sum of its partitions
             cur.execute(

@@ -4,20 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('pipeline', '0013_key_suggestions'),
+        ("pipeline", "0013_key_suggestions"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='synctableresult',
-            name='warnings',
-            field=models.JSONField(blank=True, default=list, help_text='what the sync did differently from its configuration (e.g. a full read instead of incremental)', verbose_name='warnings'),
+            model_name="synctableresult",
+            name="warnings",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="what the sync did differently from its configuration (e.g. a full read instead of incremental)",
+                verbose_name="warnings",
+            ),
         ),
         migrations.AddField(
-            model_name='syncwatermark',
-            name='rows',
-            field=models.BigIntegerField(blank=True, help_text='rows the source had when the watermark was taken: an unchanged source is not read again', null=True, verbose_name='source rows'),
+            model_name="syncwatermark",
+            name="rows",
+            field=models.BigIntegerField(
+                blank=True,
+                help_text="rows the source had when the watermark was taken: an unchanged source is not read again",
+                null=True,
+                verbose_name="source rows",
+            ),
         ),
     ]
