@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
             field=models.JSONField(
                 blank=True,
                 default=list,
-                help_text="what the sync did differently from its configuration (e.g. a full read instead of incremental)",
+                help_text="where the sync departed from its configuration (e.g. read in full, not incrementally)",
                 verbose_name="warnings",
             ),
         ),

@@ -79,7 +79,7 @@ class SyncTableResult(models.Model):
         _("warnings"),
         default=list,
         blank=True,
-        help_text=_("what the sync did differently from its configuration (e.g. a full read instead of incremental)"),
+        help_text=_("where the sync departed from its configuration (e.g. read in full, not incrementally)"),
     )
     duration_ms = models.IntegerField(_("duration (ms)"), default=0)
     timings_ms = models.JSONField(_("time per phase (ms)"), default=dict, blank=True)
