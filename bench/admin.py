@@ -153,6 +153,8 @@ def main() -> None:
     subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], check=True)
     if not args.reuse:
         build(args.portfolios, args.pending)
+    else:  # the promote of an earlier run was rolled back: leave the tables as autovacuum would
+        sql("VACUUM ANALYZE")
 
     import django
 
