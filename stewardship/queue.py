@@ -31,7 +31,7 @@ class WeightOrderedPaginator(Paginator):
         offset = (number - 1) * self.per_page
         keys = self._page_keys(offset, self.per_page)
         rows = {row.pk: row for row in self.object_list.order_by().filter(pk__in=keys)}
-        return self._get_page([rows[k] for k in keys if k in rows], number, self)
+        return Page([rows[k] for k in keys if k in rows], number, self)
 
     def _page_keys(self, offset: int, limit: int) -> list[Any]:
         base = self.object_list.order_by()
