@@ -10,7 +10,7 @@ with ratios against raw, rows written (pg_stat_user_tables) and peak RSS of the 
 Usage: .venv/bin/python bench/preload.py [--plans 200000] [--portfolios 1000000]
 Databases: REFGOV_BENCH_PRELOAD_DB (default refgov_bench), REFGOV_BENCH_LEGACY_HUB / REFGOV_BENCH_LEGACY_ENTERPRISE
 (MariaDB, default bench_annuity_hub / bench_enterprise).
-Targets: first ≤ 2.5× raw, second ≤ 1× raw with zero rows written, peak RSS ≤ 500 MB.
+Targets: first ≤ 2.5× raw, unchanged incremental second ≤ 0.3× raw with zero rows written, peak RSS ≤ 500 MB.
 """
 
 from __future__ import annotations
@@ -168,7 +168,12 @@ def main() -> None:
         rss1 = max(f[1] for f in firsts)
         summary1 = firsts[-1][2]
         print(f"first syncs: {', '.join(f'{f[0]:.2f}' for f in firsts)} s")
-        second, rss2, summary2 = preload(env)
+        seconds = []
+        for _ in range(args.repeat):  # an unchanged source is not read: the run is short, take the median
+            second, rss2, summary2 = preload(env)
+            seconds.append(second)
+        second = statistics.median(seconds)
+        print(f"unchanged incremental syncs: {', '.join(f'{s:.2f}' for s in seconds)} s")
         time.sleep(1)
         w2 = writes()
         full2, rss3, summary3 = preload(env, "--full")
@@ -189,11 +194,11 @@ def main() -> None:
             print(f"    {table}: {mode}, inserted {ins:,}, updated {upd:,}, unchanged {same:,} — seconds: {phases}")
 
     line("first (full)", first, rss1, summary1, w1 - w0, "≤ 2.5×, median")
-    line("second (incr.)", second, rss2, summary2, w2 - w1, "≤ 1×, 0 rows")
+    line("second (incr.)", second, rss2, summary2, w2 - w1, "≤ 0.3×, 0 rows, median")
     line("second (--full)", full2, rss3, summary3, w3 - w2, "0 rows")
     print(f"peak RSS of any preload process: {max(rss1, rss2, rss3):,.0f} MB (target ≤ 500 MB)")
     print(
-        f"ratios: first {first / raw:.2f}× (≤ 2.5×), unchanged incremental {second / raw:.2f}× (≤ 1×), "
+        f"ratios: first {first / raw:.2f}× (≤ 2.5×), unchanged incremental {second / raw:.2f}× (≤ 0.3×), "
         f"unchanged --full {full2 / raw:.2f}×; rows written by unchanged syncs: {w2 - w1:,} and {w3 - w2:,}"
     )
 
