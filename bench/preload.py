@@ -8,7 +8,9 @@ Prints, for the same legacy rows:
 with ratios against raw, rows written (pg_stat_user_tables) and peak RSS of the preload process.
 
 Usage: .venv/bin/python bench/preload.py [--plans 200000] [--portfolios 1000000]
-Targets: first ≤ 2.5× raw, second ≤ 1× raw with zero rows written, peak RSS ≤ 500 MB.
+Databases: REFGOV_BENCH_PRELOAD_DB (default refgov_bench), REFGOV_BENCH_LEGACY_HUB / REFGOV_BENCH_LEGACY_ENTERPRISE
+(MariaDB, default bench_annuity_hub / bench_enterprise).
+Targets: first ≤ 2.5× raw, unchanged incremental second ≤ 0.3× raw with zero rows written, peak RSS ≤ 500 MB.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "refgov.settings.dev")
 
 PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
-BENCH_DB = "refgov_bench"
-HUB, ENT = "bench_annuity_hub", "bench_enterprise"
+# Database names (PostgreSQL; MariaDB) overridable, so that several checkouts can run the benchmark side by side.
+BENCH_DB = os.environ.get("REFGOV_BENCH_PRELOAD_DB", "refgov_bench")
+HUB = os.environ.get("REFGOV_BENCH_LEGACY_HUB", "bench_annuity_hub")
+ENT = os.environ.get("REFGOV_BENCH_LEGACY_ENTERPRISE", "bench_enterprise")
 
 RAW_DDL = """
 DROP TABLE IF EXISTS raw_plans, raw_portfolios;
@@ -164,7 +168,12 @@ def main() -> None:
         rss1 = max(f[1] for f in firsts)
         summary1 = firsts[-1][2]
         print(f"first syncs: {', '.join(f'{f[0]:.2f}' for f in firsts)} s")
-        second, rss2, summary2 = preload(env)
+        seconds = []
+        for _ in range(args.repeat):  # an unchanged source is not read: the run is short, take the median
+            second, rss2, summary2 = preload(env)
+            seconds.append(second)
+        second = statistics.median(seconds)
+        print(f"unchanged incremental syncs: {', '.join(f'{s:.2f}' for s in seconds)} s")
         time.sleep(1)
         w2 = writes()
         full2, rss3, summary3 = preload(env, "--full")
@@ -185,11 +194,11 @@ def main() -> None:
             print(f"    {table}: {mode}, inserted {ins:,}, updated {upd:,}, unchanged {same:,} — seconds: {phases}")
 
     line("first (full)", first, rss1, summary1, w1 - w0, "≤ 2.5×, median")
-    line("second (incr.)", second, rss2, summary2, w2 - w1, "≤ 1×, 0 rows")
+    line("second (incr.)", second, rss2, summary2, w2 - w1, "≤ 0.3×, 0 rows, median")
     line("second (--full)", full2, rss3, summary3, w3 - w2, "0 rows")
     print(f"peak RSS of any preload process: {max(rss1, rss2, rss3):,.0f} MB (target ≤ 500 MB)")
     print(
-        f"ratios: first {first / raw:.2f}× (≤ 2.5×), unchanged incremental {second / raw:.2f}× (≤ 1×), "
+        f"ratios: first {first / raw:.2f}× (≤ 2.5×), unchanged incremental {second / raw:.2f}× (≤ 0.3×), "
         f"unchanged --full {full2 / raw:.2f}×; rows written by unchanged syncs: {w2 - w1:,} and {w3 - w2:,}"
     )
 

@@ -91,6 +91,7 @@ class SyncTableResultInline(ReadOnlyInline):
         "watermark_from",
         "watermark_to",
         "message",
+        "warnings",
         "error_samples",
         "missing_samples",
         "awaiting_samples",

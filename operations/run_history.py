@@ -87,6 +87,9 @@ def _run_entry(run: SyncRun) -> Entry:
     confirmed = run.upgrades.filter(promoted=True).count()
     if confirmed:
         details += " · " + _("%d promoted rows confirmed by the source") % confirmed
+    warnings = [f"{t.table}: {w}" for t in tables for w in t.warnings]
+    if warnings:
+        details += " · " + _("warnings: %s") % "; ".join(warnings)
     return Entry(
         at=run.started_at,
         kind=EntryKind.PRELOAD,

@@ -30,6 +30,8 @@ def wanted_schedules(config: LoadedConfig) -> dict[str, tuple[str, str]]:
     wanted = {}
     if c.preload.enabled and c.strategy != Strategy.BACKFILL_ONLY:
         wanted[f"{PREFIX}preload"] = ("operations.tasks.preload_task", c.preload.schedule)
+        if c.preload.full_schedule:
+            wanted[f"{PREFIX}preload_full"] = ("operations.tasks.preload_full_task", c.preload.full_schedule)
     if c.facts.enabled:
         wanted[f"{PREFIX}facts"] = ("operations.tasks.process_inbox_task", c.facts.schedule)
         if c.facts.poll:

@@ -27,10 +27,10 @@ class TaskFailed(RuntimeError):
     pass
 
 
-def preload_task(trigger: str = "schedule") -> dict:
+def preload_task(trigger: str = "schedule", full: bool = False) -> dict:
     """The nightly preload; when it synced every table, the waiting fact files are processed right after."""
     config = load_config()
-    result = run_preload(trigger=trigger, config=config)
+    result = run_preload(trigger=trigger, config=config, full=full)
     summary = result.summary()
     if after_preload(run=result.run, config=config):
         summary["facts_task"] = async_task(
@@ -40,6 +40,12 @@ def preload_task(trigger: str = "schedule") -> dict:
     if not result.ok:
         raise TaskFailed(f"preload run {result.run.pk} {result.run.status}: {result.run.message}")
     return summary
+
+
+def preload_full_task() -> dict:
+    """``preload.full_schedule``: every source row, ignoring watermarks, so that deletions at the source and changes
+    that do not move the incremental column are seen."""
+    return preload_task(trigger="schedule-full", full=True)
 
 
 def process_inbox_task(trigger: str = "schedule") -> dict:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
+from django.db.models import F
 from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
@@ -243,7 +244,22 @@ def _usage_of(model: type[TrackedReference], name: str) -> type[Usage]:
         "row": models.OneToOneField(
             model, on_delete=models.DO_NOTHING, primary_key=True, related_name="usage", db_constraint=False
         ),
-        "Meta": type("Meta", (), {"verbose_name": _("usage"), "verbose_name_plural": _("usage")}),
+        "Meta": type(
+            "Meta",
+            (),
+            {
+                "verbose_name": _("usage"),
+                "verbose_name_plural": _("usage"),
+                # the review queue's order: its first page is read from here, not sorted from every pending row
+                "indexes": [
+                    models.Index(
+                        F("closing_assets").desc(nulls_last=True),
+                        F("fact_rows").desc(nulls_last=True),
+                        name=f"{name.lower()}_weight",
+                    )
+                ],
+            },
+        ),
     }
     return type(name, (Usage,), attrs)
 

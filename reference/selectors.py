@@ -20,24 +20,20 @@ class Share(TypedDict):
 
 
 def auto_derived_shares() -> dict[str, Share]:
-    """Per table: total, auto_derived, pending (needs review), share — one GROUP BY _source query per table."""
+    """Per table: total, auto_derived, pending (needs review), share — one aggregate over each table (filtered
+    counts, not a GROUP BY: no hashing of a million source values)."""
     shares: dict[str, Share] = {}
     for ref in all_tables():
-        total = auto = pending = 0
-        grouped = (
-            ref.model.objects.order_by()
-            .values("source")
-            .annotate(n=Count("pk"), pending=Count("pk", filter=Q(needs_review=True)))
+        counts = ref.model.objects.aggregate(
+            total=Count("*"),
+            auto=Count("needs_review", filter=Q(source=Source.AUTO_DERIVED)),
+            pending=Count("needs_review", filter=Q(needs_review=True)),
         )
-        for g in grouped:
-            total += g["n"]
-            pending += g["pending"]
-            if g["source"] == Source.AUTO_DERIVED:
-                auto += g["n"]
+        total, auto = counts["total"], counts["auto"]
         shares[ref.name] = {
             "total": total,
             "auto_derived": auto,
-            "pending": pending,
+            "pending": counts["pending"],
             "share": auto / total if total else 0.0,
         }
     return shares

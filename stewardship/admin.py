@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import F, QuerySet
+from django.contrib.admin.views.main import ORDER_VAR
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
@@ -21,6 +23,7 @@ from reference.registry import TRACKING_FIELDS, for_model
 from refgov.html import NEUTRAL, badge
 from stewardship.admin_typing import request_user
 from stewardship.history_admin import HistoryAdminMixin
+from stewardship.queue import WEIGHT_ORDERING, WeightOrderedPaginator
 from stewardship.required import missing_of, required_fields
 from stewardship.resources import ReferenceResource, resource_for
 from stewardship.workbench import (
@@ -121,12 +124,21 @@ class TrackedReferenceAdmin(HistoryAdminMixin, StewardshipAdminMixin, ImportExpo
     def get_ordering(self, request: HttpRequest) -> list[Any] | tuple[Any, ...]:  # names or order expressions
         """The review queue (pending rows) by business weight, then age; everything else by key."""
         if request.GET.get("needs_review__exact") == "1":
-            return [
-                F("usage__closing_assets").desc(nulls_last=True),
-                F("usage__fact_rows").desc(nulls_last=True),
-                "derived_at",
-            ]
+            return list(WEIGHT_ORDERING)
         return super().get_ordering(request)
+
+    def get_paginator(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[TrackedReference],
+        per_page: int,
+        orphans: int = 0,
+        allow_empty_first_page: bool = True,
+    ) -> Paginator:
+        """The review queue in its own order (no column chosen) is paged through the weight index."""
+        if request.GET.get("needs_review__exact") == "1" and not request.GET.get(ORDER_VAR):
+            return WeightOrderedPaginator(queryset, per_page, orphans, allow_empty_first_page)
+        return super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
 
     @admin.display(description=_("completeness"))
     def completeness(self, obj: TrackedReference) -> SafeString:

@@ -435,3 +435,28 @@ def test_alert_share_must_be_a_fraction(make_config):
     [problem] = problems_of(config_dir)
     assert problem.key_path == "backfill.alert_share"
     assert problem.reason.startswith("Input should be less than or equal to 1")
+
+
+@pytest.mark.parametrize("schedule", ["0 3 * * 8", "weekly"])
+def test_bad_full_schedule_names_its_key(make_config, schedule):
+    config_dir = make_config({"preload.full_schedule": schedule})
+
+    assert problems_of(config_dir) == [
+        main_problem(
+            config_dir,
+            "preload.full_schedule",
+            f"invalid cron string {schedule!r} (expected 5 fields, e.g. '0 1 * * *')",
+        )
+    ]
+
+
+def test_full_schedule_at_the_nightly_time_is_rejected(make_config):
+    config_dir = make_config({"preload.schedule": "0 1 * * *", "preload.full_schedule": "0 1 * * *"})
+
+    [problem] = problems_of(config_dir)
+    assert problem.key_path == "preload.full_schedule" and "same as preload.schedule" in problem.reason
+
+
+def test_full_schedule_is_optional(make_config):
+    assert load_config(make_config()).config.preload.full_schedule is None
+    assert load_config(make_config({"preload.full_schedule": "0 3 * * 0"})).config.preload.full_schedule == "0 3 * * 0"

@@ -203,6 +203,15 @@ def load_config(config_dir: Path | str | None = None) -> LoadedConfig:
         if _check_table(main, f"stewardship.required_fields.{table}", table, problems):
             _check_columns(main, f"stewardship.required_fields.{table}", table, columns, problems)
     _check_suggestions(main, config.stewardship.suggestions, problems)
+    if config.preload.full_schedule is not None and config.preload.full_schedule == config.preload.schedule:
+        problems.append(
+            Problem(
+                main,
+                "preload.full_schedule",
+                f"same as preload.schedule ({config.preload.schedule!r}): only one preload runs at a time, the "
+                f"second would find the first running; give the full sync another time (e.g. '0 3 * * 0')",
+            )
+        )
     for table, parents in config.depends_on.items():
         if _check_table(main, f"depends_on.{table}", table, problems):
             for i, parent in enumerate(parents):

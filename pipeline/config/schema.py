@@ -59,6 +59,11 @@ Source = Annotated[LegacyMySQLSource | ConfigFileSource, Field(discriminator="ty
 class Preload(Strict):
     enabled: bool = True
     schedule: Cron = "0 1 * * *"
+    full_schedule: Cron | None = Field(
+        default=None,
+        description="cron of a full sync (every source row, ignoring watermarks): sees deletions at the source and "
+        "changes that do not move the incremental column",
+    )
     sources: dict[str, Source] = Field(default_factory=dict)
 
 

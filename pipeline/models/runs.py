@@ -75,6 +75,12 @@ class SyncTableResult(models.Model):
     watermark_from = models.CharField(_("watermark before"), max_length=64, blank=True, default="")
     watermark_to = models.CharField(_("watermark after"), max_length=64, blank=True, default="")
     message = models.TextField(_("message"), blank=True, default="")
+    warnings = models.JSONField(
+        _("warnings"),
+        default=list,
+        blank=True,
+        help_text=_("where the sync departed from its configuration (e.g. read in full, not incrementally)"),
+    )
     duration_ms = models.IntegerField(_("duration (ms)"), default=0)
     timings_ms = models.JSONField(_("time per phase (ms)"), default=dict, blank=True)
 
@@ -121,6 +127,12 @@ class SyncWatermark(models.Model):
     table = models.CharField(_("table"), max_length=50, unique=True)
     column = models.CharField(_("column"), max_length=64)
     value = models.CharField(_("value"), max_length=64)
+    rows = models.BigIntegerField(
+        _("source rows"),
+        null=True,
+        blank=True,
+        help_text=_("rows the source had when the watermark was taken: an unchanged source is not read again"),
+    )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:

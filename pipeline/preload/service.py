@@ -79,6 +79,7 @@ class PreloadResult:
             "watermark_from",
             "watermark_to",
             "message",
+            "warnings",
             "duration_ms",
             "timings_ms",
         ]
@@ -141,36 +142,65 @@ class ReferenceSyncService:
     def sync_table(
         self, *, table: str, run: SyncRun, full: bool, before_checks: Callable[[], None] = lambda: None
     ) -> TableSyncOutcome:
-        """One table inside the caller's transaction: stream, check, merge, move the watermark."""
+        """One table inside the caller's transaction: stream, check, merge, move the watermark.
+
+        An incremental source is asked first, in one statement, for its rows, the largest watermark value and how
+        many rows are newer than the stored watermark: when nothing is newer and the row count did not move, the
+        table is not read at all; when only the count moved (rows deleted, or added with an old watermark value),
+        it is read in full. A source without its configured incremental column is read in full, with a warning."""
         source = self.config.preload.sources[table]
         reader = self.reader_for(table)
         renames = source.columns if isinstance(source, LegacyMySQLSource) else {}
         mark_column = source.incremental_column if isinstance(source, LegacyMySQLSource) else None
-        watermark = None
-        if mark_column:
-            if mark_column not in reader.columns():
-                raise SyncError(f"{reader.name}: incremental column {mark_column!r} not found")
-            watermark = SyncWatermark.objects.filter(table=table, column=mark_column).first()
+        warnings: list[str] = []
+        if mark_column and mark_column not in reader.columns():
+            warnings.append(
+                f"{reader.name}: incremental column {mark_column!r} (preload.sources.{table}.incremental_column) "
+                f"not found: read in full"
+            )
+            mark_column = None
+        watermark = SyncWatermark.objects.filter(table=table, column=mark_column).first() if mark_column else None
         since = watermark.value if watermark is not None and not full else None
-        incremental = since is not None
-        new_mark = None
+        stats = None
         if mark_column and isinstance(reader, LegacyTableReader):
-            new_mark = reader.max_value(mark_column, since=since)
-        outcome = TableSync(table=table, reader=reader, renames=renames).run(
+            stats = reader.stats(mark_column, since=since)
+        table_sync = TableSync(table=table, reader=reader, renames=renames)
+        if watermark is not None and since is not None and stats is not None and not stats.newer:
+            if stats.rows == watermark.rows:
+                return table_sync.unchanged(
+                    mode="incremental", note=f"source unchanged ({stats.rows:,} rows, {mark_column} ≤ {since})"
+                )
+            if watermark.rows is not None:
+                warnings.append(
+                    f"{reader.name}: {stats.rows:,} rows instead of {watermark.rows:,} without a newer "
+                    f"{mark_column}: read in full"
+                )
+                since = None
+        incremental = since is not None
+        outcome = table_sync.run(
             run_id=run.pk,
             mode="incremental" if incremental else "full",
             read_kwargs={"since_column": mark_column, "since": since} if incremental else {},
             report_missing=not incremental,
             before_checks=before_checks,
         )
-        if mark_column and new_mark is not None:
-            SyncWatermark.objects.update_or_create(table=table, defaults={"column": mark_column, "value": new_mark})
-            outcome.watermark_from, outcome.watermark_to = since or "", new_mark
+        outcome.warnings = warnings
+        for warning in warnings:
+            logger.warning("preload %s: %s", table, warning)
+        if mark_column and stats is not None:
+            moved = since is None or stats.newer > 0
+            value = stats.max_value if moved else since
+            if value is not None:
+                SyncWatermark.objects.update_or_create(
+                    table=table, defaults={"column": mark_column, "value": value, "rows": stats.rows}
+                )
+            if moved and stats.max_value is not None:
+                outcome.watermark_from, outcome.watermark_to = since or "", stats.max_value
         return outcome
 
 
 def _table_message(outcome: TableSyncOutcome) -> str:
-    parts = []
+    parts = [*outcome.warnings, *([outcome.note] if outcome.note else [])]
     if outcome.errors:
         first = outcome.error_samples[0] if outcome.error_samples else {}
         parts.append(
@@ -191,6 +221,7 @@ def _table_message(outcome: TableSyncOutcome) -> str:
 
 def _record(run: SyncRun, outcome: TableSyncOutcome, status: str, message: str) -> SyncTableResult:
     data = asdict(outcome)
+    del data["note"]
     return SyncTableResult.objects.create(run=run, status=status, message=message, **data)
 
 
@@ -381,7 +412,9 @@ def _finish(
     if not integrity.ok:
         problems = [*problems, *(f"integrity: {v}" for v in integrity.violations)]
     run.status = status or (RunStatus.PARTIAL if problems else RunStatus.SUCCESS)
-    run.message = "\n".join(problems)
+    # Warnings (a full read instead of an incremental one, say) are shown with the run but do not make it partial.
+    warnings = [f"{r.table}: warning: {w}" for r in results for w in r.warnings]
+    run.message = "\n".join([*problems, *warnings])
     run.integrity = integrity.as_dict()
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "message", "integrity", "finished_at"])

@@ -74,6 +74,8 @@ class TableSyncOutcome:
     watermark_to: str = ""
     duration_ms: int = 0
     timings_ms: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    note: str = ""  # for the result's message only
 
 
 MYSQL_DATE_TYPES = {"date", "datetime", "timestamp"}
@@ -269,6 +271,15 @@ class TableSync:
                 with clock("awaiting"):
                     outcome.awaiting_source, outcome.awaiting_samples = self._awaiting(cur)
             cur.execute("DROP TABLE _stage, _rejected")
+        outcome.duration_ms = int((time.monotonic() - started) * 1000)
+        return outcome
+
+    def unchanged(self, *, mode: str, note: str) -> TableSyncOutcome:
+        """The outcome of a source known to be unchanged (nothing read): only the rows awaiting the source."""
+        started = time.monotonic()
+        outcome = TableSyncOutcome(table=self.table.name, source=self.reader.name, mode=mode, note=note)
+        with connection.cursor() as cur, _PhaseClock(outcome.timings_ms)("awaiting"):
+            outcome.awaiting_source, outcome.awaiting_samples = self._awaiting(cur)
         outcome.duration_ms = int((time.monotonic() - started) * 1000)
         return outcome
 

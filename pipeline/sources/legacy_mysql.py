@@ -124,6 +124,16 @@ class ColumnInfo:
     unique: bool
 
 
+@dataclass(frozen=True)
+class SourceStats:
+    """What an incremental source looks like before it is read: its rows, its watermark column's largest value, and
+    how many rows are newer than the stored watermark."""
+
+    rows: int
+    max_value: str | None
+    newer: int
+
+
 @dataclass
 class LegacyTableReader:
     server: MySQLServer
@@ -151,21 +161,24 @@ class LegacyTableReader:
         conn = self.server.connect(self.database)
         try:
             cur = conn.cursor()
+            # Two plain lookups: a correlated subquery on information_schema.STATISTICS makes MariaDB open every
+            # table of the server (a third of a second per source table).
             cur.execute(
-                "SELECT c.COLUMN_NAME, c.DATA_TYPE, c.CHARACTER_MAXIMUM_LENGTH, "
-                "  EXISTS (SELECT 1 FROM information_schema.STATISTICS s "
-                "          WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME "
-                "            AND s.NON_UNIQUE = 0 AND s.COLUMN_NAME = c.COLUMN_NAME "
-                "            AND (SELECT COUNT(*) FROM information_schema.STATISTICS s2 "
-                "                 WHERE s2.TABLE_SCHEMA = s.TABLE_SCHEMA AND s2.TABLE_NAME = s.TABLE_NAME "
-                "                   AND s2.INDEX_NAME = s.INDEX_NAME) = 1) "
-                "FROM information_schema.COLUMNS c "
-                "WHERE c.TABLE_SCHEMA = %s AND c.TABLE_NAME = %s ORDER BY c.ORDINAL_POSITION",
+                "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
                 (self.database, self.table),
             )
+            described = cur.fetchall()
+            cur.execute(
+                "SELECT INDEX_NAME, MAX(COLUMN_NAME) FROM information_schema.STATISTICS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND NON_UNIQUE = 0 "
+                "GROUP BY INDEX_NAME HAVING COUNT(*) = 1",
+                (self.database, self.table),
+            )
+            unique_columns = {column for _, column in cur.fetchall()}
             names = {
-                name: ColumnInfo(data_type=(data_type or "").lower(), max_length=length, unique=bool(unique))
-                for name, data_type, length, unique in cur.fetchall()
+                name: ColumnInfo(data_type=(data_type or "").lower(), max_length=length, unique=name in unique_columns)
+                for name, data_type, length in described
             }
         except MySQLdb.Error as exc:
             raise SourceError(f"legacy MySQL {self.server} {self.name}: {_reason(exc)}") from None
@@ -199,21 +212,20 @@ class LegacyTableReader:
         finally:
             conn.close()
 
-    def max_value(self, column: str, *, since: str | None = None) -> str | None:
-        """Largest value of the incremental column (as text) among the rows a read with ``since`` would see."""
-        sql = (
-            f"SELECT CAST(MAX({quote_mysql(column)}) AS CHAR) "
-            f"FROM {quote_mysql(self.database)}.{quote_mysql(self.table)}"
-        )
-        params: tuple[str, ...] = ()
-        if since is not None:
-            sql += f" WHERE {quote_mysql(column)} > %s"
-            params = (since,)
+    def stats(self, column: str, *, since: str | None) -> SourceStats:
+        """Rows, largest ``column`` value (as text) and rows newer than ``since``: one statement, one round trip.
+
+        Three subqueries rather than one pass: the maximum and the newer rows are read from the column's index, and
+        only the row count walks a whole index."""
+        quoted, table = quote_mysql(column), f"{quote_mysql(self.database)}.{quote_mysql(self.table)}"
+        newer = f"(SELECT COUNT(*) FROM {table} WHERE {quoted} > %s)" if since is not None else "NULL"
+        sql = f"SELECT (SELECT COUNT(*) FROM {table}), (SELECT CAST(MAX({quoted}) AS CHAR) FROM {table}), {newer}"
         conn = self.server.connect(self.database)
         try:
             cur = conn.cursor()
-            cur.execute(sql, params)
-            return cur.fetchone()[0]
+            cur.execute(sql, (since,) if since is not None else ())
+            rows, largest, newer_rows = cur.fetchone()
+            return SourceStats(rows=int(rows), max_value=largest, newer=int(rows if newer_rows is None else newer_rows))
         except MySQLdb.Error as exc:
             raise SourceError(f"legacy MySQL {self.server} {self.name}: {_reason(exc)}") from None
         finally:
