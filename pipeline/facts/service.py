@@ -31,6 +31,8 @@ from pipeline.config.schema import Strategy
 from pipeline.dry_run import rolled_back_if
 from pipeline.fact_tables import BATCH_COLUMN, CLOSING_ASSETS, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
 from pipeline.facts.csv_parts import drop_after_load
+from pipeline.facts.errors import FactLoadError
+from pipeline.facts.quarantine import quarantine_note, set_aside_invalid_keys
 from pipeline.facts.readers import FactFile, FactFileError, open_fact_file
 from pipeline.facts.references import (
     DeriveCandidate,
@@ -61,10 +63,6 @@ from refgov.errors import first_line
 logger = logging.getLogger("refgov.facts")
 UNKNOWN_LIST_LIMIT = 200
 BULK_FACT_ROWS = 10_000
-
-
-class FactLoadError(Exception):
-    """The batch was refused (unknown keys under a blocking strategy, a value that does not fit); nothing loaded."""
 
 
 class FactOutcome(StrEnum):
@@ -298,6 +296,7 @@ def _run(
                 stager.materialise(cur)
                 _check_lengths(cur, fact, file)
                 aliased = _resolve_aliases(cur, fact, relation="_fact")
+                set_aside = _set_aside(cur, loaded, config, fact, batch, file, loaded_facts=False)
                 result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
             else:
                 progress(f"{staged.rows:,} rows read; loading facts")
@@ -311,6 +310,8 @@ def _run(
                         cur, fact, stager, batch, with_pending=config.config.backfill.mode == "always"
                     )
                     batch.rows_replaced = _replace_scope(cur, fact, domain.replace_scope, batch) if existing else 0
+                    set_aside = _set_aside(cur, loaded, config, fact, batch, file, loaded_facts=True)
+                    batch.rows_loaded -= set_aside
                     progress("checking keys")
                     result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
             for column, rows in aliased.items():
@@ -320,7 +321,7 @@ def _run(
             stager.drop(cur)
             batch.status = FactStatus.LOADED
             batch.finished_at = timezone.now()
-            batch.message = _summary_line(batch, started, result.tables)
+            batch.message = _summary_line(batch, started, result.tables) + quarantine_note(set_aside, loaded=load_facts)
             batch.save()
     except (FactFileError, FactLoadError) as exc:
         _record_failure(batch, config, FactStatus.REJECTED, str(exc))
@@ -336,6 +337,28 @@ def _run(
             resolution=_("batch #%(batch)d loaded %(file)s") % {"batch": batch.pk, "file": batch.file_name},
         )
     return result
+
+
+def _set_aside(
+    cur: CursorWrapper,
+    loaded: LoadedDomain,
+    config: LoadedConfig,
+    fact: FactTable,
+    batch: FactBatch,
+    file: FactFile,
+    *,
+    loaded_facts: bool,
+) -> int:
+    """Rows whose new key breaks the key rules: the file refused, or the rows quarantined (``quarantine``)."""
+    return set_aside_invalid_keys(
+        cur,
+        fact=fact,
+        batch=batch,
+        file=file,
+        patterns=config.config.key_patterns,
+        mode=loaded.config.invalid_keys,
+        loaded=loaded_facts,
+    )
 
 
 def _rejected_key(batch: FactBatch) -> str:

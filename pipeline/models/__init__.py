@@ -1,6 +1,7 @@
 from .alerts import Alert, AlertKind, ShareSnapshot
 from .facts import DerivedReference, FactBatch, FactKind, FactStatus, IncomeFact, ScaleFact
 from .inbox import InboxFile, InboxState
+from .quarantine import KeyProblem, QuarantinedRow, QuarantineState
 from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
 from .suggestions import KeySuggestion
 from .uploads import FactUpload, UploadState
@@ -16,7 +17,10 @@ __all__ = [
     "InboxFile",
     "InboxState",
     "IncomeFact",
+    "KeyProblem",
     "KeySuggestion",
+    "QuarantineState",
+    "QuarantinedRow",
     "RunStatus",
     "ScaleFact",
     "ShareSnapshot",
