@@ -21,6 +21,7 @@ from reference.registry import TRACKING_FIELDS, for_model
 from refgov.html import NEUTRAL, badge
 from stewardship.admin_typing import request_user
 from stewardship.history_admin import HistoryAdminMixin
+from stewardship.quarantine_admin import QuarantinedRowAdmin
 from stewardship.required import missing_of, required_fields
 from stewardship.resources import ReferenceResource, resource_for
 from stewardship.workbench import (
@@ -35,6 +36,8 @@ from stewardship.workbench import (
     promote_selected,
     typo_label,
 )
+
+__all__ = ["QuarantinedRowAdmin", "TrackedReferenceAdmin"]
 
 admin.site.site_header = _("refgov reference data stewardship")
 admin.site.site_title = _("refgov admin")

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from django.contrib.auth.models import Group, User
+from django.urls import reverse
+from django.utils.html import escape
 
 from pipeline.config import load_config
 from pipeline.config.loader import ConfigError
@@ -174,9 +176,7 @@ def test_a_steward_corrects_a_junk_key_and_resubmits_into_its_month(references, 
     assert result.batch.rows_loaded == 1 and ScaleFact.objects.get(batch=result.batch).plan_id == "P0002"
 
 
-def test_resubmission_is_refused_while_a_key_is_unknown_or_a_later_file_replaced_the_month(
-    references, tmp_path, users
-):
+def test_resubmission_is_refused_while_a_key_is_unknown_or_a_later_file_replaced_the_month(references, tmp_path, users):
     steward, _ = users
     batch = load_with_typos(tmp_path)
     broken = list(QuarantinedRow.objects.filter(batch=batch, bad_keys="计划代码=1P0290").values_list("pk", flat=True))
@@ -198,3 +198,55 @@ def test_resubmission_is_refused_while_a_key_is_unknown_or_a_later_file_replaced
         resubmit_quarantined(ids=broken, user=steward)
     assert set(QuarantinedRow.objects.filter(pk__in=broken).values_list("state", flat=True)) == {"pending"}
 
+
+def test_admin_stewards_correct_and_resubmit_viewers_only_see(references, tmp_path, users, client):
+    steward, viewer = users
+    batch = load_with_typos(tmp_path)
+    url = reverse("admin:pipeline_quarantinedrow_changelist")
+    rows = QuarantinedRow.objects.filter(batch=batch, bad_keys="计划代码='P0003'")
+    ids = [str(pk) for pk in rows.values_list("pk", flat=True)]
+    assert ids
+    client.force_login(viewer)
+    page = client.get(url)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "隔离行" in text and escape("'P0003'") in text and "空白、引号或控制字符" in text
+    assert "correct_and_resubmit" not in text
+    posted = client.post(url, {"action": "correct_and_resubmit", "_selected_action": ids})
+    assert posted.status_code == 200  # the changelist again: an action the user may not run is not offered
+    assert QuarantinedRow.objects.filter(pk__in=ids, state="pending").count() == len(ids)
+
+    client.force_login(steward)
+    text = client.get(url).content.decode()
+    assert "correct_and_resubmit" in text and "更正键并重新提交" in text
+    form = client.post(url, {"action": "correct_and_resubmit", "_selected_action": ids})
+    assert form.status_code == 200 and escape("'P0003'") in form.content.decode()
+    done = client.post(
+        url,
+        {
+            "action": "correct_and_resubmit",
+            "_selected_action": ids,
+            "_apply": "1",
+            "wrong": "年金计划\t'P0003'",
+            "right_key": "P0003",
+            "remember_alias": "on",
+        },
+        follow=True,
+    )
+    assert done.status_code == 200
+    assert "重新提交" in done.content.decode()
+    assert QuarantinedRow.objects.filter(pk__in=ids, state="resubmitted").count() == len(ids)
+    assert ScaleFact.objects.filter(
+        plan_id="P0003", source_row__in=QuarantinedRow.objects.filter(pk__in=ids).values("row_number")
+    ).count() == len(ids)
+    refused = client.post(
+        url,
+        {
+            "action": "correct_and_resubmit",
+            "_selected_action": [str(QuarantinedRow.objects.filter(bad_keys="计划代码=X12").first().pk)],
+            "_apply": "1",
+            "wrong": "年金计划\tX12",
+            "right_key": "NOSUCHKEY",
+        },
+    )
+    assert "没有" in refused.content.decode() or "no row with key" in refused.content.decode()
