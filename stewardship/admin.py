@@ -21,6 +21,7 @@ from reference.registry import TRACKING_FIELDS, for_model
 from refgov.html import NEUTRAL, badge
 from stewardship.admin_typing import request_user
 from stewardship.history_admin import HistoryAdminMixin
+from stewardship.lookups_admin import UnmappedValueAdmin, ValueMappingAdmin
 from stewardship.quarantine_admin import QuarantinedRowAdmin
 from stewardship.required import missing_of, required_fields
 from stewardship.resources import ReferenceResource, resource_for
@@ -37,7 +38,7 @@ from stewardship.workbench import (
     typo_label,
 )
 
-__all__ = ["QuarantinedRowAdmin", "TrackedReferenceAdmin"]
+__all__ = ["QuarantinedRowAdmin", "TrackedReferenceAdmin", "UnmappedValueAdmin", "ValueMappingAdmin"]
 
 admin.site.site_header = _("refgov reference data stewardship")
 admin.site.site_title = _("refgov admin")

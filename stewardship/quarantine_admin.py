@@ -45,7 +45,9 @@ class CorrectKeyForm(forms.Form):
 
     def __init__(self, *args: Any, choices: list[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["wrong"].choices = choices
+        wrong = self.fields["wrong"]
+        assert isinstance(wrong, forms.ChoiceField)
+        wrong.choices = choices
 
 
 def _wrong_keys(queryset: QuerySet[QuarantinedRow]) -> list[tuple[str, str]]:

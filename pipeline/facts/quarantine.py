@@ -62,7 +62,7 @@ def set_aside_invalid_keys(
 ) -> int:
     """Find the rows of ``_fact`` with a new key that breaks the key rules; refuse the file (``reject``) or move them
     to the quarantine (``loaded``: out of the fact table too). Returns the rows set aside."""
-    params: dict[str, object] = {"junk": JUNK_PATTERN}
+    params: dict[str, str] = {"junk": JUNK_PATTERN}
     checks = []
     for i, (column, table) in enumerate(sorted(fact.reference_columns.items())):
         reference = get_table(table)

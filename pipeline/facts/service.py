@@ -32,6 +32,7 @@ from pipeline.dry_run import rolled_back_if
 from pipeline.fact_tables import BATCH_COLUMN, CLOSING_ASSETS, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
 from pipeline.facts.csv_parts import drop_after_load
 from pipeline.facts.errors import FactLoadError
+from pipeline.facts.lookups import record_unmapped, unmapped_note
 from pipeline.facts.quarantine import quarantine_note, set_aside_invalid_keys
 from pipeline.facts.readers import FactFile, FactFileError, open_fact_file
 from pipeline.facts.references import (
@@ -50,7 +51,7 @@ from pipeline.facts.scope import ScopePart, batch_scope
 from pipeline.facts.staging import FactStager, Progress
 from pipeline.facts.suggestions import suggest_for_new_keys
 from pipeline.facts.usage import record_batch_usage, refresh_usage
-from pipeline.models import AlertKind, DerivedReference, FactBatch, FactKind, FactStatus
+from pipeline.models import AlertKind, DerivedReference, FactBatch, FactKind, FactStatus, UnmappedValue
 from pipeline.reports import report_batch
 from pipeline.runs_liveness import close_abandoned_runs, running_record
 from reference.history import Action, change_context
@@ -79,6 +80,7 @@ class FactResult:
     skipped_as: FactBatch | None = None
     tables: dict[str, DerivedTable] = field(default_factory=dict)
     scope: list[ScopePart] = field(default_factory=list)  # dry runs of a load: the scope values of the file's rows
+    unmapped: list[UnmappedValue] = field(default_factory=list)  # values ``derived_columns`` could not map
 
     @property
     def outcome(self) -> FactOutcome:
@@ -111,6 +113,10 @@ class FactResult:
             "new_references": batch.new_references,
             "filled_references": batch.filled_references,
             "derived": {table: [_jsonable(c) for c in d.candidates] for table, d in self.tables.items()},
+            "unmapped": [
+                {"column": u.column, "from": u.source_column, "value": u.value, "rows": u.rows, "fallback": u.fallback}
+                for u in self.unmapped
+            ],
             "message": message,
         }
 
@@ -212,7 +218,11 @@ def process_fact_file(
         # A killed load this one waited for (its month lock) is gone by now: close its batch at once.
         close_abandoned_runs(config=config)
     backfill = config.config.backfill
-    if not dry_run and backfill.notify_on_new_records and any(d.inserted for d in result.tables.values()):
+    if (
+        not dry_run
+        and backfill.notify_on_new_records
+        and (result.unmapped or any(d.inserted for d in result.tables.values()))
+    ):
         batch_id = result.batch.pk
         transaction.on_commit(
             lambda: report_batch(batch_id, channel=backfill.notification_channel, alert_share=backfill.alert_share),
@@ -314,6 +324,7 @@ def _run(
                     batch.rows_loaded -= set_aside
                     progress("checking keys")
                     result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
+            result.unmapped = record_unmapped(cur, domain=domain, fact=fact, batch=batch, loaded=load_facts)
             for column, rows in aliased.items():
                 result.tables[fact.reference_columns[column]].aliased_rows = rows
             if load_facts:
@@ -322,6 +333,7 @@ def _run(
             batch.status = FactStatus.LOADED
             batch.finished_at = timezone.now()
             batch.message = _summary_line(batch, started, result.tables) + quarantine_note(set_aside, loaded=load_facts)
+            batch.message += unmapped_note(result.unmapped)
             batch.save()
     except (FactFileError, FactLoadError) as exc:
         _record_failure(batch, config, FactStatus.REJECTED, str(exc))

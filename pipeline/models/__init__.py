@@ -1,6 +1,7 @@
 from .alerts import Alert, AlertKind, ShareSnapshot
 from .facts import DerivedReference, FactBatch, FactKind, FactStatus, IncomeFact, ScaleFact
 from .inbox import InboxFile, InboxState
+from .lookups import UnmappedValue, ValueMapping
 from .quarantine import KeyProblem, QuarantinedRow, QuarantineState
 from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
 from .suggestions import KeySuggestion
@@ -29,5 +30,7 @@ __all__ = [
     "SyncUpgrade",
     "SyncWatermark",
     "TableStatus",
+    "UnmappedValue",
     "UploadState",
+    "ValueMapping",
 ]
