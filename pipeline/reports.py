@@ -17,9 +17,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from pipeline.alerts import check_shares
-from pipeline.facts.lookups import OpenValue, open_unmapped
 from pipeline.models import DerivedReference, FactBatch, KeySuggestion, UnmappedValue
 from pipeline.notify import Attachment, notify
+from pipeline.selectors import OpenValue, open_unmapped
 from reference.models import TrackedReference
 from reference.registry import all_tables, get_table
 from refgov.formulae import XLSXWRITER_OPTIONS, escape_row

@@ -12,10 +12,11 @@ from django.urls import reverse
 
 from pipeline.config import load_config
 from pipeline.demo.legacy import plan_code, portfolio_code
-from pipeline.facts.lookups import MappingRefused, map_value, open_unmapped, unmap_value
+from pipeline.facts.lookups import MappingRefused, map_value, unmap_value
 from pipeline.facts.service import process_fact_file
 from pipeline.models import ScaleFact, UnmappedValue, ValueMapping
 from pipeline.reports import report_batch, send_review_report
+from pipeline.selectors import open_unmapped
 from reference.history import Action
 from reference.models import AnnuityPlan
 from reference.permissions import STEWARD_GROUP, VIEWER_GROUP, ensure_groups

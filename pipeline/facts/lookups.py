@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Count, Max, Sum
 from psycopg import sql
 
 from pipeline.config import domain_names, load_domain
@@ -132,53 +131,6 @@ def unmapped_note(found: list[UnmappedValue]) -> str:
     )
     more = f", and {len(found) - LISTED_VALUES} more" if len(found) > LISTED_VALUES else ""
     return f"; unmapped values (see 未映射值): {listed}{more}"
-
-
-@dataclass(frozen=True)
-class OpenValue:
-    """A value still unmapped, over all batches."""
-
-    table: str
-    match: str
-    source_column: str
-    column: str
-    value: str
-    fallback: str | None
-    rows: int
-    batches: int
-    last_batch: int
-
-
-def open_unmapped() -> list[OpenValue]:
-    """Values recorded as unmapped that are still unmapped (no mapping, no reference row matches them now), most
-    rows first: what the review report lists."""
-    mapped = {(m.table, m.match, m.value) for m in ValueMapping.objects.all()}
-    grouped = (
-        UnmappedValue.objects.values("table", "match", "source_column", "column", "value", "fallback")
-        .annotate(total=Sum("rows"), batches=Count("batch", distinct=True), last=Max("batch"))
-        .order_by("-total", "value")
-    )
-    result = []
-    for g in grouped:
-        if (g["table"], g["match"], g["value"]) in mapped:
-            continue
-        reference = get_table(g["table"])
-        if reference.model._default_manager.filter(**{reference.data_fields[g["match"]].name: g["value"]}).exists():
-            continue
-        result.append(
-            OpenValue(
-                table=g["table"],
-                match=g["match"],
-                source_column=g["source_column"],
-                column=g["column"],
-                value=g["value"],
-                fallback=g["fallback"],
-                rows=g["total"],
-                batches=g["batches"],
-                last_batch=g["last"],
-            )
-        )
-    return result
 
 
 @dataclass
