@@ -17,7 +17,14 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from pipeline.alerts import check_shares
-from pipeline.models import DerivedReference, FactBatch, KeySuggestion, UnmappedValue
+from pipeline.models import (
+    DerivedReference,
+    FactBatch,
+    KeySuggestion,
+    QuarantinedRow,
+    QuarantineState,
+    UnmappedValue,
+)
 from pipeline.notify import Attachment, notify
 from pipeline.selectors import OpenValue, open_unmapped
 from reference.models import TrackedReference
@@ -263,6 +270,9 @@ def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
                 + (f", … (+{len(unmapped) - FIRST_KEYS})" if len(unmapped) > FIRST_KEYS else "")
             }
         )
+    quarantined = QuarantinedRow.objects.filter(batch_id=batch_id).count()
+    if quarantined:
+        lines.append(_("quarantined rows (隔离行), keys that break the key rules: %(n)d") % {"n": quarantined})
     lines.append(f"report: {path}")
     notify(
         channel=channel,
@@ -276,6 +286,7 @@ def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
             "domain": batch.domain,
             "tables": {t: {"count": len(k), "keys": k[:FIRST_KEYS]} for t, k in derived.items()},
             "pending": len(rows),
+            "quarantined": quarantined,
             "unmapped": [
                 {"column": u.column, "from": u.source_column, "value": u.value, "rows": u.rows, "fallback": u.fallback}
                 for u in unmapped
@@ -314,6 +325,8 @@ def send_review_report(*, channel: str) -> tuple[Path, Path, dict[str, int]]:
         _("unmapped values (未映射值): %(n)d, %(rows)d fact rows with the fallback")
         % {"n": len(unmapped), "rows": sum(v.rows for v in unmapped)}
     )
+    waiting = QuarantinedRow.objects.filter(state=QuarantineState.PENDING).count()
+    lines.append(_("quarantined rows (隔离行) waiting for a correction: %(n)d") % {"n": waiting})
     attachment = Attachment(path=xlsx, mimetype=XLSX_TYPE, url=report_url(xlsx))
     lines.append(_("report: %(where)s") % {"where": attachment.url or xlsx})
     notify(
@@ -324,6 +337,7 @@ def send_review_report(*, channel: str) -> tuple[Path, Path, dict[str, int]]:
             "pending": counts,
             "typo_suggestions": suggested,
             "unmapped": [{"column": v.column, "value": v.value, "rows": v.rows} for v in unmapped],
+            "quarantined": waiting,
             "report": str(xlsx),
             "report_url": attachment.url,
             "html": str(html),

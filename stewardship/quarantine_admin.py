@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.db import transaction
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -69,6 +70,23 @@ def _report(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, ids: list[i
         )
 
 
+def _correct_and_resubmit(
+    modeladmin: admin.ModelAdmin[Any], request: HttpRequest, data: dict[str, Any], ids: list[int]
+) -> int:
+    table, wrong_key = data["wrong"].split("\t", 1)
+    corrected = correct_quarantined(
+        ids=ids,
+        table=table,
+        wrong_key=wrong_key,
+        right_key=data["right_key"],
+        remember_alias=data["remember_alias"],
+        user=request_user(request),
+    )
+    pending = QuarantinedRow.objects.filter(pk__in=ids, state=QuarantineState.PENDING)
+    _report(modeladmin, request, [pk for pk, problems in pending.values_list("pk", "problems") if not problems])
+    return corrected
+
+
 @admin.action(description=gettext_lazy("Correct the key and resubmit…"), permissions=["change"])
 def correct_and_resubmit(
     modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[QuarantinedRow]
@@ -79,25 +97,10 @@ def correct_and_resubmit(
         return None
     form = CorrectKeyForm(request.POST if "_apply" in request.POST else None, choices=choices)
     if form.is_bound and form.is_valid():
-        table, wrong_key = form.cleaned_data["wrong"].split("\t", 1)
         ids = list(queryset.values_list("pk", flat=True))
         try:
-            corrected = correct_quarantined(
-                ids=ids,
-                table=table,
-                wrong_key=wrong_key,
-                right_key=form.cleaned_data["right_key"],
-                remember_alias=form.cleaned_data["remember_alias"],
-                user=request_user(request),
-            )
-            ready = [
-                pk
-                for pk, problems in QuarantinedRow.objects.filter(
-                    pk__in=ids, state=QuarantineState.PENDING
-                ).values_list("pk", "problems")
-                if not problems
-            ]
-            _report(modeladmin, request, ready)
+            with transaction.atomic():  # corrected and resubmitted, or neither
+                corrected = _correct_and_resubmit(modeladmin, request, form.cleaned_data, ids)
         except QuarantineError as exc:
             form.add_error("right_key", str(exc))
         else:

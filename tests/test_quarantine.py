@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from django.contrib.auth.models import Group, User
+from django.test import TestCase
 from django.urls import reverse
 from django.utils.html import escape
 
@@ -250,3 +251,39 @@ def test_admin_stewards_correct_and_resubmit_viewers_only_see(references, tmp_pa
         },
     )
     assert "没有" in refused.content.decode() or "no row with key" in refused.content.decode()
+
+
+def test_the_batch_page_notification_and_weekly_report_count_the_quarantined_rows(
+    references, tmp_path, users, client, settings
+):
+    from django.core import mail
+
+    from pipeline.reports import send_review_report
+
+    settings.REFGOV_NOTIFIERS = ["email"]
+    settings.REFGOV_NOTIFY_EMAILS = ["stewards@example.com"]
+    steward, viewer = users
+    rows, bad = rows_with_bad_keys(10_000)
+    path = write_csv(tmp_path / "202411_规模明细.csv", rows)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        result = process_fact_file(domain="annuity_performance", path=path, config=load_config())
+    count = sum(len(v) for v in bad.values())
+    assert result.quarantined == count and result.summary()["rows_quarantined"] == count
+    assert any(f"隔离行（键违反键规则）：{count}" in m.body for m in mail.outbox)
+    client.force_login(viewer)
+    page = client.get(reverse("admin:pipeline_factbatch_change", args=[result.batch.pk])).content.decode()
+    assert f"?batch__exact={result.batch.pk}" in page
+    listed = client.get(reverse("admin:pipeline_quarantinedrow_changelist") + f"?batch__exact={result.batch.pk}")
+    assert listed.status_code == 200 and escape("'P0003'") in listed.content.decode()
+    send_review_report(channel="data-quality-alerts")
+    assert f"等待更正的隔离行：{count}" in mail.outbox[-1].body
+
+
+def test_a_references_only_run_derives_no_junk_key(references, tmp_path):
+    rows, _ = rows_with_bad_keys(10_000)
+    path = write_csv(tmp_path / "202411_规模明细.csv", rows)
+    result = process_fact_file(domain="annuity_performance", path=path, config=load_config(), load_facts=False)
+    assert "rows with invalid keys not derived" in result.batch.message
+    assert AnnuityPlan.objects.filter(plan_code__startswith="N90").count() == 7
+    assert not AnnuityPlan.objects.filter(plan_code__in=["1P0290", "X12", "P 0002"]).exists()
+    assert QuarantinedRow.objects.count() == 0 and ScaleFact.objects.count() == 0

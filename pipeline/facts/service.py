@@ -81,6 +81,7 @@ class FactResult:
     tables: dict[str, DerivedTable] = field(default_factory=dict)
     scope: list[ScopePart] = field(default_factory=list)  # dry runs of a load: the scope values of the file's rows
     unmapped: list[UnmappedValue] = field(default_factory=list)  # values ``derived_columns`` could not map
+    quarantined: int = 0  # rows set aside because a new key broke the key rules (隔离行)
 
     @property
     def outcome(self) -> FactOutcome:
@@ -113,6 +114,7 @@ class FactResult:
             "new_references": batch.new_references,
             "filled_references": batch.filled_references,
             "derived": {table: [_jsonable(c) for c in d.candidates] for table, d in self.tables.items()},
+            "rows_quarantined": self.quarantined,
             "unmapped": [
                 {"column": u.column, "from": u.source_column, "value": u.value, "rows": u.rows, "fallback": u.fallback}
                 for u in self.unmapped
@@ -221,7 +223,7 @@ def process_fact_file(
     if (
         not dry_run
         and backfill.notify_on_new_records
-        and (result.unmapped or any(d.inserted for d in result.tables.values()))
+        and (result.unmapped or result.quarantined or any(d.inserted for d in result.tables.values()))
     ):
         batch_id = result.batch.pk
         transaction.on_commit(
@@ -322,6 +324,7 @@ def _run(
                     batch.rows_replaced = _replace_scope(cur, fact, domain.replace_scope, batch) if existing else 0
                     set_aside = _set_aside(cur, loaded, config, fact, batch, file, loaded_facts=True)
                     batch.rows_loaded -= set_aside
+                    result.quarantined = set_aside
                     progress("checking keys")
                     result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
             result.unmapped = record_unmapped(cur, domain=domain, fact=fact, batch=batch, loaded=load_facts)
