@@ -61,7 +61,9 @@ def _wrong_keys(queryset: QuerySet[QuarantinedRow]) -> list[tuple[str, str]]:
 
 def _report(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, ids: list[int]) -> None:
     result = resubmit_quarantined(ids=ids, user=request_user(request))
-    if result.rows:
+    if not result.rows:
+        modeladmin.message_user(request, _("No pending row without a bad key to resubmit."), messages.WARNING)
+    else:
         modeladmin.message_user(
             request,
             _("%(rows)d rows resubmitted into their month as batch %(batches)s.")

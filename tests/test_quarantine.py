@@ -177,7 +177,7 @@ def test_a_steward_corrects_a_junk_key_and_resubmits_into_its_month(references, 
     assert result.batch.rows_loaded == 1 and ScaleFact.objects.get(batch=result.batch).plan_id == "P0002"
 
 
-def test_resubmission_is_refused_while_a_key_is_unknown_or_a_later_file_replaced_the_month(references, tmp_path, users):
+def test_resubmission_is_refused_while_a_key_is_unknown_and_a_later_file_of_the_scope_retires_the_rows(references, tmp_path, users):
     steward, _ = users
     batch = load_with_typos(tmp_path)
     broken = list(QuarantinedRow.objects.filter(batch=batch, bad_keys="计划代码=1P0290").values_list("pk", flat=True))
@@ -195,9 +195,10 @@ def test_resubmission_is_refused_while_a_key_is_unknown_or_a_later_file_replaced
         path=write_csv(tmp_path / "202411_规模明细_v2.csv", [scale_row()]),
         config=load_config(),
     )
-    with pytest.raises(QuarantineError, match="later file loaded again"):
-        resubmit_quarantined(ids=broken, user=steward)
-    assert set(QuarantinedRow.objects.filter(pk__in=broken).values_list("state", flat=True)) == {"pending"}
+    # the later file of the same scope (2024-11, 企年投资, 单一计划) replaced the month: the rows are retired
+    assert set(QuarantinedRow.objects.filter(pk__in=broken).values_list("state", flat=True)) == {"superseded"}
+    assert resubmit_quarantined(ids=broken, user=steward).rows == 0
+    assert QuarantinedRow.objects.filter(batch=batch, state="pending").count() == 0
 
 
 def test_admin_stewards_correct_and_resubmit_viewers_only_see(references, tmp_path, users, client):

@@ -115,6 +115,37 @@ def set_aside_invalid_keys(
     return found
 
 
+def supersede_quarantined(cur: CursorWrapper, *, fact: FactTable, scope: list[str], batch: FactBatch) -> int:
+    """Pending quarantined rows of earlier batches whose scope (e.g. 月度 + 业务类型 + 计划类型) this batch has just
+    replaced: their file is no longer what the fact table holds, so they are no longer to be resubmitted."""
+    if not QuarantinedRow.objects.filter(state=QuarantineState.PENDING, fact_table=fact.name).exists():
+        return 0
+    match = sql.SQL(" AND ").join(
+        sql.SQL("(q.{data} ->> {name}) IS NOT DISTINCT FROM s.{column}::text").format(
+            data=_column("data"), name=sql.Literal(c), column=ident(c)
+        )
+        for c in scope
+    )
+    cur.execute(
+        sql.SQL(
+            "UPDATE {quarantine} q SET {state} = %s FROM (SELECT DISTINCT {scope} FROM {fact} WHERE {batch} = %s) s "
+            "WHERE q.{state} = %s AND q.{fact_table} = %s AND q.{batch_id} <> %s AND {match}"
+        ).format(
+            quarantine=_quarantine_table(),
+            state=_column("state"),
+            scope=idents(scope),
+            fact=ident(fact.name),
+            batch=ident(BATCH_COLUMN),
+            fact_table=_column("fact_table"),
+            batch_id=_column("batch"),
+            match=match,
+        ),
+        [QuarantineState.SUPERSEDED.value, batch.pk, QuarantineState.PENDING.value, fact.name, batch.pk],
+    )
+    superseded: int = cur.rowcount
+    return superseded
+
+
 def _rejection(cur: CursorWrapper, file: FactFile, rows: int) -> str:
     cur.execute(
         """

@@ -33,7 +33,7 @@ from pipeline.fact_tables import BATCH_COLUMN, CLOSING_ASSETS, MONTH_COLUMN, SOU
 from pipeline.facts.csv_parts import drop_after_load
 from pipeline.facts.errors import FactLoadError
 from pipeline.facts.lookups import record_unmapped, unmapped_note
-from pipeline.facts.quarantine import quarantine_note, set_aside_invalid_keys
+from pipeline.facts.quarantine import quarantine_note, set_aside_invalid_keys, supersede_quarantined
 from pipeline.facts.readers import FactFile, FactFileError, open_fact_file
 from pipeline.facts.references import (
     DeriveCandidate,
@@ -364,7 +364,10 @@ def _set_aside(
     *,
     loaded_facts: bool,
 ) -> int:
-    """Rows whose new key breaks the key rules: the file refused, or the rows quarantined (``quarantine``)."""
+    """Rows whose new key breaks the key rules: the file refused, or the rows quarantined (``quarantine``); a load
+    also retires the pending quarantined rows of the scope it replaced."""
+    if loaded_facts:
+        supersede_quarantined(cur, fact=fact, scope=loaded.config.replace_scope, batch=batch)
     return set_aside_invalid_keys(
         cur,
         fact=fact,

@@ -52,7 +52,11 @@ class Migration(migrations.Migration):
                 (
                     "state",
                     models.CharField(
-                        choices=[("pending", "pending"), ("resubmitted", "resubmitted")],
+                        choices=[
+                            ("pending", "pending"),
+                            ("resubmitted", "resubmitted"),
+                            ("superseded", "superseded by a later load"),
+                        ],
                         default="pending",
                         max_length=12,
                         verbose_name="state",

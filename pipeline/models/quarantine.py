@@ -12,6 +12,7 @@ from .facts import FactBatch
 class QuarantineState(models.TextChoices):
     PENDING = "pending", _("pending")
     RESUBMITTED = "resubmitted", _("resubmitted")
+    SUPERSEDED = "superseded", _("superseded by a later load")  # a later file of the same scope was loaded
 
 
 class KeyProblem(models.TextChoices):
