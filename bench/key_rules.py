@@ -49,7 +49,9 @@ def run(work: Path, rows: int) -> None:
     shutil.copytree(ROOT / "config", config_dir)
     main_cfg = config_dir / "reference_management.yml"
     main_cfg.write_text(
-        main_cfg.read_text(encoding="utf-8").replace("key_patterns: {}", "key_patterns: {年金计划: '^[PZN][0-9]{4,6}$'}"),
+        main_cfg.read_text(encoding="utf-8").replace(
+            "key_patterns: {}", "key_patterns: {年金计划: '^[PZN][0-9]{4,6}$'}"
+        ),
         encoding="utf-8",
     )
     os.environ.update(

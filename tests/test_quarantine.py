@@ -177,7 +177,9 @@ def test_a_steward_corrects_a_junk_key_and_resubmits_into_its_month(references, 
     assert result.batch.rows_loaded == 1 and ScaleFact.objects.get(batch=result.batch).plan_id == "P0002"
 
 
-def test_resubmission_is_refused_while_a_key_is_unknown_and_a_later_file_of_the_scope_retires_the_rows(references, tmp_path, users):
+def test_resubmission_is_refused_while_a_key_is_unknown_and_a_later_file_of_the_scope_retires_the_rows(
+    references, tmp_path, users
+):
     steward, _ = users
     batch = load_with_typos(tmp_path)
     broken = list(QuarantinedRow.objects.filter(batch=batch, bad_keys="计划代码=1P0290").values_list("pk", flat=True))

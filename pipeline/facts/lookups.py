@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
@@ -82,25 +83,44 @@ def record_unmapped(
 ) -> list[UnmappedValue]:
     """The values of this batch that ``derived_columns`` could not map, with their row counts (from the batch's rows
     in the fact table, or, ``loaded`` false, from ``_fact``)."""
+    lookups = [(c, lookup) for c, lookup in domain.derived_columns.items() if lookup.from_column in fact.columns]
+    if not lookups:
+        return []
+    # One pass over the batch for every lookup: the rows with a fallback value, grouped by their source value; only
+    # those few values are then looked up.
+    params: dict[str, Any] = {"batch": batch.pk}
+    fell_back, pairs = [], []
+    for i, (column, lookup) in enumerate(lookups):
+        params[f"fallback_{i}"] = lookup.default
+        condition = sql.SQL("f.{} IS NOT DISTINCT FROM {}").format(ident(column), sql.Placeholder(f"fallback_{i}"))
+        fell_back.append(condition)
+        pairs.append(
+            sql.SQL("({i}, CASE WHEN {condition} THEN f.{source}::text END)").format(
+                i=sql.Literal(i), condition=condition, source=ident(lookup.from_column)
+            )
+        )
+    relation = ident(fact.name) if loaded else sql.Identifier("_fact")
+    in_batch = sql.SQL("f.{} = %(batch)s AND ").format(ident(BATCH_COLUMN)) if loaded else sql.SQL("")
+    cur.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE _fallbacks ON COMMIT DROP AS SELECT v.i, v.value, count(*) AS n FROM {relation} f "
+            "CROSS JOIN LATERAL (VALUES {pairs}) v(i, value) WHERE {in_batch}({fell_back}) AND v.value IS NOT NULL "
+            "GROUP BY 1, 2"
+        ).format(
+            relation=relation,
+            pairs=sql.SQL(", ").join(pairs),
+            in_batch=in_batch,
+            fell_back=sql.SQL(" OR ").join(fell_back),
+        ),
+        params,
+    )
     found: list[UnmappedValue] = []
-    for column, lookup in domain.derived_columns.items():
-        if lookup.from_column not in fact.columns:
-            continue
-        source = sql.SQL("f.{}").format(ident(lookup.from_column))
-        relation = ident(fact.name) if loaded else sql.Identifier("_fact")
-        in_batch = sql.SQL("f.{} = %(batch)s AND ").format(ident(BATCH_COLUMN)) if loaded else sql.SQL("")
+    for i, (column, lookup) in enumerate(lookups):
         cur.execute(
-            sql.SQL(
-                "SELECT {source}, count(*) FROM {relation} f WHERE {in_batch}{source} IS NOT NULL "
-                "AND f.{column} IS NOT DISTINCT FROM %(fallback)s AND {unmatched} GROUP BY 1 ORDER BY 2 DESC, 1"
-            ).format(
-                source=source,
-                relation=relation,
-                in_batch=in_batch,
-                column=ident(column),
-                unmatched=_unmatched(lookup, source),
+            sql.SQL("SELECT x.value, x.n FROM _fallbacks x WHERE x.i = %(i)s AND {} ORDER BY 2 DESC, 1").format(
+                _unmatched(lookup, sql.SQL("x.value"))
             ),
-            {"batch": batch.pk, "fallback": lookup.default, "table": lookup.table, "match": lookup.match},
+            {"i": i, "table": lookup.table, "match": lookup.match},
         )
         found += [
             UnmappedValue(
@@ -117,6 +137,7 @@ def record_unmapped(
             )
             for value, rows in cur.fetchall()
         ]
+    cur.execute("DROP TABLE _fallbacks")
     UnmappedValue.objects.bulk_create(found)
     return found
 
