@@ -62,17 +62,21 @@ def set_aside_invalid_keys(
 ) -> int:
     """Find the rows of ``_fact`` with a new key that breaks the key rules; refuse the file (``reject``) or move them
     to the quarantine (``loaded``: out of the fact table too). Returns the rows set aside."""
-    params: dict[str, str] = {"junk": JUNK_PATTERN}
+    params: dict[str, str] = {
+        "junk": JUNK_PATTERN,
+        "is_junk": KeyProblem.JUNK.value,
+        "no_match": KeyProblem.PATTERN.value,
+    }
     checks = []
     for i, (column, table) in enumerate(sorted(fact.reference_columns.items())):
         reference = get_table(table)
         value = sql.SQL("f.{}").format(ident(column))
         broken = sql.SQL("{v} ~ %(junk)s").format(v=value)
-        reason: sql.Composable = sql.Literal(KeyProblem.JUNK.value)
+        reason: sql.Composable = sql.SQL("%(is_junk)s::text")
         if table in patterns:
             params[f"pattern_{i}"] = patterns[table]
             broken = sql.SQL("({v} ~ %(junk)s OR {v} !~ {p})").format(v=value, p=sql.Placeholder(f"pattern_{i}"))
-            reason = sql.SQL("CASE WHEN {v} ~ %(junk)s THEN 'junk' ELSE 'pattern' END").format(v=value)
+            reason = sql.SQL("CASE WHEN {v} ~ %(junk)s THEN %(is_junk)s ELSE %(no_match)s END").format(v=value)
         params[f"column_{i}"], params[f"table_{i}"] = column, table
         checks.append(
             sql.SQL(
