@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Model, QuerySet
+from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -84,8 +84,10 @@ class MappedFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[UnmappedValue]) -> QuerySet[UnmappedValue]:
         if self.value() not in {"yes", "no"}:
             return queryset
-        mapped = ValueMapping.objects.values_list("value", flat=True)
-        return queryset.filter(value__in=mapped) if self.value() == "yes" else queryset.exclude(value__in=mapped)
+        mapped = Exists(
+            ValueMapping.objects.filter(table=OuterRef("table"), match=OuterRef("match"), value=OuterRef("value"))
+        )
+        return queryset.filter(mapped) if self.value() == "yes" else queryset.filter(~mapped)
 
 
 @admin.register(UnmappedValue)

@@ -278,6 +278,11 @@ def test_the_batch_page_notification_and_weekly_report_count_the_quarantined_row
     assert f"?batch__exact={result.batch.pk}" in page
     listed = client.get(reverse("admin:pipeline_quarantinedrow_changelist") + f"?batch__exact={result.batch.pk}")
     assert listed.status_code == 200 and escape("'P0003'") in listed.content.decode()
+    index = client.get(reverse("admin:index")).content.decode()
+    assert (
+        "待更正的隔离行" in index
+        and f'<span class="refgov-quarantined" style="color:#c62828;font-weight:bold">{count}<' in index
+    )
     send_review_report(channel="data-quality-alerts")
     assert f"等待更正的隔离行：{count}" in mail.outbox[-1].body
 

@@ -142,6 +142,9 @@ def test_admin_lists_unmapped_values_stewards_map_viewers_only_see(references, t
     client.post(url, {"action": "map_selected", "_selected_action": [mars], "_apply": "1", "key": "G05"})
     assert not ValueMapping.objects.exists()
 
+    index = client.get(reverse("admin:index")).content.decode()
+    assert '<span class="refgov-unmapped" style="color:#c62828;font-weight:bold">2<' in index
+
     client.force_login(steward)
     text = client.get(url).content.decode()
     assert "map_selected" in text
@@ -151,3 +154,7 @@ def test_admin_lists_unmapped_values_stewards_map_viewers_only_see(references, t
     assert "250" in done.content.decode()
     assert ValueMapping.objects.get().key == "G05"
     assert ScaleFact.objects.filter(branch_name=MARS, branch_id="G05").count() == 250
+    still = client.get(url + "?mapped=no").content.decode()
+    assert NEW_LINE in still and MARS not in still
+    index = client.get(reverse("admin:index")).content.decode()
+    assert '<span class="refgov-unmapped" style="color:#c62828;font-weight:bold">1<' in index
