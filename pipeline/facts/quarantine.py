@@ -393,7 +393,7 @@ def _refuse_unknown_keys(cur: CursorWrapper, fact: FactTable) -> None:
     if unknown:
         raise QuarantineError(
             f"{len(unknown)} keys are still unknown: {'; '.join(unknown[:LISTED_KEYS])}. Correct them to an "
-            "existing key first"
+            "existing key, or add the key to its table first"
         )
 
 
