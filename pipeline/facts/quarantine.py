@@ -35,6 +35,10 @@ from refgov.db.sql import column_name, ident, idents
 #: white space (also no-break and ideographic), quotes of every kind, control characters: never part of a key
 JUNK_PATTERN = "[[:space:][:cntrl:]\u00a0\u3000\ufeff\"'`\u2018\u2019\u201c\u201d\u300c\u300d\u300e\u300f]"
 LISTED_KEYS = 200
+REASONS = {
+    KeyProblem.JUNK.value: "white space, quotes or control characters",
+    KeyProblem.PATTERN.value: "does not match the key pattern",
+}
 ROW_SAMPLE = 20
 
 
@@ -62,6 +66,31 @@ def set_aside_invalid_keys(
 ) -> int:
     """Find the rows of ``_fact`` with a new key that breaks the key rules; refuse the file (``reject``) or move them
     to the quarantine (``loaded``: out of the fact table too). Returns the rows set aside."""
+    found = _find_invalid(cur, fact=fact, patterns=patterns, relation="_fact")
+    if not found:
+        cur.execute("DROP TABLE _invalid")
+        return 0
+    if mode == InvalidKeys.REJECT:
+        where = file.path.name + (f" sheet {file.sheet}" if file.sheet else "")
+        raise FactLoadError(
+            f"{where}: {_listing(cur, found)}, nothing loaded (invalid_keys: reject): {_listed_keys(cur)}"
+        )
+    if loaded:
+        _quarantine(cur, fact=fact, batch=batch, file=file)
+        cur.execute(
+            sql.SQL("DELETE FROM {fact} t USING _invalid i WHERE t.{batch} = %s AND t.{row} = i._row").format(
+                fact=ident(fact.name), batch=ident(BATCH_COLUMN), row=ident(SOURCE_ROW_COLUMN)
+            ),
+            [batch.pk],
+        )
+    cur.execute("DELETE FROM _fact f USING _invalid i WHERE f._row = i._row")
+    cur.execute("DROP TABLE _invalid")
+    return found
+
+
+def _find_invalid(cur: CursorWrapper, *, fact: FactTable, patterns: dict[str, str], relation: str) -> int:
+    """The temporary table ``_invalid`` (``_row``, ``problems``) of the rows of ``relation`` with a key that the
+    reference tables lack and that is junk or does not match its table's pattern; returns its rows."""
     params: dict[str, str] = {
         "junk": JUNK_PATTERN,
         "is_junk": KeyProblem.JUNK.value,
@@ -95,27 +124,12 @@ def set_aside_invalid_keys(
     cur.execute(
         sql.SQL(
             "CREATE TEMP TABLE _invalid ON COMMIT DROP AS SELECT _row, problems FROM "
-            "(SELECT f._row, array_remove(ARRAY[{checks}], NULL) AS problems FROM _fact f) p "
+            "(SELECT f._row, array_remove(ARRAY[{checks}], NULL) AS problems FROM {relation} f) p "
             "WHERE cardinality(problems) > 0"
-        ).format(checks=sql.SQL(", ").join(checks)),
+        ).format(checks=sql.SQL(", ").join(checks), relation=sql.Identifier(relation)),
         params,
     )
     found: int = cur.rowcount
-    if not found:
-        cur.execute("DROP TABLE _invalid")
-        return 0
-    if mode == InvalidKeys.REJECT:
-        raise FactLoadError(_rejection(cur, file, found))
-    if loaded:
-        _quarantine(cur, fact=fact, batch=batch, file=file)
-        cur.execute(
-            sql.SQL("DELETE FROM {fact} t USING _invalid i WHERE t.{batch} = %s AND t.{row} = i._row").format(
-                fact=ident(fact.name), batch=ident(BATCH_COLUMN), row=ident(SOURCE_ROW_COLUMN)
-            ),
-            [batch.pk],
-        )
-    cur.execute("DELETE FROM _fact f USING _invalid i WHERE f._row = i._row")
-    cur.execute("DROP TABLE _invalid")
     return found
 
 
@@ -150,7 +164,13 @@ def supersede_quarantined(cur: CursorWrapper, *, fact: FactTable, scope: list[st
     return superseded
 
 
-def _rejection(cur: CursorWrapper, file: FactFile, rows: int) -> str:
+def _listing(cur: CursorWrapper, rows: int) -> str:
+    cur.execute("SELECT count(DISTINCT (p->>'table', p->>'key')) FROM _invalid i, unnest(i.problems) p")
+    return f"{cur.fetchone()[0]} keys in {rows} rows break the key rules"
+
+
+def _listed_keys(cur: CursorWrapper) -> str:
+    """Every bad key of ``_invalid`` with its reason and (the first) rows."""
     cur.execute(
         """
         SELECT p->>'table', p->>'key', p->>'reason', (array_agg(i._row ORDER BY i._row))[1:%s], count(*)
@@ -160,17 +180,12 @@ def _rejection(cur: CursorWrapper, file: FactFile, rows: int) -> str:
     )
     keys = cur.fetchall()
     listed = "; ".join(
-        f"{table} {key!r} ({KeyProblem(reason).label}; rows {', '.join(map(str, sample))}"
+        f"{table} {key!r} ({REASONS[reason]}; rows {', '.join(map(str, sample))}"
         + (f" and {n - len(sample)} more" if n > len(sample) else "")
         + ")"
         for table, key, reason, sample, n in keys[:LISTED_KEYS]
     )
-    more = f"; and {len(keys) - LISTED_KEYS} more keys" if len(keys) > LISTED_KEYS else ""
-    where = f"{file.path.name}" + (f" sheet {file.sheet}" if file.sheet else "")
-    return (
-        f"{where}: {len(keys)} keys in {rows} rows break the key rules (invalid_keys: reject), nothing loaded: "
-        f"{listed}{more}"
-    )
+    return listed + (f"; and {len(keys) - LISTED_KEYS} more keys" if len(keys) > LISTED_KEYS else "")
 
 
 def _quarantine(cur: CursorWrapper, *, fact: FactTable, batch: FactBatch, file: FactFile) -> None:
