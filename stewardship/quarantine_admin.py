@@ -35,7 +35,11 @@ def _batch_link(batch: FactBatch | None) -> SafeString | str:
 class CorrectKeyForm(forms.Form):
     wrong = forms.ChoiceField(label=gettext_lazy("wrong key"))
     right_key = forms.CharField(
-        label=gettext_lazy("right key"), max_length=100, help_text=gettext_lazy("An existing key of the same table.")
+        label=gettext_lazy("right key"),
+        max_length=100,
+        help_text=gettext_lazy(
+            "An existing key of the same table, or a new one that passes the key rules (derived when resubmitted)."
+        ),
     )
     remember_alias = forms.BooleanField(
         label=gettext_lazy("remember as an alias"),
@@ -121,7 +125,7 @@ def correct_and_resubmit(
     return TemplateResponse(request, "admin/pipeline/quarantine_correct.html", context)
 
 
-@admin.action(description=gettext_lazy("Resubmit (keys known now)"), permissions=["change"])
+@admin.action(description=gettext_lazy("Resubmit the selected rows"), permissions=["change"])
 def resubmit_selected(
     modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[QuarantinedRow]
 ) -> None:

@@ -19,7 +19,7 @@ from pipeline.config.loader import ConfigError
 from pipeline.demo.legacy import plan_code, portfolio_code
 from pipeline.facts.quarantine import QuarantineError, correct_quarantined, resubmit_quarantined
 from pipeline.facts.service import FactLoadError, process_fact_file
-from pipeline.models import FactBatch, FactKind, FactStatus, QuarantinedRow, ScaleFact
+from pipeline.models import DerivedReference, FactBatch, FactKind, FactStatus, QuarantinedRow, ScaleFact
 from reference.models import AnnuityPlan, KeyAlias, PortfolioPlan
 from reference.permissions import STEWARD_GROUP, VIEWER_GROUP, ensure_groups
 from tests.facts_support import PLANS, PORTFOLIOS, create_references, scale_row, write_csv, write_xlsx
@@ -177,17 +177,21 @@ def test_a_steward_corrects_a_junk_key_and_resubmits_into_its_month(references, 
     assert result.batch.rows_loaded == 1 and ScaleFact.objects.get(batch=result.batch).plan_id == "P0002"
 
 
-def test_resubmission_is_refused_while_a_key_is_unknown_and_a_later_file_of_the_scope_retires_the_rows(
+def test_resubmission_is_refused_while_a_key_breaks_the_rules_and_a_later_file_of_the_scope_retires_the_rows(
     references, tmp_path, users
 ):
     steward, _ = users
     batch = load_with_typos(tmp_path)
     broken = list(QuarantinedRow.objects.filter(batch=batch, bad_keys="计划代码=1P0290").values_list("pk", flat=True))
-    with pytest.raises(QuarantineError, match="still unknown"):
+    with pytest.raises(QuarantineError, match="break the key rules"):
         resubmit_quarantined(ids=broken, user=steward)
-    with pytest.raises(QuarantineError, match="no row with key"):
+    with pytest.raises(QuarantineError, match="cannot be a key of 年金计划: does not match the key pattern"):
         correct_quarantined(
-            ids=broken, table="年金计划", wrong_key="1P0290", right_key="P0290", remember_alias=False, user=steward
+            ids=broken, table="年金计划", wrong_key="1P0290", right_key="X0290", remember_alias=False, user=steward
+        )
+    with pytest.raises(QuarantineError, match="white space"):
+        correct_quarantined(
+            ids=broken, table="年金计划", wrong_key="1P0290", right_key="P 0290", remember_alias=False, user=steward
         )
     correct_quarantined(
         ids=broken, table="年金计划", wrong_key="1P0290", right_key=plan_code(29), remember_alias=False, user=steward
@@ -295,3 +299,24 @@ def test_a_references_only_run_derives_no_junk_key(references, tmp_path):
     assert AnnuityPlan.objects.filter(plan_code__startswith="N90").count() == 7
     assert not AnnuityPlan.objects.filter(plan_code__in=["1P0290", "X12", "P 0002"]).exists()
     assert QuarantinedRow.objects.count() == 0 and ScaleFact.objects.count() == 0
+
+
+def test_a_junk_key_corrected_to_a_new_valid_key_is_derived_at_resubmission(references, tmp_path, users):
+    steward, _ = users
+    rows, _ = rows_with_bad_keys(10_000)
+    rows += [scale_row(计划号="P 9001", 计划名称="新计划甲", 客户名称="新客户", 组合代码=portfolio_code(3))] * 3
+    batch = process_fact_file(
+        domain="annuity_performance", path=write_csv(tmp_path / "202411_规模明细.csv", rows), config=load_config()
+    ).batch
+    ids = list(QuarantinedRow.objects.filter(batch=batch, bad_keys="计划代码=P 9001").values_list("pk", flat=True))
+    assert len(ids) == 3 and not AnnuityPlan.objects.filter(plan_code="P9001").exists()
+    correct_quarantined(
+        ids=ids, table="年金计划", wrong_key="P 9001", right_key="p9001", remember_alias=True, user=steward
+    )
+    (again,) = resubmit_quarantined(ids=ids, user=steward).batches
+    plan = AnnuityPlan.objects.get(plan_code="P9001")
+    assert plan.source == "auto_derived" and plan.needs_review and plan.short_name == "新计划甲"
+    assert plan.customer_name == "新客户" and plan.remark == "2411_新建"
+    assert again.new_references == {"年金计划": 1}
+    assert DerivedReference.objects.get(table="年金计划", key="P9001").batch == again
+    assert ScaleFact.objects.filter(batch=again, plan_id="P9001").count() == 3

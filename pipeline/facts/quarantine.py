@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
@@ -19,14 +20,31 @@ from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from psycopg import sql
 
-from pipeline.config import load_domain
+from pipeline.config import load_config, load_domain
 from pipeline.config.domain_schema import InvalidKeys
+from pipeline.config.schema import ReferenceManagementConfig, Strategy
 from pipeline.fact_tables import BATCH_COLUMN, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
 from pipeline.facts.errors import FactLoadError
 from pipeline.facts.readers import FactFile
-from pipeline.facts.references import resolve_aliases, tables_with_aliases
+from pipeline.facts.references import (
+    derive_candidates,
+    insert_derived,
+    resolve_aliases,
+    tables_with_aliases,
+    template_values,
+    unknown_keys,
+)
+from pipeline.facts.suggestions import suggest_for_new_keys
 from pipeline.facts.usage import refresh_usage
-from pipeline.models import FactBatch, FactKind, FactStatus, KeyProblem, QuarantinedRow, QuarantineState
+from pipeline.models import (
+    DerivedReference,
+    FactBatch,
+    FactKind,
+    FactStatus,
+    KeyProblem,
+    QuarantinedRow,
+    QuarantineState,
+)
 from reference.models import KeyAlias
 from reference.registry import get_table
 from refgov.db.locks import lock_for_transaction
@@ -264,10 +282,15 @@ def correct_quarantined(
     if not right_key:
         raise QuarantineError("the right key is empty")
     if not reference.model._default_manager.filter(pk=right_key).exists():
-        upper = right_key.upper()
-        if upper == right_key or not reference.model._default_manager.filter(pk=upper).exists():
-            raise QuarantineError(f"{table} has no row with key {right_key!r}: create or preload it first")
-        right_key = upper
+        config = load_config().config
+        with connection.cursor() as cur:
+            cur.execute("SELECT refgov_norm_key(%s)", [right_key])
+            right_key = cur.fetchone()[0] or ""
+            if not reference.model._default_manager.filter(pk=right_key).exists():
+                if _derivation_blocked(config):
+                    raise QuarantineError(f"{table} has no row with key {right_key!r}: create or preload it first")
+                if problem := _key_problem(cur, table=table, key=right_key, patterns=config.key_patterns):
+                    raise QuarantineError(f"{right_key!r} cannot be a key of {table}: {problem}")
     if remember_alias:
         alias, created = KeyAlias.objects.get_or_create(
             table=table, alias=wrong_key, defaults={"canonical": right_key, "created_by": _user_name(user)}
@@ -335,7 +358,11 @@ def _resubmit_rows(
     for column, table in fact.reference_columns.items():
         if table in with_aliases:
             resolve_aliases(cur, relation="_resubmit", column=column, table=table)
-    _refuse_unknown_keys(cur, fact)
+    config = load_config().config
+    if _derivation_blocked(config):
+        _refuse_unknown_keys(cur, fact)
+    else:
+        _refuse_invalid_keys(cur, fact, config.key_patterns)
     _refuse_superseded(cur, fact, rows)
     originals = {r.batch_id: r.batch for r in rows}
     for batch_id, original in originals.items():
@@ -357,6 +384,10 @@ def _resubmit_rows(
             ),
             finished_at=timezone.now(),
         )
+        batch.new_references = _derive_keys(
+            cur, fact, original=original, batch=batch, months=sorted({r.month for r in part if r.month}), config=config
+        )
+        batch.save(update_fields=["new_references"])
         cur.execute(
             sql.SQL(
                 "INSERT INTO {fact} ({source_row}, {columns}, {batch_column}) "
@@ -390,6 +421,92 @@ def _resubmit_rows(
         cur.execute(sql.SQL("SELECT DISTINCT {0} FROM _resubmit WHERE {0} IS NOT NULL").format(ident(column)))
         refresh_usage(table=table, keys=[k for (k,) in cur.fetchall()])
     cur.execute("DROP TABLE _resubmit")
+
+
+def _derivation_blocked(config: ReferenceManagementConfig) -> bool:
+    """preload_only, or backfill disabled: a key nobody has is not derived (as in a load)."""
+    return config.strategy == Strategy.PRELOAD_ONLY or not config.backfill.enabled
+
+
+def _key_problem(cur: CursorWrapper, *, table: str, key: str, patterns: dict[str, str]) -> str | None:
+    """Why a new ``key`` of ``table`` breaks the key rules, or None."""
+    cur.execute(
+        "SELECT %s ~ %s, %s !~ coalesce(%s, '')",
+        [key, JUNK_PATTERN, key, patterns.get(table)],
+    )
+    junk, no_match = cur.fetchone()
+    if junk:
+        return REASONS[KeyProblem.JUNK.value]
+    if no_match:
+        return f"{REASONS[KeyProblem.PATTERN.value]} {patterns[table]!r}"
+    return None
+
+
+def _refuse_invalid_keys(cur: CursorWrapper, fact: FactTable, patterns: dict[str, str]) -> None:
+    found = _find_invalid(cur, fact=fact, patterns=patterns, relation="_resubmit")
+    if found:
+        message = f"{_listing(cur, found)}: {_listed_keys(cur)}. Correct them first"
+        raise QuarantineError(message)
+    cur.execute("DROP TABLE _invalid")
+
+
+def _derive_keys(
+    cur: CursorWrapper,
+    fact: FactTable,
+    *,
+    original: FactBatch,
+    batch: FactBatch,
+    months: list[date],
+    config: ReferenceManagementConfig,
+) -> dict[str, int]:
+    """Derive the reference rows the resubmitted rows of ``original`` need (keys that passed the key rules), as a load
+    does: auto-derived, pending review, with provenance and typo suggestions. Returns the rows derived per table."""
+    cur.execute(
+        sql.SQL("CREATE TEMP TABLE _fact ON COMMIT DROP AS SELECT _row, {} FROM _resubmit WHERE _batch = %s").format(
+            idents(fact.columns)
+        ),
+        [original.pk],
+    )
+    loaded = load_domain(original.domain)
+    domain = loaded.config
+    counts: dict[str, int] = {}
+    for fk in loaded.fk_order:
+        found = unknown_keys(cur, fk)
+        if not found:
+            continue
+        candidates = derive_candidates(
+            cur,
+            fk,
+            [u.key for u in found],
+            temporary_company_id=domain.keys.temporary_company_id,
+            template_values=template_values(months, domain.domain, original.file_name) if months else {},
+        )
+        inserted = set(
+            insert_derived(cur, fk, candidates, domain=domain.domain, mark_for_review=config.backfill.mark_for_review)
+        )
+        DerivedReference.objects.bulk_create(
+            DerivedReference(
+                table=fk.target_table,
+                key=u.key,
+                batch=batch,
+                file_name=original.file_name,
+                sheet=original.sheet,
+                row_numbers=u.rows,
+                fact_rows=u.fact_rows,
+            )
+            for u in found
+            if u.key in inserted
+        )
+        suggest_for_new_keys(
+            cur,
+            table=fk.target_table,
+            keys=sorted(inserted),
+            batch_id=batch.pk,
+            settings=config.stewardship.suggestions,
+        )
+        counts[fk.target_table] = len(inserted)
+    cur.execute("DROP TABLE _fact")
+    return counts
 
 
 def _refuse_unknown_keys(cur: CursorWrapper, fact: FactTable) -> None:
