@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Exists, Model, OuterRef, QuerySet
+from django.db.models import Exists, Model, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -112,10 +112,13 @@ class UnmappedValueAdmin(admin.ModelAdmin):
     def fallback_shown(self, obj: UnmappedValue) -> str:
         return obj.fallback or "NULL"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[UnmappedValue]:
+        mapping = ValueMapping.objects.filter(table=OuterRef("table"), match=OuterRef("match"), value=OuterRef("value"))
+        return super().get_queryset(request).annotate(mapped_key=Subquery(mapping.values("key")[:1]))
+
     @admin.display(description=gettext_lazy("mapped to"))
     def mapped_to(self, obj: UnmappedValue) -> str:
-        mapping = ValueMapping.objects.filter(table=obj.table, match=obj.match, value=obj.value).first()
-        return mapping.key if mapping else "—"
+        return getattr(obj, "mapped_key", None) or "—"
 
     @admin.display(description=gettext_lazy("batch"), ordering="batch")
     def batch_link(self, obj: UnmappedValue) -> SafeString:
