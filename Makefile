@@ -13,7 +13,7 @@ MYPY_PACKAGES := refgov reference pipeline stewardship operations
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 export LEGACY_MYSQL_URL ?= mysql://root@127.0.0.1:3306
 
-.PHONY: demo qcluster test check deps system-deps services venv db bench-preload bench-facts bench-admin bench-suggestions bench-converge
+.PHONY: demo qcluster test check deps system-deps services venv db bench-preload bench-facts bench-admin bench-suggestions bench-converge bench-key-rules
 # A recipe that fails leaves no target behind (no half-made venv marked installed).
 .DELETE_ON_ERROR:
 
@@ -88,6 +88,10 @@ bench-preload: venv services
 ## bench-facts: the fact-processing benchmark (1M-row CSV, 40k-row workbook)
 bench-facts: venv services
 	$(PY) bench/facts.py
+
+## bench-key-rules: what key rules and lookup fallbacks add to a 1M-row load, and a mapping's re-point time
+bench-key-rules: venv services
+	$(PY) bench/key_rules.py
 
 ## bench-admin: the steward workbench benchmark (1M portfolios, 100k pending review)
 bench-admin: venv services

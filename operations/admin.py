@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import URLPattern
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
@@ -22,12 +22,14 @@ from pipeline.models import (
     FactStatus,
     FactUpload,
     InboxFile,
+    QuarantinedRow,
     RunStatus,
     SyncRun,
     SyncTableResult,
     SyncUpgrade,
     SyncWatermark,
     TableStatus,
+    UnmappedValue,
     UploadState,
 )
 from refgov.html import NEUTRAL, badge
@@ -170,6 +172,12 @@ class DerivedReferenceInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class UnmappedValueInline(ReadOnlyInline):
+    model = UnmappedValue
+    fields = ("source_column", "value", "column", "fallback", "rows")
+    readonly_fields = fields
+
+
 @admin.register(FactBatch)
 class FactBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
@@ -201,18 +209,27 @@ class FactBatchAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "rows_replaced",
         "new_references",
         "filled_references",
+        "quarantined",
         "message",
         "started_at",
         "finished_at",
         "upload",
     )
     readonly_fields = fields
-    inlines = (DerivedReferenceInline,)
+    inlines = (DerivedReferenceInline, UnmappedValueInline)
     change_list_template = "admin/pipeline/factbatch/change_list.html"  # with 上传事实文件 for stewards
 
     @admin.display(description=_("status"), ordering="status")
     def batch_status(self, obj: FactBatch) -> SafeString:
         return status_badge(obj)
+
+    @admin.display(description=_("quarantined rows"))
+    def quarantined(self, obj: FactBatch) -> SafeString | str:
+        count = QuarantinedRow.objects.filter(batch=obj).count()
+        if not count:
+            return "0"
+        url = reverse("admin:pipeline_quarantinedrow_changelist") + f"?batch__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, count)
 
     @admin.display(description=_("uploaded in the admin"))
     def upload(self, obj: FactBatch) -> SafeString | str:

@@ -12,7 +12,8 @@ from operations.alert_checks import LateSchedule, late_schedules
 from operations.share_chart import chart_svg
 from pipeline.config import ConfigError, load_config
 from pipeline.config.schema import ReferenceManagementConfig
-from pipeline.models import Alert, AlertKind, FactBatch, SyncRun
+from pipeline.models import Alert, AlertKind, FactBatch, QuarantinedRow, QuarantineState, SyncRun
+from pipeline.selectors import open_unmapped
 from reference.registry import all_tables
 from reference.selectors import auto_derived_shares
 from refgov.errors import first_line
@@ -51,6 +52,8 @@ class Dashboard:
     late_schedules: list[LateSchedule]
     chart: str = ""
     config_problem: str = ""
+    quarantined: int = 0  # quarantined rows waiting for a correction (隔离行)
+    unmapped: int = 0  # lookup values still unmapped (未映射值)
 
     @property
     def alert_share_percent(self) -> str:
@@ -98,4 +101,6 @@ def dashboard() -> Dashboard:
         late_schedules=late_schedules(grace_minutes=grace, now=now),
         chart=chart_svg(threshold=alert_share),
         config_problem=problem,
+        quarantined=QuarantinedRow.objects.filter(state=QuarantineState.PENDING).count(),
+        unmapped=len(open_unmapped()),
     )

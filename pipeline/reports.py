@@ -17,13 +17,22 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from pipeline.alerts import check_shares
-from pipeline.models import DerivedReference, FactBatch, KeySuggestion
+from pipeline.models import (
+    DerivedReference,
+    FactBatch,
+    KeySuggestion,
+    QuarantinedRow,
+    QuarantineState,
+    UnmappedValue,
+)
 from pipeline.notify import Attachment, notify
+from pipeline.selectors import OpenValue, open_unmapped
 from reference.models import TrackedReference
 from reference.registry import all_tables, get_table
 from refgov.formulae import XLSXWRITER_OPTIONS, escape_row
 
 HEADERS = ["表", "键", "名称", "来源", "派生业务域", "派生时间", "来源文件", "行号", "引用事实行数"]
+UNMAPPED_HEADERS = ["事实列", "取自", "值", "回退值", "行数", "批次数", "最近批次"]
 FIRST_KEYS = 10
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -138,11 +147,25 @@ def _per_table(rows: list[PendingRow]) -> dict[str, int]:
     return counts
 
 
-def render_html(rows: list[PendingRow], *, title: str) -> str:
+def _unmapped_cells(value: OpenValue) -> list[object]:
+    return [
+        value.column,
+        value.source_column,
+        value.value,
+        value.fallback or "NULL",
+        value.rows,
+        value.batches,
+        f"#{value.last_batch}",
+    ]
+
+
+def render_html(rows: list[PendingRow], *, title: str, unmapped: list[OpenValue] | None = None) -> str:
     return render_to_string(
         "pipeline/review_report.html",
         {
             "title": title,
+            "unmapped_headers": UNMAPPED_HEADERS,
+            "unmapped": [_unmapped_cells(v) for v in unmapped or []],
             "headers": HEADERS,
             "lines": [_cells(r) for r in rows],
             "per_table": _per_table(rows),
@@ -152,14 +175,16 @@ def render_html(rows: list[PendingRow], *, title: str) -> str:
     )
 
 
-def write_html(rows: list[PendingRow], path: Path, *, title: str = "待审核参考数据") -> Path:
+def write_html(
+    rows: list[PendingRow], path: Path, *, title: str = "待审核参考数据", unmapped: list[OpenValue] | None = None
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(rows, title=title), encoding="utf-8")
+    path.write_text(render_html(rows, title=title, unmapped=unmapped), encoding="utf-8")
     return path
 
 
-def write_xlsx(rows: list[PendingRow], path: Path) -> Path:
+def write_xlsx(rows: list[PendingRow], path: Path, *, unmapped: list[OpenValue] | None = None) -> Path:
     import xlsxwriter
 
     path = Path(path)
@@ -173,6 +198,12 @@ def write_xlsx(rows: list[PendingRow], path: Path) -> Path:
             sheet.write_row(r, 0, escape_row(_cells(row)))
         sheet.freeze_panes(1, 0)
         sheet.set_column(0, len(HEADERS) - 1, 16)
+        if unmapped:
+            values = workbook.add_worksheet("未映射值")
+            values.write_row(0, 0, UNMAPPED_HEADERS, bold)
+            for r, value in enumerate(unmapped, start=1):
+                values.write_row(r, 0, escape_row(_unmapped_cells(value)))
+            values.set_column(0, len(UNMAPPED_HEADERS) - 1, 16)
     finally:
         workbook.close()
     return path
@@ -227,10 +258,26 @@ def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
     for table, keys in derived.items():
         more = f", … (+{len(keys) - FIRST_KEYS})" if len(keys) > FIRST_KEYS else ""
         lines.append(f"{table}: {len(keys)} ({', '.join(keys[:FIRST_KEYS])}{more})")
+    unmapped = list(UnmappedValue.objects.filter(batch_id=batch_id).order_by("-rows", "value"))
+    if unmapped:
+        lines.append(
+            _("unmapped values (未映射值): %(values)s")
+            % {
+                "values": ", ".join(
+                    f"{u.source_column} {u.value} → {u.column} {u.fallback or 'NULL'} ({u.rows})"
+                    for u in unmapped[:FIRST_KEYS]
+                )
+                + (f", … (+{len(unmapped) - FIRST_KEYS})" if len(unmapped) > FIRST_KEYS else "")
+            }
+        )
+    quarantined = QuarantinedRow.objects.filter(batch_id=batch_id).count()
+    if quarantined:
+        lines.append(_("quarantined rows (隔离行), keys that break the key rules: %(n)d") % {"n": quarantined})
     lines.append(f"report: {path}")
     notify(
         channel=channel,
-        subject=_("%(n)d new auto-derived reference rows from %(file)s") % {"n": n, "file": batch.file_name},
+        subject=_("%(n)d new auto-derived reference rows from %(file)s") % {"n": n, "file": batch.file_name}
+        + (_(", %(n)d unmapped values") % {"n": len(unmapped)} if unmapped else ""),
         text="\n".join(lines),
         data={
             "batch_id": batch_id,
@@ -239,6 +286,11 @@ def report_batch(batch_id: int, *, channel: str, alert_share: float) -> Path:
             "domain": batch.domain,
             "tables": {t: {"count": len(k), "keys": k[:FIRST_KEYS]} for t, k in derived.items()},
             "pending": len(rows),
+            "quarantined": quarantined,
+            "unmapped": [
+                {"column": u.column, "from": u.source_column, "value": u.value, "rows": u.rows, "fallback": u.fallback}
+                for u in unmapped
+            ],
             "report": str(path),
         },
     )
@@ -258,9 +310,10 @@ def send_review_report(*, channel: str) -> tuple[Path, Path, dict[str, int]]:
     sent through the notifiers (the e-mail carries the xlsx; the webhook and the log name it and its link). Returns
     the two files and the count per table."""
     rows = pending_review()
+    unmapped = open_unmapped()
     stamp = f"{timezone.localtime():%Y%m%d_%H%M%S}"
-    html = write_html(rows, reports_dir() / f"review_{stamp}.html")
-    xlsx = write_xlsx(rows, reports_dir() / f"review_{stamp}.xlsx")
+    html = write_html(rows, reports_dir() / f"review_{stamp}.html", unmapped=unmapped)
+    xlsx = write_xlsx(rows, reports_dir() / f"review_{stamp}.xlsx", unmapped=unmapped)
     counts = {t.name: 0 for t in all_tables()} | _per_table(rows)
     suggested = _with_suggestion(rows)
     lines = [
@@ -268,6 +321,12 @@ def send_review_report(*, channel: str) -> tuple[Path, Path, dict[str, int]]:
         % {"table": table, "n": n, "typos": suggested.get(table, 0)}
         for table, n in counts.items()
     ]
+    lines.append(
+        _("unmapped values (未映射值): %(n)d, %(rows)d fact rows with the fallback")
+        % {"n": len(unmapped), "rows": sum(v.rows for v in unmapped)}
+    )
+    waiting = QuarantinedRow.objects.filter(state=QuarantineState.PENDING).count()
+    lines.append(_("quarantined rows (隔离行) waiting for a correction: %(n)d") % {"n": waiting})
     attachment = Attachment(path=xlsx, mimetype=XLSX_TYPE, url=report_url(xlsx))
     lines.append(_("report: %(where)s") % {"where": attachment.url or xlsx})
     notify(
@@ -277,6 +336,8 @@ def send_review_report(*, channel: str) -> tuple[Path, Path, dict[str, int]]:
         data={
             "pending": counts,
             "typo_suggestions": suggested,
+            "unmapped": [{"column": v.column, "value": v.value, "rows": v.rows} for v in unmapped],
+            "quarantined": waiting,
             "report": str(xlsx),
             "report_url": attachment.url,
             "html": str(html),

@@ -11,10 +11,10 @@ from decimal import Decimal
 from typing import Any, NamedTuple, NotRequired, TypedDict
 
 from django.db import models
-from django.db.models import Count, Exists, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, Max, OuterRef, QuerySet, Subquery, Sum
 
 from pipeline.fact_tables import fact_table, fact_table_names
-from pipeline.models import DerivedReference, KeySuggestion, SyncUpgrade
+from pipeline.models import DerivedReference, KeySuggestion, SyncUpgrade, UnmappedValue, ValueMapping
 from reference.models import Source, TrackedReference
 from reference.registry import get_table, model_field
 
@@ -165,3 +165,50 @@ def with_suggestion(*, table: str, min_score: float = 0.0) -> Exists:
 def best_suggested_keys(*, table: str, keys: Collection[str]) -> dict[str, str]:
     """Key → its best suggested key, for the keys that have one (one query however many keys)."""
     return dict(KeySuggestion.objects.filter(table=table, key__in=list(keys), rank=1).values_list("key", "candidate"))
+
+
+@dataclass(frozen=True)
+class OpenValue:
+    """A value still unmapped, over all batches."""
+
+    table: str
+    match: str
+    source_column: str
+    column: str
+    value: str
+    fallback: str | None
+    rows: int
+    batches: int
+    last_batch: int
+
+
+def open_unmapped() -> list[OpenValue]:
+    """Values recorded as unmapped that are still unmapped (no mapping, no reference row matches them now), most
+    rows first: what the review report lists."""
+    mapped = {(m.table, m.match, m.value) for m in ValueMapping.objects.all()}
+    grouped = (
+        UnmappedValue.objects.values("table", "match", "source_column", "column", "value", "fallback")
+        .annotate(total=Sum("rows"), batches=Count("batch", distinct=True), last=Max("batch"))
+        .order_by("-total", "value")
+    )
+    result = []
+    for g in grouped:
+        if (g["table"], g["match"], g["value"]) in mapped:
+            continue
+        reference = get_table(g["table"])
+        if reference.model._default_manager.filter(**{reference.data_fields[g["match"]].name: g["value"]}).exists():
+            continue
+        result.append(
+            OpenValue(
+                table=g["table"],
+                match=g["match"],
+                source_column=g["source_column"],
+                column=g["column"],
+                value=g["value"],
+                fallback=g["fallback"],
+                rows=g["total"],
+                batches=g["batches"],
+                last_batch=g["last"],
+            )
+        )
+    return result

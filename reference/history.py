@@ -54,6 +54,7 @@ class Action(enum.StrEnum):
     PRELOAD = "preload"
     BACKFILL = "backfill"
     CONFIRM_KEEP = "confirm_keep"
+    MAP_VALUE = "map_value"
 
 
 ACTION_LABELS: dict[str, Promise] = {
@@ -65,6 +66,7 @@ ACTION_LABELS: dict[str, Promise] = {
     Action.PROMOTE: gettext_lazy("promote to authoritative"),
     Action.MERGE: gettext_lazy("merge"),
     Action.CONFIRM_KEEP: gettext_lazy("confirmed and kept (still auto-derived)"),
+    Action.MAP_VALUE: gettext_lazy("unmapped value mapped"),
     Action.UNDO: gettext_lazy("undo"),
     Action.PRELOAD: gettext_lazy("preload"),
     Action.BACKFILL: gettext_lazy("backfill of pending rows"),

@@ -30,6 +30,9 @@ PIPELINE_MODELS: dict[str, tuple[str, ...]] = {
         "alert",
         "inboxfile",
         "factupload",
+        "quarantinedrow",
+        "unmappedvalue",
+        "valuemapping",
     ),
     "django_q": ("success", "failure", "schedule"),  # the task results the run history links to
 }
@@ -37,6 +40,10 @@ PIPELINE_MODELS: dict[str, tuple[str, ...]] = {
 
 #: stewards upload fact files in the admin (上传事实文件)
 UPLOAD_PERMISSION = ("pipeline", "add_factupload")
+#: stewards correct and resubmit quarantined rows (隔离行)
+QUARANTINE_PERMISSION = ("pipeline", "change_quarantinedrow")
+#: stewards map unmapped lookup values to a key and remove mappings (未映射值, 值映射)
+MAPPING_PERMISSIONS = [("pipeline", "change_unmappedvalue"), ("pipeline", "change_valuemapping")]
 
 
 def _codenames(models: dict[str, tuple[str, ...]], actions: Iterable[str]) -> list[tuple[str, str]]:
@@ -48,7 +55,7 @@ def _codenames(models: dict[str, tuple[str, ...]], actions: Iterable[str]) -> li
 GROUP_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     STEWARD_GROUP: _codenames(REFERENCE_MODELS, ("view", "add", "change"))
     + _codenames(PIPELINE_MODELS, ("view",))
-    + [UPLOAD_PERMISSION],
+    + [UPLOAD_PERMISSION, QUARANTINE_PERMISSION, *MAPPING_PERMISSIONS],
     VIEWER_GROUP: _codenames(REFERENCE_MODELS, ("view",)) + _codenames(PIPELINE_MODELS, ("view",)),
 }
 

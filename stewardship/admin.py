@@ -23,6 +23,8 @@ from reference.registry import TRACKING_FIELDS, for_model
 from refgov.html import NEUTRAL, badge
 from stewardship.admin_typing import request_user
 from stewardship.history_admin import HistoryAdminMixin
+from stewardship.lookups_admin import UnmappedValueAdmin, ValueMappingAdmin
+from stewardship.quarantine_admin import QuarantinedRowAdmin
 from stewardship.queue import WEIGHT_ORDERING, WeightOrderedPaginator
 from stewardship.required import missing_of, required_fields
 from stewardship.resources import ReferenceResource, resource_for
@@ -38,6 +40,8 @@ from stewardship.workbench import (
     promote_selected,
     typo_label,
 )
+
+__all__ = ["QuarantinedRowAdmin", "TrackedReferenceAdmin", "UnmappedValueAdmin", "ValueMappingAdmin"]
 
 admin.site.site_header = _("refgov reference data stewardship")
 admin.site.site_title = _("refgov admin")

@@ -28,6 +28,7 @@ from django.utils.translation import gettext_lazy
 from pghistory.models import Context
 from psycopg import sql
 
+from pipeline.facts.lookups import undo_value_mappings
 from reference.history import Action, action_label, change_context
 from reference.history_models import EventLabel, ReferenceEvent
 from reference.models import Source
@@ -96,6 +97,7 @@ def undo(*, context_id: uuid.UUID, user: User) -> UndoResult:
                     with change_context(action=Action.UNDO, user=user, undone_context=str(context_id)) as undo_id:
                         counts = _apply(cur, tables)
                         undo_merges(context_id=context_id)  # facts and aliases a merge re-pointed
+                        undo_value_mappings(context_id=context_id)  # facts a value mapping re-pointed
                     cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
                     cur.execute("SET CONSTRAINTS ALL DEFERRED")
             except IntegrityError as exc:

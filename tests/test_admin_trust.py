@@ -163,7 +163,16 @@ def test_no_action_that_changes_state_is_offered_without_the_permission(request,
     Schedule.objects.create(name="preload", func="operations.tasks.run_preload_task", schedule_type=Schedule.DAILY)
     allowed = {
         "viewer": {"export_feedback"},
-        "steward": {"export_feedback", "promote_selected", "complete_selected", "confirm_keep_selected"},
+        "steward": {
+            "export_feedback",
+            "promote_selected",
+            "complete_selected",
+            "confirm_keep_selected",
+            "correct_and_resubmit",  # 隔离行
+            "resubmit_selected",
+            "map_selected",  # 未映射值
+            "unmap_selected",
+        },
     }
     seen = {}
     for model in admin.site._registry:

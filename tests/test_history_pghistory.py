@@ -107,5 +107,6 @@ def test_action_values_are_the_strings_stored_in_the_metadata():
         "preload",
         "backfill",
         "confirm_keep",
+        "map_value",
     ]
     assert json.dumps({"action": Action.BULK_COMPLETE}) == '{"action": "bulk_complete"}'

@@ -29,6 +29,8 @@ BATCH_KEYS = [
     "new_references",
     "filled_references",
     "derived",
+    "rows_quarantined",
+    "unmapped",
     "message",
 ]
 

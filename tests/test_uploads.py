@@ -493,3 +493,15 @@ def test_an_upload_without_the_csrf_token_is_refused(django_user_model, tmp_path
 
     assert post_file(client, november(tmp_path)).status_code == 403
     assert FactUpload.objects.count() == 0
+
+
+def test_the_preview_shows_quarantined_rows_and_unmapped_values(steward, refs, tmp_path):
+    rows = [scale_row(), scale_row(计划号="P 0002"), scale_row(机构="火星分公司"), scale_row(计划号="'P0003'")]
+    before = snapshot()
+    post_file(steward, write_csv(tmp_path / "202411_规模明细.csv", rows))
+    assert snapshot() == before
+    [preview] = the_upload().preview["domains"]
+    assert preview["quarantined"] == 2
+    assert [(u["value"], u["rows"], u["fallback"]) for u in preview["unmapped"]] == [("火星分公司", 1, "G00")]
+    page = page_of(steward, the_upload())
+    assert "将隔离的行（无效键）" in page and "火星分公司 → 机构代码 G00 (1)" in page

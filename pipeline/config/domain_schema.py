@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import string
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -90,6 +91,13 @@ class KeyRules(Strict):
         return self
 
 
+class InvalidKeys(StrEnum):
+    """What a load does with rows whose new key breaks the key rules (junk characters, the table's key pattern)."""
+
+    REJECT = "reject"  # refuse the file, listing every bad key with its rows; nothing loaded
+    QUARANTINE = "quarantine"  # load the other rows; keep the bad ones in the quarantine for a steward
+
+
 class DomainConfig(Strict):
     domain: Identifier
     fact_table: Identifier
@@ -99,4 +107,5 @@ class DomainConfig(Strict):
     derived_columns: dict[Identifier, Lookup] = Field(default_factory=dict)
     keys: KeyRules = KeyRules()
     replace_scope: list[Identifier] = Field(min_length=1)
+    invalid_keys: InvalidKeys = InvalidKeys.QUARANTINE
     foreign_keys: list[ForeignKey] = Field(min_length=1)

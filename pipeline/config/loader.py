@@ -9,13 +9,14 @@ from typing import Any, TypeVar
 
 import yaml
 from django.conf import settings
-from django.db import models
+from django.db import DatabaseError, DataError, connection, models, transaction
 from pydantic import BaseModel, ValidationError
 
 from pipeline.derivations import FUNCTIONS
 from pipeline.fact_tables import fact_table, fact_table_names
 from reference.registry import DependencyCycle, dependency_order, get_table, table_names, trigram_indexed_columns
 from refgov.db.identifiers import check_identifier
+from refgov.errors import first_line
 
 from .domain_schema import DomainConfig, ForeignKey
 from .schema import ConfigFileSource, LegacyMySQLSource, ReferenceManagementConfig, Suggestions
@@ -99,6 +100,19 @@ def _check_columns(path: Path, key_path: str, table: str, columns: list[str], pr
     for column in columns:
         if column not in known:
             problems.append(Problem(path, f"{key_path}.{column}", f"unknown column {column!r} of table {table!r}"))
+
+
+def postgresql_regex_error(pattern: str) -> str | None:
+    """Why PostgreSQL's ``~`` cannot use ``pattern`` (its dialect differs from Python's: no ``(?P<name>)``, …), or
+    None. Without a database connection the check is left to the first load."""
+    try:
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("SELECT '' ~ %s", [pattern])
+    except DataError as exc:
+        return first_line(exc)
+    except DatabaseError:
+        return None
+    return None
 
 
 def _check_suggestions(path: Path, suggestions: Suggestions, problems: list[Problem]) -> None:
@@ -212,6 +226,12 @@ def load_config(config_dir: Path | str | None = None) -> LoadedConfig:
                 f"second would find the first running; give the full sync another time (e.g. '0 3 * * 0')",
             )
         )
+    for table, pattern in config.key_patterns.items():
+        key_path = f"key_patterns.{table}"
+        if _check_table(main, key_path, table, problems) and (error := postgresql_regex_error(pattern)):
+            problems.append(
+                Problem(main, key_path, f"{pattern!r} is not a valid PostgreSQL regular expression: {error}")
+            )
     for table, parents in config.depends_on.items():
         if _check_table(main, f"depends_on.{table}", table, problems):
             for i, parent in enumerate(parents):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -20,6 +21,17 @@ def _check_cron(value: str) -> str:
 
 
 Cron = Annotated[str, AfterValidator(_check_cron)]
+
+
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+    return value
+
+
+KeyPattern = Annotated[str, AfterValidator(_check_regex)]
 
 
 class Strict(BaseModel):
@@ -178,4 +190,8 @@ class ReferenceManagementConfig(Strict):
     review_report: ReviewReport = ReviewReport()
     alerts: Alerts = Alerts()
     stewardship: Stewardship = Stewardship()
+    key_patterns: dict[str, KeyPattern] = Field(
+        default_factory=dict,
+        description="reference table → the regular expression its new keys must match (PostgreSQL ~, Python re)",
+    )
     depends_on: dict[str, list[str]] = Field(default_factory=dict)

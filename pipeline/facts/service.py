@@ -31,6 +31,9 @@ from pipeline.config.schema import Strategy
 from pipeline.dry_run import rolled_back_if
 from pipeline.fact_tables import BATCH_COLUMN, CLOSING_ASSETS, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
 from pipeline.facts.csv_parts import drop_after_load
+from pipeline.facts.errors import FactLoadError
+from pipeline.facts.lookups import record_unmapped, unmapped_note
+from pipeline.facts.quarantine import quarantine_note, set_aside_invalid_keys, supersede_quarantined
 from pipeline.facts.readers import FactFile, FactFileError, open_fact_file
 from pipeline.facts.references import (
     DeriveCandidate,
@@ -48,7 +51,7 @@ from pipeline.facts.scope import ScopePart, batch_scope
 from pipeline.facts.staging import FactStager, Progress
 from pipeline.facts.suggestions import suggest_for_new_keys
 from pipeline.facts.usage import record_batch_usage, refresh_usage
-from pipeline.models import AlertKind, DerivedReference, FactBatch, FactKind, FactStatus
+from pipeline.models import AlertKind, DerivedReference, FactBatch, FactKind, FactStatus, UnmappedValue
 from pipeline.reports import report_batch
 from pipeline.runs_liveness import close_abandoned_runs, running_record
 from reference.history import Action, change_context
@@ -61,10 +64,6 @@ from refgov.errors import first_line
 logger = logging.getLogger("refgov.facts")
 UNKNOWN_LIST_LIMIT = 200
 BULK_FACT_ROWS = 10_000
-
-
-class FactLoadError(Exception):
-    """The batch was refused (unknown keys under a blocking strategy, a value that does not fit); nothing loaded."""
 
 
 class FactOutcome(StrEnum):
@@ -81,6 +80,8 @@ class FactResult:
     skipped_as: FactBatch | None = None
     tables: dict[str, DerivedTable] = field(default_factory=dict)
     scope: list[ScopePart] = field(default_factory=list)  # dry runs of a load: the scope values of the file's rows
+    unmapped: list[UnmappedValue] = field(default_factory=list)  # values ``derived_columns`` could not map
+    quarantined: int = 0  # rows set aside because a new key broke the key rules (隔离行)
 
     @property
     def outcome(self) -> FactOutcome:
@@ -113,6 +114,11 @@ class FactResult:
             "new_references": batch.new_references,
             "filled_references": batch.filled_references,
             "derived": {table: [_jsonable(c) for c in d.candidates] for table, d in self.tables.items()},
+            "rows_quarantined": self.quarantined,
+            "unmapped": [
+                {"column": u.column, "from": u.source_column, "value": u.value, "rows": u.rows, "fallback": u.fallback}
+                for u in self.unmapped
+            ],
             "message": message,
         }
 
@@ -214,7 +220,11 @@ def process_fact_file(
         # A killed load this one waited for (its month lock) is gone by now: close its batch at once.
         close_abandoned_runs(config=config)
     backfill = config.config.backfill
-    if not dry_run and backfill.notify_on_new_records and any(d.inserted for d in result.tables.values()):
+    if (
+        not dry_run
+        and backfill.notify_on_new_records
+        and (result.unmapped or result.quarantined or any(d.inserted for d in result.tables.values()))
+    ):
         batch_id = result.batch.pk
         transaction.on_commit(
             lambda: report_batch(batch_id, channel=backfill.notification_channel, alert_share=backfill.alert_share),
@@ -298,6 +308,7 @@ def _run(
                 stager.materialise(cur)
                 _check_lengths(cur, fact, file)
                 aliased = _resolve_aliases(cur, fact, relation="_fact")
+                set_aside = _set_aside(cur, loaded, config, fact, batch, file, loaded_facts=False)
                 result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
             else:
                 progress(f"{staged.rows:,} rows read; loading facts")
@@ -311,8 +322,12 @@ def _run(
                         cur, fact, stager, batch, with_pending=config.config.backfill.mode == "always"
                     )
                     batch.rows_replaced = _replace_scope(cur, fact, domain.replace_scope, batch) if existing else 0
+                    set_aside = _set_aside(cur, loaded, config, fact, batch, file, loaded_facts=True)
+                    batch.rows_loaded -= set_aside
+                    result.quarantined = set_aside
                     progress("checking keys")
                     result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
+            result.unmapped = record_unmapped(cur, domain=domain, fact=fact, batch=batch, loaded=load_facts)
             for column, rows in aliased.items():
                 result.tables[fact.reference_columns[column]].aliased_rows = rows
             if load_facts:
@@ -320,7 +335,8 @@ def _run(
             stager.drop(cur)
             batch.status = FactStatus.LOADED
             batch.finished_at = timezone.now()
-            batch.message = _summary_line(batch, started, result.tables)
+            batch.message = _summary_line(batch, started, result.tables) + quarantine_note(set_aside, loaded=load_facts)
+            batch.message += unmapped_note(result.unmapped)
             batch.save()
     except (FactFileError, FactLoadError) as exc:
         _record_failure(batch, config, FactStatus.REJECTED, str(exc))
@@ -336,6 +352,31 @@ def _run(
             resolution=_("batch #%(batch)d loaded %(file)s") % {"batch": batch.pk, "file": batch.file_name},
         )
     return result
+
+
+def _set_aside(
+    cur: CursorWrapper,
+    loaded: LoadedDomain,
+    config: LoadedConfig,
+    fact: FactTable,
+    batch: FactBatch,
+    file: FactFile,
+    *,
+    loaded_facts: bool,
+) -> int:
+    """Rows whose new key breaks the key rules: the file refused, or the rows quarantined (``quarantine``); a load
+    also retires the pending quarantined rows of the scope it replaced."""
+    if loaded_facts:
+        supersede_quarantined(cur, fact=fact, scope=loaded.config.replace_scope, batch=batch)
+    return set_aside_invalid_keys(
+        cur,
+        fact=fact,
+        batch=batch,
+        file=file,
+        patterns=config.config.key_patterns,
+        mode=loaded.config.invalid_keys,
+        loaded=loaded_facts,
+    )
 
 
 def _rejected_key(batch: FactBatch) -> str:

@@ -35,8 +35,8 @@ from pipeline.config.domain_schema import DomainConfig
 from pipeline.fact_tables import MONTH_COLUMN, FactTable
 from pipeline.facts import csv_parts
 from pipeline.facts.file_kinds import BLANK_CHARACTERS
+from pipeline.facts.lookups import mapped_lookup_sql
 from pipeline.facts.readers import FactFile, FactFileError, parse_month, parse_number
-from reference.registry import get_table
 from refgov.db.sql import column_type, ident, idents
 
 
@@ -374,22 +374,14 @@ class FactStager:
             lookup = self.domain.derived_columns.get(column)
             if lookup is not None:
                 alias = sql.Identifier(f"_lookup_{len(joins)}")
-                table = get_table(lookup.table)
                 source = (
                     sql.SQL("v.{}").format(ident(lookup.from_column))
                     if lookup.from_column in self.columns
                     else sql.SQL("NULL")
                 )
                 joins.append(
-                    sql.SQL(
-                        "LEFT JOIN (SELECT DISTINCT ON ({match}) {match} AS match, {key} AS key FROM {table} "
-                        "ORDER BY {match}, {key}) {alias} ON {alias}.match = {source}"
-                    ).format(
-                        match=ident(lookup.match),
-                        key=ident(table.key_column),
-                        table=ident(table.name),
-                        alias=alias,
-                        source=source,
+                    sql.SQL("LEFT JOIN ({lookup}) {alias} ON {alias}.match = {source}").format(
+                        lookup=mapped_lookup_sql(lookup), alias=alias, source=source
                     )
                 )
                 value = sql.SQL("COALESCE({}, {}.key, {})").format(value, alias, sql.Literal(lookup.default))

@@ -233,6 +233,8 @@ def _preview_domain(domain: str, path: Path, upload: FactUpload) -> dict[str, An
         "scope": [part.summary() for part in scope],
         "new_keys": {table: _new_keys(d) for table, d in result.tables.items() if d.inserted},
         "filled": {table: len(d.filled) for table, d in result.tables.items() if d.filled},
+        "quarantined": summary["rows_quarantined"],
+        "unmapped": summary["unmapped"],
         "loaded_before": _loaded_before(domain, upload.checksum, summary["sheet"] or ""),
     }
 

@@ -1,6 +1,8 @@
 from .alerts import Alert, AlertKind, ShareSnapshot
 from .facts import DerivedReference, FactBatch, FactKind, FactStatus, IncomeFact, ScaleFact
 from .inbox import InboxFile, InboxState
+from .lookups import UnmappedValue, ValueMapping
+from .quarantine import KeyProblem, QuarantinedRow, QuarantineState
 from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
 from .suggestions import KeySuggestion
 from .uploads import FactUpload, UploadState
@@ -16,7 +18,10 @@ __all__ = [
     "InboxFile",
     "InboxState",
     "IncomeFact",
+    "KeyProblem",
     "KeySuggestion",
+    "QuarantineState",
+    "QuarantinedRow",
     "RunStatus",
     "ScaleFact",
     "ShareSnapshot",
@@ -25,5 +30,7 @@ __all__ = [
     "SyncUpgrade",
     "SyncWatermark",
     "TableStatus",
+    "UnmappedValue",
     "UploadState",
+    "ValueMapping",
 ]

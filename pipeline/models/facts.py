@@ -26,6 +26,7 @@ class FactStatus(models.TextChoices):
 class FactKind(models.TextChoices):
     FACTS = "facts", _("facts")
     REFERENCES = "references", _("references only")
+    RESUBMIT = "resubmit", _("quarantined rows resubmitted")
 
 
 class FactBatch(models.Model):
