@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -76,7 +78,7 @@ def snapshot(offset: int = 0) -> dict:
     """Every fact row (its row number less ``offset``), every auto-derived reference row and its provenance."""
     with connection.cursor() as cur:
         cur.execute(
-            'SELECT to_jsonb(t) - \'id\' - \'_batch_id\' - \'_source_row\', t."_source_row" - %s '
+            "SELECT to_jsonb(t) - 'id' - '_batch_id' - '_source_row', t.\"_source_row\" - %s "
             'FROM "规模明细" t ORDER BY t."_source_row"',
             [offset],
         )
@@ -118,7 +120,7 @@ def test_a_100k_row_frame_loads_exactly_like_the_same_rows_as_a_csv_file(refs, t
     frame = big_frame()
     expected = through_csv(frame, tmp_path)
     assert len(expected["facts"]) == 100_000
-    assert all(expected["derived"][t] for t in ("年金计划", "组合计划", "组织架构"))
+    assert all(expected["derived"][t] for t in ("年金计划", "组合计划"))
     assert expected["provenance"]
 
     for data in (frame, pa.Table.from_pandas(frame, preserve_index=False)):
@@ -134,7 +136,9 @@ def test_a_100k_row_frame_loads_exactly_like_the_same_rows_as_a_csv_file(refs, t
                 f"api:{NAME}",
             )
             assert len(batch.checksum) == 64 and batch.size_bytes > 0
-            assert result.new_references["年金计划"] == sorted(r["年金计划号"] for r in expected["derived"]["年金计划"])
+            assert result.new_references["年金计划"] == sorted(
+                json.loads(r)["年金计划号"] for r in expected["derived"]["年金计划"]
+            )
             raise _Rollback
 
 
