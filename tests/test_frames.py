@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection, transaction
 
 import refgov_api
@@ -298,3 +303,34 @@ def test_inside_the_callers_transaction_the_load_commits_or_rolls_back_with_it(c
         FactStatus.LOADED,
     ]
     assert ScaleFact.objects.filter(batch_id=result.batch_id).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_readme_example_runs_standalone(config_copy, tmp_path):
+    """The README's ETL API example, pasted into a script run from the repository root without Django settings."""
+    create_references()
+    readme = (django_settings.BASE_DIR / "README.md").read_text(encoding="utf-8")
+    example = readme.split("<!-- etl-api-example -->\n```python\n", 1)[1].split("```\n<!-- /etl-api-example -->")[0]
+    script = tmp_path / "etl.py"
+    script.write_text(example, encoding="utf-8")
+    database = connection.settings_dict
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
+        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+        "REFGOV_CONFIG_DIR": str(config_copy),
+        "REFGOV_REPORTS_DIR": str(tmp_path / "reports"),
+        "PYTHONPATH": str(django_settings.BASE_DIR),
+    }
+
+    ran = subprocess.run(
+        [sys.executable, str(script)], cwd=django_settings.BASE_DIR, env=env, capture_output=True, timeout=120
+    )
+
+    assert ran.returncode == 0, ran.stderr.decode()
+    first, second = ran.stdout.decode().splitlines()
+    assert "'rows_loaded': 2" in first and "new references: 年金计划 +1, 组合计划 +1;" in first
+    assert ast.literal_eval(second) == {"年金计划": [], "组合计划": [], "产品线": [], "组织架构": []}
+    batch = FactBatch.objects.get(kind=FactKind.FACTS)
+    assert (batch.file_name, batch.rows_loaded) == ("etl_202412", 2)
+    assert ScaleFact.objects.filter(batch=batch).count() == 2
+    assert PortfolioPlan.objects.get(portfolio_code="XN0001").plan_id == "N0001"
