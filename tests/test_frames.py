@@ -220,6 +220,51 @@ def test_typed_frames_polars_style_arrow_and_odd_values_load_like_cells_of_a_wor
     assert PortfolioPlan.objects.filter(portfolio_code="1234").exists()
 
 
+def test_pandas_columns_of_mixed_objects_decimals_and_nullable_types_load_as_their_text(refs):
+    from decimal import Decimal
+
+    frame = pd.DataFrame(
+        {
+            "月度": pd.Categorical(["202411", "202411", "202411"]),
+            "业务类型": ["企年投资"] * 3,
+            "计划类型": ["单一计划"] * 3,
+            "计划号": [plan_code(1), 7001, 7002.0],  # mixed Python objects: each as its text, 7002 not 7002.0
+            "组合代码": [portfolio_code(1), None, np.nan],
+            "期末资产规模": [Decimal("12.345"), None, Decimal("-3")],
+            "供款": pd.array([5, None, 6], dtype="Int64"),
+            "客户名称": [None, pd.NA, "客户"],
+        }
+    )
+
+    result = refgov_api.load_facts(frame, domain=DOMAIN, source="mixed")
+
+    assert result.new_references["年金计划"] == ["7001", "7002"]
+    rows = ScaleFact.objects.order_by("source_row").values_list(
+        "plan_id", "portfolio_id", "closing_assets", "contribution", "customer_name"
+    )
+    assert [(p, f, None if c is None else str(c), n, name) for p, f, c, n, name in rows] == [
+        (plan_code(1), portfolio_code(1), "12.35", 5, None),
+        ("7001", None, None, None, None),
+        ("7002", None, "-3.00", 6, "客户"),
+    ]
+
+
+def test_anything_with_to_arrow_polars_style_loads(refs):
+    class PolarsLike:
+        def to_arrow(self) -> pa.Table:
+            return pa.Table.from_pylist([scale_row(), scale_row(计划号="N5001")])
+
+    result = refgov_api.load_facts(PolarsLike(), domain=DOMAIN, source="polars")
+
+    assert (result.rows_loaded, result.new_references["年金计划"]) == (2, ["N5001"])
+
+
+def test_a_source_label_with_a_folder_is_refused(refs):
+    with pytest.raises(ValueError, match="without / or"):
+        refgov_api.load_facts(pd.DataFrame([scale_row()]), domain=DOMAIN, source="etl/202411")
+    assert not FactBatch.objects.exists()
+
+
 def _unchanged(before: dict) -> None:
     assert snapshot() == before
     assert not FactBatch.objects.filter(status=FactStatus.LOADED).exists()
