@@ -150,7 +150,7 @@ def raw_copy(connection, data) -> None:
     pg = connection.connection
     columns = ", ".join(f'"{c}" {"numeric" if c in NUMBERS else "text"}' for c in data.columns)
     with pg.cursor() as cur:
-        cur.execute(f"DROP TABLE IF EXISTS raw_scale; CREATE UNLOGGED TABLE raw_scale ({columns})")
+        cur.execute(f"DROP TABLE IF EXISTS raw_scale; CREATE TABLE raw_scale ({columns})")
         names = ", ".join(f'"{c}"' for c in data.columns)
         with cur.copy(f"COPY raw_scale ({names}) FROM STDIN (FORMAT csv)") as copy:
             options = pacsv.WriteOptions(include_header=False)
