@@ -14,10 +14,12 @@ import pyarrow as pa
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection, transaction
+from psycopg import sql
 
 import refgov_api
 from pipeline.demo.facts import SCALE_COLUMNS
 from pipeline.demo.legacy import branches, plan_code, portfolio_code
+from pipeline.facts import csv_parts, frames
 from pipeline.facts.service import process_fact_file
 from pipeline.models import DerivedReference, FactBatch, FactKind, FactStatus, ScaleFact
 from reference.models import AnnuityPlan, PortfolioPlan, Source
@@ -121,14 +123,23 @@ def refs(config_copy):
     create_references()
 
 
-def test_a_100k_row_frame_loads_exactly_like_the_same_rows_as_a_csv_file(refs, tmp_path):
+def staging_tables() -> list[str]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'refgov_staging'")
+        return [r[0] for r in cur.fetchall()]
+
+
+def test_a_100k_row_frame_loads_exactly_like_the_same_rows_as_a_csv_file(refs, tmp_path, monkeypatch):
     frame = big_frame()
     expected = through_csv(frame, tmp_path)
     assert len(expected["facts"]) == 100_000
     assert all(expected["derived"][t] for t in ("年金计划", "组合计划"))
     assert expected["provenance"]
+    checksums: list[str] = []
 
-    for data in (frame, pa.Table.from_pandas(frame, preserve_index=False)):
+    # pandas in one COPY; Arrow in two parts at once (the second by a worker connection), as a 1M-row frame is
+    for data, parallel_from in ((frame, 10**9), (pa.Table.from_pandas(frame, preserve_index=False), 50_000)):
+        monkeypatch.setattr(frames, "FRAME_PARALLEL_MIN_ROWS", parallel_from)
         with pytest.raises(_Rollback), transaction.atomic():
             result = refgov_api.load_facts(data, domain=DOMAIN, source=NAME)
             assert (result.rows_read, result.rows_loaded) == (100_000, 100_000)
@@ -141,10 +152,16 @@ def test_a_100k_row_frame_loads_exactly_like_the_same_rows_as_a_csv_file(refs, t
                 f"api:{NAME}",
             )
             assert len(batch.checksum) == 64 and batch.size_bytes > 0
+            checksums.append(batch.checksum)
+            assert staging_tables() == []
             assert result.new_references["年金计划"] == sorted(
                 json.loads(r)["年金计划号"] for r in expected["derived"]["年金计划"]
             )
             raise _Rollback
+    assert checksums[0] == checksums[1]  # the same rows, whether copied in one part or two
+    # Rolling the test's savepoint back undid the drop of the committed part table (as when a caller rolls back its
+    # transaction after a load): the sweep would drop it after hours; drop it now.
+    csv_parts.drop_parts([sql.Identifier("refgov_staging", t) for t in staging_tables()])
 
 
 def test_row_numbers_are_frame_positions_and_ensure_references_only_derives(refs):
@@ -299,6 +316,21 @@ def test_a_bad_value_names_its_row_and_column_and_loads_nothing(refs, change, ki
     error = raised.value
     assert (error.row, error.column) == (row, column)
     assert str(error).startswith(f"bad_frame, row {row}, column {column}: ") and reason in str(error)
+    _unchanged(before)
+
+
+def test_a_bad_value_in_the_part_a_worker_copies_names_its_row_and_leaves_no_part_table(refs, monkeypatch):
+    monkeypatch.setattr(frames, "FRAME_PARALLEL_MIN_ROWS", 50_000)
+    frame = pd.DataFrame([scale_row(计划号=f"N{i % 50:04d}") for i in range(150_000)])
+    frame["期末资产规模"] = frame["期末资产规模"].astype(object)
+    frame.loc[140_000, "期末资产规模"] = "十二"
+    before, tables = snapshot(), staging_tables()
+
+    with pytest.raises(refgov_api.WrongTypeError) as raised:
+        refgov_api.load_facts(frame, domain=DOMAIN, source="bad_part")
+
+    assert (raised.value.row, raised.value.column) == (140_000, "期末资产规模")
+    assert staging_tables() == tables
     _unchanged(before)
 
 

@@ -21,6 +21,7 @@ import math
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -28,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from django.conf import settings
 from django.db import transaction
 from django.db.backends.utils import CursorWrapper
 from psycopg import sql
@@ -39,6 +42,7 @@ from psycopg.errors import DataError
 from pipeline.config import load_config, load_domain
 from pipeline.config.domain_schema import DomainConfig
 from pipeline.fact_tables import MONTH_COLUMN, FactTable, fact_table
+from pipeline.facts import csv_parts
 from pipeline.facts.file_kinds import BLANK_CHARACTERS, trim
 from pipeline.facts.frame_errors import (
     BadMonthError,
@@ -69,6 +73,7 @@ __all__ = [
 ]
 
 CHUNK_ROWS = 65_536  # rows converted to CSV at a time: a few MB of text
+FRAME_PARALLEL_MIN_ROWS = 200_000  # a frame this large is copied in ``REFGOV_FACT_COPY_PARTS`` parts at once
 QUEUED_CHUNKS = 2  # converted chunks waiting for the COPY: bounds the memory beyond the frame
 SOURCE_MAX = 200
 # What PostgreSQL's numeric input reads as it is; other text goes through ``parse_number`` (thousands separators …).
@@ -326,39 +331,118 @@ def _cell_text(value: Any) -> str | None:
     raise TypeError(f"a {type(value).__name__} value is not text: {str(value)[:50]!r}")
 
 
+class _Cancelled(Exception):
+    """A part stopped because another part failed."""
+
+
 class FrameStager(FactStager):
-    """Stages a frame into ``_fact_raw`` by one COPY of CSV text that Arrow writes in chunks (on a second thread,
-    while this one sends the previous chunk)."""
+    """Stages a frame into ``_fact_raw`` by COPY of CSV text that Arrow writes in chunks, on a second thread while
+    this one sends the previous chunk. A large frame is copied in parts at once, as a large CSV file is
+    (``csv_parts``): the first part into the load's temporary table, the others by worker connections into committed
+    part tables, and ``_fact_raw`` is the view of them all."""
 
     def __init__(self, *, frame: Frame, raw: dict[str, int], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.frame = frame
         self.raw = raw
+        self.cancel = threading.Event()  # a part failed: the others stop
 
     def stage(self, cur: CursorWrapper) -> Staged:
-        cur.execute(
-            sql.SQL("CREATE TEMP TABLE _fact_raw (_row integer NOT NULL, {}) ON COMMIT DROP").format(
-                self._typed_columns()
-            )
-        )
+        typed = self._typed_columns()
+        ranges = self._ranges()
+        own = sql.Identifier("_fact_raw" if len(ranges) <= 1 else "_fact_frame")
+        cur.execute(sql.SQL("CREATE TEMP TABLE {} (_row integer NOT NULL, {}) ON COMMIT DROP").format(own, typed))
         try:
             with transaction.atomic():
-                checksum, size = self._copy_frame(cur)
+                if len(ranges) <= 1:
+                    digests = [self._copy_range(cur.connection, own, *r, report=True) for r in ranges]
+                else:
+                    digests = self._copy_frame_parts(cur, own, typed, ranges)
         except DataError as exc:  # the checks below let through nothing PostgreSQL refuses: name what it said
             raise self._error(f"PostgreSQL refused a value: {first_line(exc)}") from exc
-        self.blank_filter = self._delete_blank_rows
+        if len(ranges) > 1:
+            cur.execute(sql.SQL("CREATE TEMP VIEW _fact_raw AS {}").format(self._union()))
+        self.blank_filter = self._hide_blank_rows
         try:
             months, rows = self._months(cur)
         except FactFileError as exc:
             if isinstance(exc, FrameError):
                 raise
             raise BadMonthError(self.frame.label, exc.reason, row=exc.row, column=exc.column) from None
-        return Staged(rows=rows, months=months, checksum=checksum, size_bytes=size)
+        chunks = [d for part in digests for d in part]
+        checksum = hashlib.sha256(b"".join(d for d, _ in chunks)).hexdigest()
+        return Staged(rows=rows, months=months, checksum=checksum, size_bytes=sum(n for _, n in chunks))
+
+    def drop(self, cur: CursorWrapper) -> None:
+        super().drop(cur)
+        cur.execute("DROP TABLE IF EXISTS _fact_frame")
+
+    def _ranges(self) -> list[tuple[int, int]]:
+        """Row ranges of whole chunks, one per part (one for a frame under ``FRAME_PARALLEL_MIN_ROWS``)."""
+        rows = self.frame.rows
+        chunks = -(-rows // CHUNK_ROWS)
+        parts = settings.REFGOV_FACT_COPY_PARTS if rows >= FRAME_PARALLEL_MIN_ROWS else 1
+        parts = max(1, min(parts, chunks))
+        bounds = [min(rows, chunks * i // parts * CHUNK_ROWS) for i in range(parts)] + [rows]
+        return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+    def _copy_frame_parts(
+        self, cur: CursorWrapper, own: sql.Identifier, typed: sql.Composable, ranges: list[tuple[int, int]]
+    ) -> list[list[tuple[bytes, int]]]:
+        """The first range here, the others on worker connections at the same time; the failure of the earliest
+        part that failed is raised."""
+        csv_parts.sweep_stale()
+        token = csv_parts.new_token()
+        with ThreadPoolExecutor(max_workers=len(ranges) - 1) as pool:
+            futures: list[Future[list[tuple[bytes, int]]]] = [
+                pool.submit(self._copy_part, csv_parts.part_table(token, i), typed, *ranges[i])
+                for i in range(1, len(ranges))
+            ]
+            try:
+                first = self._copy_range(cur.connection, own, *ranges[0], report=True)
+            except BaseException as exc:
+                self.cancel.set()
+                wait(futures)
+                csv_parts.drop_parts(
+                    [csv_parts.part_table(token, i) for i, f in enumerate(futures, 1) if not f.exception()]
+                )
+                if isinstance(exc, _Cancelled):  # a worker's part failed first: its error is the one to show
+                    raise next(e for f in futures if (e := f.exception()) and not isinstance(e, _Cancelled)) from None
+                raise
+            wait(futures)
+        tables = [csv_parts.part_table(token, i) for i, f in enumerate(futures, 1) if not f.exception()]
+        if len(tables) < len(futures):
+            csv_parts.drop_parts(tables)
+            raise next(e for f in futures if (e := f.exception()) and not isinstance(e, _Cancelled))
+        self.part_tables.extend(tables)
+        return [first, *(f.result() for f in futures)]
+
+    def _copy_part(
+        self, table: sql.Identifier, typed: sql.Composable, start: int, stop: int
+    ) -> list[tuple[bytes, int]]:
+        """Create the part's table and COPY its rows into it, on a worker connection; a failed part leaves none."""
+        with csv_parts.worker_connection() as conn:
+            conn.execute("SET jit = off")
+            conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} (_row integer NOT NULL, {})").format(table, typed))
+            try:
+                return self._copy_range(conn, table, start, stop, report=False)
+            except BaseException:
+                self.cancel.set()
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+                raise
+
+    def _union(self, where: sql.Composable | None = None) -> sql.Composed:
+        columns = sql.SQL(", ").join([sql.SQL("_row"), idents(self.columns)])
+        filtered = sql.SQL(" WHERE NOT ({})").format(where) if where is not None else sql.SQL("")
+        return sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT {} FROM {}{}").format(columns, table, filtered)
+            for table in [sql.Identifier("_fact_frame"), *self.part_tables]
+        )
 
     def _error(self, reason: str, *, kind: type[FrameError] = FrameError, **where: Any) -> FrameError:
         return kind(self.frame.label, reason, **where)
 
-    def _delete_blank_rows(self) -> None:
+    def _hide_blank_rows(self) -> None:
         """Rows whose every column is empty, as the blank lines of a file: skipped."""
         blank = sql.SQL(" AND ").join(
             sql.SQL("{} IS NULL").format(ident(c))
@@ -367,55 +451,63 @@ class FrameStager(FactStager):
             for c in sorted(self.columns, key=lambda c: c != MONTH_COLUMN)
         )
         with transaction.get_connection().cursor() as cur:
-            cur.execute(sql.SQL("DELETE FROM _fact_raw WHERE {}").format(blank))
+            if self.part_tables:
+                cur.execute(sql.SQL("CREATE OR REPLACE TEMP VIEW _fact_raw AS {}").format(self._union(blank)))
+            else:
+                cur.execute(sql.SQL("DELETE FROM _fact_raw WHERE {}").format(blank))
 
-    def _copy_frame(self, cur: CursorWrapper) -> tuple[str, int]:
-        statement = sql.SQL("COPY _fact_raw (_row, {}) FROM STDIN (FORMAT csv)").format(idents(self.columns))
+    def _copy_range(
+        self, conn: psycopg.Connection[Any], table: sql.Identifier, start: int, stop: int, *, report: bool
+    ) -> list[tuple[bytes, int]]:
+        """COPY the rows ``[start, stop)`` into ``table``; the SHA-256 and size of each chunk's CSV text."""
+        statement = sql.SQL("COPY {} (_row, {}) FROM STDIN (FORMAT csv)").format(table, idents(self.columns))
         chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=QUEUED_CHUNKS)
-        stop = threading.Event()
+        stopped = threading.Event()
 
         def produce() -> None:
             try:
-                for data in self._csv_chunks():
-                    while not stop.is_set():
+                for data in self._csv_chunks(start, stop):
+                    while not (stopped.is_set() or self.cancel.is_set()):
                         try:
                             chunks.put(data, timeout=0.2)
                             break
                         except queue.Full:
                             continue
-                    if stop.is_set():
+                    else:
+                        chunks.put(_Cancelled("another part of the frame failed"))
                         return
                 chunks.put(None)
             except BaseException as exc:  # handed to the consumer, raised there
                 chunks.put(exc)
 
-        digest, size, done = hashlib.sha256(), 0, 0
+        digests: list[tuple[bytes, int]] = []
+        done = start
         worker = threading.Thread(target=produce, name="refgov-frame-csv", daemon=True)
         worker.start()
         try:
-            with cur.connection.cursor() as raw, raw.copy(statement) as copy:
+            with conn.cursor() as raw, raw.copy(statement) as copy:
                 while (item := chunks.get()) is not None:
                     if isinstance(item, BaseException):
                         raise item
-                    digest.update(item)
-                    size += len(item)
+                    digests.append((hashlib.sha256(item).digest(), len(item)))
                     copy.write(item)
-                    done = min(done + CHUNK_ROWS, self.frame.rows)
-                    self.progress(f"{done:,} of {self.frame.rows:,} rows staged")
+                    done = min(done + CHUNK_ROWS, stop)
+                    if report:
+                        self.progress(f"{done:,} of {self.frame.rows:,} rows staged")
         finally:
-            stop.set()
+            stopped.set()
             while worker.is_alive():  # unblock a producer waiting on a full queue
                 try:
                     chunks.get_nowait()
                 except queue.Empty:
                     worker.join(0.05)
-        return digest.hexdigest(), size
+        return digests
 
-    def _csv_chunks(self) -> Iterator[bytes]:
+    def _csv_chunks(self, first: int, last: int) -> Iterator[bytes]:
         options = pacsv.WriteOptions(include_header=False)
         names = ["_row", *(f"c{i}" for i in range(len(self.columns)))]
-        for start in range(0, self.frame.rows, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, self.frame.rows)
+        for start in range(first, last, CHUNK_ROWS):
+            stop = min(start + CHUNK_ROWS, last)
             arrays = [pa.array(np.arange(start, stop, dtype=np.int32))]
             for column in self.columns:
                 values = self.frame.column(self.raw[column], start, stop, column)
