@@ -4,7 +4,7 @@
 ``_row`` and the fact columns, numbers typed, everything else text) and then run the file path
 (``service.process_source``): the same normalisation, aliases, key rules, derivations, scope replacement, checks,
 provenance, notifications and batch record. The frame is converted to CSV text in chunks by Arrow (C++, no Python
-per row) and streamed into one ``COPY``; ``_row`` is the row's position in the frame (``df.iloc[row]``), which the
+per row) and streamed by ``COPY`` (a large frame in parts at once, as a large CSV file); ``_row`` is the row's position in the frame (``df.iloc[row]``), which the
 batch, its provenance (``DerivedReference.row_numbers``), the fact rows (``_source_row``) and every error show.
 
 Errors are :class:`FrameError` (a :class:`FactFileError`) naming the source label, row and column. Problems of the
@@ -309,7 +309,7 @@ class Frame:
 
 
 def _cell_text(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is getattr(np, "nan", None):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, str):
         return value
