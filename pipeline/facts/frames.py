@@ -5,7 +5,8 @@
 (``service.process_source``): the same normalisation, aliases, key rules, derivations, scope replacement, checks,
 provenance, notifications and batch record. The frame is converted to CSV text in chunks by Arrow (C++, no Python
 per row) and streamed by ``COPY`` (a large frame in parts at once, as a large CSV file); ``_row`` is the row's
-position in the frame (``df.iloc[row]``), which the batch, its provenance (``DerivedReference.row_numbers``), the fact rows (``_source_row``) and every error show.
+position in the frame (``df.iloc[row]``), which the batch, its provenance (``DerivedReference.row_numbers``), the
+fact rows (``_source_row``) and every error show.
 
 Errors are :class:`FrameError` (a :class:`FactFileError`) naming the source label, row and column. Problems of the
 frame itself (a missing required column, a duplicate column, a column of a type that is not a value, no rows) raise
