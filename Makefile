@@ -9,11 +9,11 @@ DEBIAN_PACKAGES := libmariadb-dev pkg-config gettext postgresql-client mariadb-c
 	redis-server python3-venv python3-dev gcc
 DB_NAME ?= refgov
 # the packages whose types mypy checks (pyproject.toml [tool.mypy])
-MYPY_PACKAGES := refgov reference pipeline stewardship operations
+MYPY_PACKAGES := refgov reference pipeline stewardship operations refgov_api
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/$(DB_NAME)
 export LEGACY_MYSQL_URL ?= mysql://root@127.0.0.1:3306
 
-.PHONY: demo qcluster test check deps system-deps services venv db bench-preload bench-facts bench-admin bench-suggestions bench-converge bench-key-rules
+.PHONY: demo qcluster test check deps system-deps services venv db bench-preload bench-facts bench-admin bench-suggestions bench-converge bench-key-rules bench-api
 # A recipe that fails leaves no target behind (no half-made venv marked installed).
 .DELETE_ON_ERROR:
 
@@ -104,3 +104,7 @@ bench-suggestions: venv services
 ## bench-converge: 60 days of the hybrid loop with a steward of fixed capacity (auto-derived share, pending, typos)
 bench-converge: venv services
 	$(PY) bench/converge.py
+
+## bench-api: load_facts of a 1M-row DataFrame vs the same rows as a CSV file, and vs a raw COPY of the frame
+bench-api: venv services
+	$(PY) bench/api.py

@@ -47,6 +47,8 @@ os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
 
 JUNK = ["{key} 备注", "'{key}'", '"{key}"', "见附件", "{key}；{key}", "计划号待补充", "{key}\t(旧)", "请参考上月"]
 BUSINESS = ["企年投资", "企年受托"]
+# The shapes of the legacy keys (pipeline.demo.legacy plan_code / portfolio_code), as an operator would configure them.
+KEY_PATTERNS = "key_patterns: {年金计划: '^[PZ][0-9]{4,6}$', 组合计划: '^QTAN[0-9]{4,7}$'}"
 
 
 @dataclass
@@ -302,7 +304,8 @@ def main() -> None:
     main_config.write_text(
         main_config.read_text(encoding="utf-8")
         .replace("database: annuity_hub", f"database: {HUB}")
-        .replace("database: enterprise", f"database: {ENT}"),
+        .replace("database: enterprise", f"database: {ENT}")
+        .replace("key_patterns: {}", KEY_PATTERNS),
         encoding="utf-8",
     )
     os.environ["REFGOV_CONFIG_DIR"] = str(config_dir)
@@ -391,6 +394,9 @@ def main() -> None:
     )
     print(f"wrong merges: {len(wrong)} {wrong[:5]}")
     print(f"junk keys as reference rows: {len(junk_rows)} {junk_rows[:5]}")
+    from pipeline.models import QuarantinedRow
+
+    print(f"rows quarantined (bad keys, kept for the stewards): {QuarantinedRow.objects.count()}")
     print(f"merges refused / promotes refused: {steward.refused}; {time.perf_counter() - started:.0f} s")
     shutil.rmtree(work, ignore_errors=True)
 

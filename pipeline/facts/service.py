@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -26,6 +27,7 @@ from psycopg import sql
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
 from pipeline.bulk import bulk_write_mode, skip_jit, use_bulk_memory
 from pipeline.config import load_config, load_domain
+from pipeline.config.domain_schema import DomainConfig
 from pipeline.config.loader import LoadedConfig, LoadedDomain
 from pipeline.config.schema import Strategy
 from pipeline.dry_run import rolled_back_if
@@ -71,6 +73,18 @@ class FactOutcome(StrEnum):
 
     LOADED = FactStatus.LOADED.value
     SKIPPED = "skipped"  # the fact table holds it already (``--force`` loads it again)
+
+
+@dataclass(frozen=True)
+class FactSource:
+    """What a batch reads: the fields its record shows, and how to open it as a stager (inside the transaction)."""
+
+    file_name: str
+    file_path: str
+    sheet: str
+    checksum: str
+    size_bytes: int
+    open: Callable[[DomainConfig, FactTable, Progress, list[sql.Identifier]], FactStager]
 
 
 @dataclass
@@ -178,17 +192,66 @@ def process_fact_file(
         if current is not None:
             return FactResult(batch=current, skipped_as=current)
 
+    file_encoding = encoding
+
+    def open_file(
+        domain_config: DomainConfig, fact: FactTable, report: Progress, parts: list[sql.Identifier]
+    ) -> FactStager:
+        file = open_fact_file(
+            path,
+            sheet=sheet,
+            aliases=domain_config.aliases,
+            required=domain_config.required_columns,
+            encoding=file_encoding or domain_config.files.encoding,
+        )
+        return FactStager(domain=domain_config, fact=fact, file=file, progress=report, part_tables=parts)
+
+    source = FactSource(
+        file_name=path.name,
+        file_path=str(path.resolve()),
+        sheet=sheet or "",
+        checksum=checksum,
+        size_bytes=size,
+        open=open_file,
+    )
+    return process_source(
+        source,
+        loaded=loaded,
+        config=config,
+        load_facts=load_facts,
+        dry_run=dry_run,
+        progress=progress,
+        degraded=degraded,
+        allow_empty=allow_empty,
+    )
+
+
+def process_source(
+    source: FactSource,
+    *,
+    loaded: LoadedDomain,
+    config: LoadedConfig,
+    load_facts: bool = True,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    degraded: bool = False,
+    allow_empty: bool = False,
+    replace: bool = True,
+) -> FactResult:
+    """Process one staged source (a file, or a frame: ``pipeline.facts.frames``) as ``process_fact_file`` does
+    after its file checks. ``replace=False`` keeps the earlier rows of the batch's scope (an appending load)."""
     part_tables: list[sql.Identifier] = []
+    domain = loaded.config.domain
 
     def work() -> FactResult:
         with running_record(
             FactBatch,
             domain=domain,
-            file_name=path.name,
-            file_path=str(path.resolve()),
-            sheet=sheet or "",
-            checksum=checksum,
-            size_bytes=size,
+            file_name=source.file_name,
+            file_path=source.file_path,
+            sheet=source.sheet,
+            checksum=source.checksum,
+            size_bytes=source.size_bytes,
             degraded=degraded,
             kind=FactKind.FACTS if load_facts else FactKind.REFERENCES,
         ) as batch:
@@ -196,13 +259,12 @@ def process_fact_file(
                 batch,
                 loaded,
                 config,
-                path,
-                sheet,
-                encoding,
+                source,
                 load_facts=load_facts,
                 progress=progress or _quiet,
                 part_tables=part_tables,
                 allow_empty=allow_empty,
+                replace=replace,
             )
         if dry_run and load_facts:  # for a preview: read before the dry run's rows are rolled back
             domain_config = loaded.config
@@ -265,14 +327,13 @@ def _run(
     batch: FactBatch,
     loaded: LoadedDomain,
     config: LoadedConfig,
-    path: Path,
-    sheet: str | None,
-    encoding: str | None,
+    source: FactSource,
     *,
     load_facts: bool,
     progress: Progress,
     part_tables: list[sql.Identifier],
     allow_empty: bool,
+    replace: bool = True,
 ) -> FactResult:
     domain = loaded.config
     fact = fact_table(domain.fact_table)
@@ -282,16 +343,12 @@ def _run(
         with transaction.atomic(), connection.cursor() as cur:
             use_bulk_memory(cur)
             skip_jit(cur)
-            file = open_fact_file(
-                path,
-                sheet=sheet,
-                aliases=domain.aliases,
-                required=domain.required_columns,
-                encoding=encoding or domain.files.encoding,
-            )
-            stager = FactStager(domain=domain, fact=fact, file=file, progress=progress, part_tables=part_tables)
+            stager = source.open(domain, fact, progress, part_tables)
+            file = stager.file
             progress("reading")
             staged = stager.stage(cur)
+            if staged.checksum is not None:  # a source that knows its checksum only once read (a frame)
+                batch.checksum, batch.size_bytes = staged.checksum, staged.size_bytes
             if not staged.rows and not allow_empty:
                 raise FactFileError(
                     file.path,
@@ -321,7 +378,9 @@ def _run(
                     batch.rows_loaded, aliased = _insert(
                         cur, fact, stager, batch, with_pending=config.config.backfill.mode == "always"
                     )
-                    batch.rows_replaced = _replace_scope(cur, fact, domain.replace_scope, batch) if existing else 0
+                    batch.rows_replaced = (
+                        _replace_scope(cur, fact, domain.replace_scope, batch) if existing and replace else 0
+                    )
                     set_aside = _set_aside(cur, loaded, config, fact, batch, file, loaded_facts=True)
                     batch.rows_loaded -= set_aside
                     result.quarantined = set_aside
@@ -344,7 +403,7 @@ def _run(
     except (DatabaseError, psycopg.Error) as exc:
         _record_failure(batch, config, FactStatus.FAILED, first_line(exc))
         raise
-    logger.info("fact batch %s %s: %s", batch.pk, path.name, batch.message)
+    logger.info("fact batch %s %s: %s", batch.pk, batch.file_name, batch.message)
     if load_facts:
         resolve_alerts(
             key=_rejected_key(batch),

@@ -44,6 +44,8 @@ from refgov.db.sql import column_type, ident, idents
 class Staged:
     rows: int
     months: list[date]
+    checksum: str | None = None  # set by a source whose checksum is known only once read (a frame)
+    size_bytes: int = 0
 
 
 logger = logging.getLogger("refgov.facts")
