@@ -55,6 +55,7 @@ class Action(enum.StrEnum):
     BACKFILL = "backfill"
     CONFIRM_KEEP = "confirm_keep"
     MAP_VALUE = "map_value"
+    REJECT = "reject"
 
 
 ACTION_LABELS: dict[str, Promise] = {
@@ -67,6 +68,7 @@ ACTION_LABELS: dict[str, Promise] = {
     Action.MERGE: gettext_lazy("merge"),
     Action.CONFIRM_KEEP: gettext_lazy("confirmed and kept (still auto-derived)"),
     Action.MAP_VALUE: gettext_lazy("unmapped value mapped"),
+    Action.REJECT: gettext_lazy("rejected: fact rows moved to the quarantine"),
     Action.UNDO: gettext_lazy("undo"),
     Action.PRELOAD: gettext_lazy("preload"),
     Action.BACKFILL: gettext_lazy("backfill of pending rows"),

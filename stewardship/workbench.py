@@ -46,6 +46,7 @@ from stewardship.confirm import REASON_MAX_LENGTH, ReasonRequired, confirm_keep
 from stewardship.feedback import write_feedback
 from stewardship.merge import MergeRefused, merge, merge_impact
 from stewardship.promote import PromoteResult, promote
+from stewardship.reject import RejectRefused, reject_to_quarantine
 from stewardship.required import is_blank, missing_of, missing_q, required_fields
 
 PROVENANCE_SHOWN = 20
@@ -303,6 +304,15 @@ class MergeForm(forms.Form):
     right_key = forms.CharField(label=gettext_lazy("merge into key"), max_length=100)
 
 
+class RejectForm(forms.Form):
+    reason = forms.CharField(
+        label=gettext_lazy("reason"),
+        max_length=REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=gettext_lazy("Why this key means nothing (kept with the quarantined rows and in the history)."),
+    )
+
+
 class StewardshipAdminMixin(ReferenceModelAdmin):
     """Per-row promote and merge views, the provenance panel and the delete protection of a TrackedReferenceAdmin."""
 
@@ -331,6 +341,7 @@ class StewardshipAdminMixin(ReferenceModelAdmin):
         return [
             path("<path:object_id>/promote/", self.admin_site.admin_view(self.promote_view), name=f"{name}_promote"),
             path("<path:object_id>/merge/", self.admin_site.admin_view(self.merge_view), name=f"{name}_merge"),
+            path("<path:object_id>/reject/", self.admin_site.admin_view(self.reject_view), name=f"{name}_reject"),
             *super().get_urls(),
         ]
 
@@ -393,6 +404,39 @@ class StewardshipAdminMixin(ReferenceModelAdmin):
             "target": target if form.is_valid() and not form.errors else None,
         }
         return TemplateResponse(request, "admin/reference/merge.html", context)
+
+    def reject_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Reject an auto-derived key facts use: its fact rows go to the quarantine, the row is deleted."""
+        obj = self._changeable(request, object_id)
+        table = for_model(self.model).name
+        impact = merge_impact(table=table, wrong_key=obj.pk)
+        form = RejectForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                result = reject_to_quarantine(
+                    table=table, key=obj.pk, reason=form.cleaned_data["reason"], user=request_user(request)
+                )
+            except RejectRefused as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(
+                    request,
+                    _("%(key)s rejected: %(n)d fact rows moved to the quarantine, where they wait for a corrected key.")
+                    % {"key": obj.pk, "n": result.rows},
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:pipeline_quarantinedrow_changelist") + f"?q={quote(str(obj.pk))}"
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Reject %s") % obj.pk,
+            "opts": self.model._meta,
+            "original": obj,
+            "form": form,
+            "impact": impact,
+        }
+        return TemplateResponse(request, "admin/reference/reject.html", context)
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
@@ -464,11 +508,17 @@ class StewardshipAdminMixin(ReferenceModelAdmin):
         best = best_suggested_keys(table=for_model(self.model).name, keys=list(used)) if used else {}
         protected: list[str] = [
             format_html(
-                '{} <a href="{}" class="refgov-merge-instead">{}</a>',
-                _("%(key)s: %(n)d fact rows use it — merge it into the right key instead.")
+                '{} <a href="{}" class="refgov-merge-instead">{}</a> · '
+                '<a href="{}" class="refgov-reject-instead">{}</a>',
+                _(
+                    "%(key)s: %(n)d fact rows use it — merge it into the right key, or reject it and keep its "
+                    "fact rows in the quarantine."
+                )
                 % {"key": obj.pk, "n": used[obj.pk]},
                 self._merge_instead_url(obj, best),
                 _("Merge %s into another key") % obj.pk,
+                self._url("reject", obj),
+                _("Reject %s (fact rows to the quarantine)") % obj.pk,
             )
             for obj in objs
             if used.get(obj.pk)

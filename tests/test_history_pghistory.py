@@ -108,5 +108,6 @@ def test_action_values_are_the_strings_stored_in_the_metadata():
         "backfill",
         "confirm_keep",
         "map_value",
+        "reject",
     ]
     assert json.dumps({"action": Action.BULK_COMPLETE}) == '{"action": "bulk_complete"}'

@@ -206,6 +206,7 @@ def test_deleting_a_row_facts_use_is_refused_with_the_merge_offered(django_user_
     page = client.get(reverse("admin:reference_annuityplan_delete", args=["N5"])).content.decode()
 
     assert "1 条事实数据使用该行" in page and reverse("admin:reference_annuityplan_merge", args=["N5"]) in page
+    assert reverse("admin:reference_annuityplan_reject", args=["N5"]) in page and "隔离行" in page
     client.post(reverse("admin:reference_annuityplan_delete", args=["N5"]), {"post": "yes"})
     assert AnnuityPlan.objects.filter(pk="N5").exists()
 

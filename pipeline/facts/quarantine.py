@@ -56,6 +56,7 @@ LISTED_KEYS = 200
 REASONS = {
     KeyProblem.JUNK.value: "white space, quotes or control characters",
     KeyProblem.PATTERN.value: "does not match the key pattern",
+    KeyProblem.REJECTED.value: "rejected by a steward",
 }
 ROW_SAMPLE = 20
 
@@ -322,6 +323,7 @@ def resubmit_quarantined(*, ids: list[int], user: AbstractBaseUser) -> Resubmitt
         .filter(pk__in=ids, state=QuarantineState.PENDING)
         .order_by("batch_id", "row_number")
     )
+    _refuse_rejected(rows)
     result = Resubmitted()
     by_table: dict[str, list[QuarantinedRow]] = defaultdict(list)
     for row in rows:
@@ -421,6 +423,19 @@ def _resubmit_rows(
         cur.execute(sql.SQL("SELECT DISTINCT {0} FROM _resubmit WHERE {0} IS NOT NULL").format(ident(column)))
         refresh_usage(table=table, keys=[k for (k,) in cur.fetchall()])
     cur.execute("DROP TABLE _resubmit")
+
+
+def _refuse_rejected(rows: list[QuarantinedRow]) -> None:
+    """Rows that still carry a key a steward rejected are not resubmitted (the load would derive the key again)
+    unless the key exists again (the rejection was undone, or the source brought it)."""
+    rejected = {
+        (p["table"], p["key"]) for r in rows for p in r.problems if p.get("reason") == KeyProblem.REJECTED.value
+    }
+    back = {(t, k) for t, k in rejected if get_table(t).model._default_manager.filter(pk=k).exists()}
+    still = sorted(rejected - back)
+    if still:
+        listed = ", ".join(f"{t} {k!r}" for t, k in still[:LISTED_KEYS])
+        raise QuarantineError(f"rows carry keys a steward rejected: {listed}; correct them first")
 
 
 def _derivation_blocked(config: ReferenceManagementConfig) -> bool:

@@ -18,6 +18,7 @@ class QuarantineState(models.TextChoices):
 class KeyProblem(models.TextChoices):
     JUNK = "junk", _("white space, quotes or control characters")
     PATTERN = "pattern", _("does not match the key pattern")
+    REJECTED = "rejected", _("rejected by a steward")  # an auto-derived key a steward took out (with a note)
 
 
 class QuarantinedRow(models.Model):
