@@ -277,7 +277,8 @@ def _store(
             ), scored AS (
                 SELECT m.*,
                        %(key_weight)s
-                         * CASE WHEN distance <= %(distance)s OR edit IS NOT NULL THEN 1 - typos::float8 / len ELSE 0 END
+                         * CASE WHEN distance <= %(distance)s OR edit IS NOT NULL
+                                THEN 1 - typos::float8 / len ELSE 0 END
                          * CASE WHEN same_parent IS FALSE THEN %(other_parent)s ELSE 1 END
                        + (1 - %(key_weight)s) * coalesce(name_similarity, %(neutral)s) AS score
                 FROM measured m
