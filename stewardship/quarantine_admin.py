@@ -158,12 +158,14 @@ def correct_by_suggestion(
             % {"rows": result.resubmitted.rows, "batches": ", ".join(f"#{b.pk}" for b in result.resubmitted.batches)},
             messages.SUCCESS,
         )
-    if result.left or not result.resubmitted.rows:
+    if result.left:
         modeladmin.message_user(
             request,
             _("%d selected rows have a bad key without a suggestion: correct them by hand.") % result.left,
             messages.WARNING,
         )
+    elif not result.resubmitted.rows:
+        modeladmin.message_user(request, _("No pending row without a bad key to resubmit."), messages.WARNING)
 
 
 @admin.register(QuarantinedRow)

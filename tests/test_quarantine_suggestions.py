@@ -146,9 +146,10 @@ def test_admin_shows_the_suggestion_and_a_steward_corrects_and_resubmits_by_it(r
 
     client.force_login(steward)
     text = client.get(url).content.decode()
-    assert "correct_by_suggestion" in text and "按建议更正并重新提交" in text
+    assert "correct_by_suggestion" in text and "按建议更正并重新提交" in text and "疑似 P0290 的笔误" in text
     done = client.post(url, {"action": "correct_by_suggestion", "_selected_action": ids}, follow=True)
-    assert done.status_code == 200 and "按建议更正" in done.content.decode()
+    assert done.status_code == 200
+    assert f"{len(ids)} 行已按建议更正，并作为批次" in done.content.decode()
     assert QuarantinedRow.objects.filter(pk__in=ids, state="resubmitted").count() == len(ids)
     assert (
         sorted(
