@@ -29,6 +29,12 @@ PLAN_NAME, CUSTOMER = "华东能源企业年金计划", "华东能源集团有�
 # bad key → (计划号, 计划名称, 组合代码, 组合名称) of its rows
 TYPOS = {
     "1P0290": ("1P0290", PLAN_NAME, "QTAN0290", "华东能源稳健组合"),  # a character too many
+    "P029": (
+        "P029",
+        PLAN_NAME,
+        "QTAN0290",
+        "华东能源稳健组合",
+    ),  # a digit missing: P0029 and P0290 both fit, names decide
     "QTAN029": ("P0290", PLAN_NAME, "QTAN029", "华东能源稳健组合"),  # a digit missing, same plan
     "'P0003'": ("'P0003'", "计划3", portfolio_code(3), "组合3"),  # quoted: unquoted is P0003
     "见附件": ("见附件", "西北新材料年金计划", portfolio_code(5), "组合5"),  # genuinely new, nothing like it
@@ -101,6 +107,12 @@ def test_quarantined_typos_get_the_key_they_mean_and_new_junk_gets_none(referenc
     assert plan.score >= 0.9 and plan.key_distance == 1
     assert "key" in plan.evidence["found_by"] and plan.evidence["key"]["edit"] == "extra"
     assert plan.evidence["names"]["计划简称"] == 1.0 and plan.evidence["names"]["客户名称"] == 1.0
+
+    short = best("年金计划", "P029")
+    assert short is not None and short.candidate == "P0290" and short.evidence["key"]["edit"] == "missing_digit"
+    assert all(  # P0029 is one digit away too, but its names are unlike
+        s.score < short.score for s in KeySuggestion.objects.filter(table="年金计划", key="P029", candidate="P0029")
+    )
 
     portfolio = best("组合计划", "QTAN029")
     assert portfolio is not None and portfolio.candidate == "QTAN0290"
