@@ -5,7 +5,8 @@ A load finds such rows set-based in the staged ``_fact`` (the rows whose key the
 ``invalid_keys: reject`` the file is refused, listing every bad key with its rows; under ``quarantine`` the rows
 leave the fact table and ``_fact`` and are kept whole in ``QuarantinedRow`` (file, sheet, row, month, reason), where
 a steward corrects the key (or remembers it as an alias of the right key) and resubmits the rows into their month as
-a batch of their own.
+a batch of their own. A quarantined key gets typo suggestions as a derived key does (the 隔离行 admin offers to correct
+the rows by the best one).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Typo detection at birth: for the keys a load just derived, the existing rows each one probably means.
+"""Typo detection at birth: for the keys a load just derived (or quarantined), the existing rows each one probably
+means.
 
 Set-based in PostgreSQL, in the load's transaction, on the new rows as ``insert_derived`` left them (their derived
 names and parent key). Candidates are found three ways, then scored together:
