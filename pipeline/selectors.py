@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, NotRequired, TypedDict
 
 from django.db import models
 from django.db.models import Count, Exists, Max, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.fields.json import KT
 
 from pipeline.fact_tables import fact_table, fact_table_names
 from pipeline.models import DerivedReference, KeySuggestion, SyncUpgrade, UnmappedValue, ValueMapping
@@ -152,6 +153,18 @@ def best_suggestion(*, table: str) -> KeySuggestionColumns:
     """Subqueries for a reference queryset's ``annotate``: each row's best suggested key and its score."""
     best = KeySuggestion.objects.filter(table=table, key=OuterRef("pk"), rank=1)
     return {
+        "suggested_key": Subquery(best.values("candidate")[:1]),
+        "suggestion_score": Subquery(best.values("score")[:1]),
+    }
+
+
+def best_quarantine_suggestion() -> dict[str, Any]:
+    """For a ``QuarantinedRow`` queryset's ``annotate``: the first bad key's best suggested key and its score
+    (``quarantine_table`` and ``quarantine_key`` name the bad key); one query with the page, none per row."""
+    best = KeySuggestion.objects.filter(table=OuterRef("quarantine_table"), key=OuterRef("quarantine_key"), rank=1)
+    return {
+        "quarantine_table": KT("problems__0__table"),
+        "quarantine_key": KT("problems__0__key"),
         "suggested_key": Subquery(best.values("candidate")[:1]),
         "suggestion_score": Subquery(best.values("score")[:1]),
     }

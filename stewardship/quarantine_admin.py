@@ -18,10 +18,17 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from pipeline.facts.quarantine import QuarantineError, correct_quarantined, resubmit_quarantined
+from pipeline.facts.quarantine import (
+    QuarantineError,
+    correct_by_suggestions,
+    correct_quarantined,
+    resubmit_quarantined,
+)
 from pipeline.models import FactBatch, KeyProblem, QuarantinedRow, QuarantineState
+from pipeline.selectors import best_quarantine_suggestion
 from refgov.html import badge
 from stewardship.admin_typing import request_user
+from stewardship.workbench import typo_label
 
 STATE_COLORS = {QuarantineState.PENDING.value: "#c62828", QuarantineState.RESUBMITTED.value: "#2e7d32"}
 
@@ -135,6 +142,32 @@ def resubmit_selected(
         modeladmin.message_user(request, str(exc), messages.ERROR)
 
 
+@admin.action(description=gettext_lazy("Correct by the suggestion and resubmit"), permissions=["change"])
+def correct_by_suggestion(
+    modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[QuarantinedRow]
+) -> None:
+    try:
+        result = correct_by_suggestions(ids=list(queryset.values_list("pk", flat=True)), user=request_user(request))
+    except QuarantineError as exc:
+        modeladmin.message_user(request, str(exc), messages.ERROR)
+        return
+    if result.resubmitted.rows:
+        modeladmin.message_user(
+            request,
+            _("%(rows)d rows corrected by their suggestion and resubmitted as batch %(batches)s.")
+            % {"rows": result.resubmitted.rows, "batches": ", ".join(f"#{b.pk}" for b in result.resubmitted.batches)},
+            messages.SUCCESS,
+        )
+    if result.left:
+        modeladmin.message_user(
+            request,
+            _("%d selected rows have a bad key without a suggestion: correct them by hand.") % result.left,
+            messages.WARNING,
+        )
+    elif not result.resubmitted.rows:
+        modeladmin.message_user(request, _("No pending row without a bad key to resubmit."), messages.WARNING)
+
+
 @admin.register(QuarantinedRow)
 class QuarantinedRowAdmin(admin.ModelAdmin):
     list_display = (
@@ -144,6 +177,7 @@ class QuarantinedRowAdmin(admin.ModelAdmin):
         "month",
         "bad_keys",
         "reasons",
+        "typo_suggestion",
         "state_badge",
         "batch_link",
         "resubmitted_link",
@@ -151,7 +185,7 @@ class QuarantinedRowAdmin(admin.ModelAdmin):
     list_filter = ("state", "fact_table", "domain", "month")
     search_fields = ("bad_keys", "file_name")
     list_select_related = ("batch", "resubmitted_batch")
-    actions = (correct_and_resubmit, resubmit_selected)
+    actions = (correct_and_resubmit, correct_by_suggestion, resubmit_selected)
     list_per_page = 100
     show_full_result_count = False
 
@@ -163,6 +197,13 @@ class QuarantinedRowAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: QuarantinedRow | None = None) -> list[str]:
         return [f.name for f in self.model._meta.fields]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[QuarantinedRow]:
+        return super().get_queryset(request).annotate(**best_quarantine_suggestion())
+
+    @admin.display(description=gettext_lazy("probable typo"), ordering="suggestion_score")
+    def typo_suggestion(self, obj: QuarantinedRow) -> SafeString | str:
+        return typo_label(getattr(obj, "suggested_key", None), getattr(obj, "suggestion_score", None))
 
     @admin.display(description=gettext_lazy("reason"))
     def reasons(self, obj: QuarantinedRow) -> str:

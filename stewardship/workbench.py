@@ -231,6 +231,7 @@ EDIT_LABELS = {
     "swapped": gettext_lazy("two characters swapped"),
     "wrong_digit": gettext_lazy("one digit differs"),
     "missing_digit": gettext_lazy("one digit missing"),
+    "unquoted": gettext_lazy("quotes or words around the key"),
 }
 FOUND_BY_LABELS = {
     "key": gettext_lazy("similar key"),

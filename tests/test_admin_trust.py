@@ -169,6 +169,7 @@ def test_no_action_that_changes_state_is_offered_without_the_permission(request,
             "complete_selected",
             "confirm_keep_selected",
             "correct_and_resubmit",  # 隔离行
+            "correct_by_suggestion",
             "resubmit_selected",
             "map_selected",  # 未映射值
             "unmap_selected",

@@ -5,7 +5,8 @@ A load finds such rows set-based in the staged ``_fact`` (the rows whose key the
 ``invalid_keys: reject`` the file is refused, listing every bad key with its rows; under ``quarantine`` the rows
 leave the fact table and ``_fact`` and are kept whole in ``QuarantinedRow`` (file, sheet, row, month, reason), where
 a steward corrects the key (or remembers it as an alias of the right key) and resubmits the rows into their month as
-a batch of their own.
+a batch of their own. A quarantined key gets typo suggestions as a derived key does (the 隔离行 admin offers to correct
+the rows by the best one).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from django.utils import timezone
 from psycopg import sql
 
 from pipeline.config import load_config, load_domain
-from pipeline.config.domain_schema import InvalidKeys
-from pipeline.config.schema import ReferenceManagementConfig, Strategy
+from pipeline.config.domain_schema import ForeignKey, InvalidKeys
+from pipeline.config.schema import ReferenceManagementConfig, Strategy, Suggestions
 from pipeline.fact_tables import BATCH_COLUMN, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
 from pipeline.facts.errors import FactLoadError
 from pipeline.facts.readers import FactFile
@@ -34,7 +35,7 @@ from pipeline.facts.references import (
     template_values,
     unknown_keys,
 )
-from pipeline.facts.suggestions import suggest_for_new_keys
+from pipeline.facts.suggestions import suggest_for_fact_keys, suggest_for_new_keys
 from pipeline.facts.usage import refresh_usage
 from pipeline.models import (
     DerivedReference,
@@ -42,6 +43,7 @@ from pipeline.models import (
     FactKind,
     FactStatus,
     KeyProblem,
+    KeySuggestion,
     QuarantinedRow,
     QuarantineState,
 )
@@ -82,9 +84,12 @@ def set_aside_invalid_keys(
     patterns: dict[str, str],
     mode: InvalidKeys,
     loaded: bool,
+    foreign_keys: list[ForeignKey] | None = None,
+    suggestions: Suggestions | None = None,
 ) -> int:
     """Find the rows of ``_fact`` with a new key that breaks the key rules; refuse the file (``reject``) or move them
-    to the quarantine (``loaded``: out of the fact table too). Returns the rows set aside."""
+    to the quarantine (``loaded``: out of the fact table too, with typo suggestions for their keys when
+    ``suggestions`` is given). Returns the rows set aside."""
     found = _find_invalid(cur, fact=fact, patterns=patterns, relation="_fact")
     if not found:
         cur.execute("DROP TABLE _invalid")
@@ -96,6 +101,8 @@ def set_aside_invalid_keys(
         )
     if loaded:
         _quarantine(cur, fact=fact, batch=batch, file=file)
+        if suggestions is not None:
+            suggest_for_quarantined(cur, fact=fact, batch=batch, foreign_keys=foreign_keys or [], settings=suggestions)
         cur.execute(
             sql.SQL("DELETE FROM {fact} t USING _invalid i WHERE t.{batch} = %s AND t.{row} = i._row").format(
                 fact=ident(fact.name), batch=ident(BATCH_COLUMN), row=ident(SOURCE_ROW_COLUMN)
@@ -249,6 +256,43 @@ def _quarantine(cur: CursorWrapper, *, fact: FactTable, batch: FactBatch, file: 
     )
 
 
+def suggest_for_quarantined(
+    cur: CursorWrapper, *, fact: FactTable, batch: FactBatch, foreign_keys: list[ForeignKey], settings: Suggestions
+) -> int:
+    """Typo suggestions for the bad keys of the rows ``_invalid`` just quarantined (pattern mismatches, and junk that
+    still has letters or digits of a key), as for a derived key: a key's names and parent are the most frequent
+    values of the fact columns its table's derive rules read. Returns the suggestions stored."""
+    stored = 0
+    for column, table in sorted(fact.reference_columns.items()):
+        per_table = settings.tables.get(table)
+        if per_table is None or not settings.enabled:
+            continue
+        derive = next((fk.derive for fk in foreign_keys if fk.source_column == column), {})
+        wanted = [*per_table.names, *([per_table.siblings] if per_table.siblings else [])]
+        reads = {name: rule.column for name in wanted if (rule := derive.get(name)) and rule.column}  # of _fact
+        cur.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE _suggest_rows ON COMMIT DROP AS SELECT p->>'key' AS _key, {columns} "
+                "FROM _invalid i JOIN _fact f USING (_row), unnest(i.problems) p "
+                "WHERE p->>'column' = %s AND (p->>'reason' = %s OR p->>'key' ~ '[0-9A-Za-z]')"
+            ).format(columns=idents(sorted(set(reads.values())) or [column], prefix="f")),
+            [column, KeyProblem.PATTERN.value],
+        )
+        if cur.rowcount:
+            stored += suggest_for_fact_keys(
+                cur,
+                table=table,
+                relation="_suggest_rows",
+                key_column="_key",
+                name_columns=reads,
+                parent_column=reads.get(per_table.siblings) if per_table.siblings else None,
+                batch_id=batch.pk,
+                settings=settings,
+            )
+        cur.execute("DROP TABLE _suggest_rows")
+    return stored
+
+
 def quarantine_note(rows: int, *, loaded: bool) -> str:
     """The batch message's part about the rows set aside."""
     if not rows:
@@ -331,6 +375,51 @@ def resubmit_quarantined(*, ids: list[int], user: AbstractBaseUser) -> Resubmitt
     with connection.cursor() as cur:
         for table_name, table_rows in by_table.items():
             _resubmit_rows(cur, fact_table(table_name), table_rows, user=user, result=result)
+    return result
+
+
+@dataclass
+class CorrectedBySuggestion:
+    corrected: int = 0  # rows whose bad keys were all corrected
+    left: int = 0  # selected pending rows with a bad key no suggestion covers (not resubmitted)
+    resubmitted: Resubmitted = field(default_factory=Resubmitted)
+
+
+@transaction.atomic
+def correct_by_suggestions(*, ids: list[int], user: AbstractBaseUser) -> CorrectedBySuggestion:
+    """Correct each bad key of the pending quarantined rows ``ids`` to its best typo suggestion (remembered as an
+    alias, so later loads resolve it directly) and resubmit the rows left without a bad key. All or nothing."""
+    rows = list(QuarantinedRow.objects.filter(pk__in=ids, state=QuarantineState.PENDING).values_list("pk", "problems"))
+    wanted = {(p["table"], p["key"]) for _, problems in rows for p in problems}
+    best: dict[tuple[str, str], str] = {}
+    for table in {t for t, _ in wanted}:
+        keys = [k for t, k in wanted if t == table]
+        for key, candidate in KeySuggestion.objects.filter(table=table, key__in=keys, rank=1).values_list(
+            "key", "candidate"
+        ):
+            best[(table, key)] = candidate
+    by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for pk, problems in rows:
+        for p in problems:
+            if (p["table"], p["key"]) in best:
+                by_key[(p["table"], p["key"])].append(pk)
+    for (table, wrong_key), row_ids in sorted(by_key.items()):
+        correct_quarantined(
+            ids=row_ids,
+            table=table,
+            wrong_key=wrong_key,
+            right_key=best[(table, wrong_key)],
+            remember_alias=True,
+            user=user,
+        )
+    done = [
+        pk
+        for pk, problems in QuarantinedRow.objects.filter(pk__in=[pk for pk, _ in rows]).values_list("pk", "problems")
+        if not problems
+    ]
+    result = CorrectedBySuggestion(corrected=len(done), left=len(rows) - len(done))
+    if done:
+        result.resubmitted = resubmit_quarantined(ids=done, user=user)
     return result
 
 

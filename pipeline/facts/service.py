@@ -435,6 +435,8 @@ def _set_aside(
         patterns=config.config.key_patterns,
         mode=loaded.config.invalid_keys,
         loaded=loaded_facts,
+        foreign_keys=loaded.config.foreign_keys,
+        suggestions=config.config.stewardship.suggestions,
     )
 
 

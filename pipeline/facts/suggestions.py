@@ -1,21 +1,23 @@
-"""Typo detection at birth: for the keys a load just derived, the existing rows each one probably means.
+"""Typo detection at birth: for the keys a load just derived (or quarantined), the existing rows each one probably
+means.
 
 Set-based in PostgreSQL, in the load's transaction, on the new rows as ``insert_derived`` left them (their derived
 names and parent key). Candidates are found three ways, then scored together:
 
 - **similar key**, across the whole table: every key one typo away — a character too many (``1P0290`` → ``P0290``, a
-  doubled digit), two neighbours swapped, a wrong digit, a digit dropped — looked up by primary key (a few hundred
-  variants per key, one hash or index join however many keys);
+  doubled digit), two neighbours swapped, a wrong digit, a digit dropped, quotes or words around it (``'P0290'``,
+  ``P0290 备注`` → ``P0290``: a key a load set aside) — looked up by primary key (a few hundred variants per key, one
+  hash or index join however many keys);
 - **siblings**: rows with the same parent (a portfolio's 年金计划号) whose key is within ``max_key_distance``
   (levenshtein, ``fuzzystrmatch``) or whose name is similar;
 - **similar name**, across the whole table where ``search_names`` is set: ``pg_trgm``'s ``%`` through the trigram
   index of each name column.
 
 score = key_weight × key similarity + (1 − key_weight) × name similarity. Key similarity: 1 − typos / length (typos:
-1 for the variants above, a swap included; else the levenshtein distance), 0 beyond ``max_key_distance``, halved
-when the two rows have different parents (``siblings``). Name similarity: the best name column; 0.5 when either
-row has no name. The ``per_key`` best candidates scoring at least
-``min_score`` are kept in ``KeySuggestion`` with their evidence. No new key, no query.
+1 for the variants above, a swap included; else the levenshtein distance), 0 beyond ``max_key_distance`` unless a
+variant, halved when the two rows have different parents (``siblings``). Name similarity: the best name column; 0.5
+when either row has no name. The ``per_key`` best candidates scoring at least ``min_score`` are kept in
+``KeySuggestion`` with their evidence. No new key, no query.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ SELECT k, overlay(k PLACING d FROM i FOR 1), 'wrong_digit' FROM pos, digits WHER
 UNION ALL
 SELECT k, overlay(k PLACING d FROM i FOR 0), 'missing_digit' FROM pos, digits
 WHERE ch ~ '^[0-9]$' OR substr(k, i - 1, 1) ~ '^[0-9]$'
+UNION ALL
+SELECT k, substring(k FROM '[[:alnum:]_.-]+'), 'unquoted' FROM _suggest_new
+WHERE substring(k FROM '[[:alnum:]_.-]+') <> k
 """
 
 
@@ -59,8 +64,61 @@ def suggest_for_new_keys(
     if not keys or not settings.enabled or per_table is None:
         return 0
     reference = get_table(table)
+    _stage_new(cur, reference, keys, per_table.names, per_table.siblings)
+    return _suggest_staged(cur, reference, per_table, settings, batch_id)
+
+
+def suggest_for_fact_keys(
+    cur: CursorWrapper,
+    *,
+    table: str,
+    relation: str,
+    key_column: str,
+    name_columns: dict[str, str],
+    parent_column: str | None,
+    batch_id: int | None,
+    settings: Suggestions,
+) -> int:
+    """As ``suggest_for_new_keys``, for keys ``table`` does not have (rows a load set aside): the keys are the
+    values of ``key_column`` of the rows of the temporary table ``relation``; a key's name columns and parent are the
+    most frequent values of the fact columns that would derive them (``name_columns``: name column → fact column;
+    ``parent_column``: the fact column of the ``siblings`` column). Returns how many suggestions were stored."""
+    per_table = settings.tables.get(table)
+    if not settings.enabled or per_table is None:
+        return 0
+    columns: list[sql.Composable] = [sql.SQL("r.{} AS k").format(ident(key_column))]
+    columns += [
+        sql.SQL("mode() WITHIN GROUP (ORDER BY r.{}::text) AS {}").format(ident(name_columns[name]), ident(f"n{i}"))
+        if name in name_columns
+        else sql.SQL("NULL::text AS {}").format(ident(f"n{i}"))
+        for i, name in enumerate(per_table.names)
+    ]
+    columns.append(
+        sql.SQL("mode() WITHIN GROUP (ORDER BY r.{}::text) AS parent").format(ident(parent_column))
+        if per_table.siblings and parent_column
+        else sql.SQL("NULL::text AS parent")
+    )
+    cur.execute(
+        sql.SQL(
+            "CREATE TEMP TABLE _suggest_new ON COMMIT DROP AS SELECT {} FROM {} r WHERE r.{} IS NOT NULL GROUP BY 1"
+        ).format(sql.SQL(", ").join(columns), sql.Identifier(relation), ident(key_column))
+    )
+    if not cur.rowcount:
+        cur.execute("DROP TABLE _suggest_new")
+        return 0
+    cur.execute("ANALYZE _suggest_new")
+    return _suggest_staged(cur, get_table(table), per_table, settings, batch_id)
+
+
+def _suggest_staged(
+    cur: CursorWrapper,
+    reference: ReferenceTable,
+    per_table: SuggestionTable,
+    settings: Suggestions,
+    batch_id: int | None,
+) -> int:
+    """Candidates and scores for the keys staged in ``_suggest_new``; stored in ``KeySuggestion``."""
     names = per_table.names
-    _stage_new(cur, reference, keys, names, per_table.siblings)
     cur.execute("CREATE TEMP TABLE _suggest_pairs (k text, c text, found_by text, edit text) ON COMMIT DROP")
     _by_key(cur, reference)
     if per_table.siblings:
@@ -219,7 +277,9 @@ def _store(
                 FROM pairs p JOIN _suggest_new n ON n.k = p.k JOIN {table} t ON t.{key} = p.c
             ), scored AS (
                 SELECT m.*,
-                       %(key_weight)s * CASE WHEN distance <= %(distance)s THEN 1 - typos::float8 / len ELSE 0 END
+                       %(key_weight)s
+                         * CASE WHEN distance <= %(distance)s OR edit IS NOT NULL
+                                THEN 1 - typos::float8 / len ELSE 0 END
                          * CASE WHEN same_parent IS FALSE THEN %(other_parent)s ELSE 1 END
                        + (1 - %(key_weight)s) * coalesce(name_similarity, %(neutral)s) AS score
                 FROM measured m
