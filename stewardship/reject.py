@@ -1,4 +1,5 @@
-"""Reject an auto-derived key that facts use: its fact rows go to the quarantine (隔离行) and the row is deleted.
+"""Reject an auto-derived key that facts use: its fact rows go to the quarantine (隔离行), the row is deleted, and the
+key is remembered (``RejectedKey``): later loads quarantine its rows instead of deriving it again.
 
 The other way out for such a row is a merge into the right key; a rejection is for a key that means nothing (junk the
 key rules did not catch). Nothing is dropped: the fact rows wait in the quarantine, whole, until a steward corrects
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.backends.utils import CursorWrapper
+from django.utils import timezone
 from psycopg import sql
 
 from pipeline.fact_tables import BATCH_COLUMN, INTERNAL_COLUMNS, MONTH_COLUMN, SOURCE_ROW_COLUMN
 from pipeline.facts.usage import refresh_usage
-from pipeline.models import FactBatch, KeyProblem, QuarantinedRow, QuarantineState
+from pipeline.models import FactBatch, KeyProblem, QuarantinedRow, QuarantineState, RejectedKey
 from pipeline.selectors import fact_relations
 from reference.history import Action, stewardship_context
 from reference.models import Source
@@ -69,6 +71,9 @@ def reject_to_quarantine(*, table: str, key: str, reason: str, user: AbstractBas
                     user=user_name,
                 )
         row.delete()
+        RejectedKey.objects.update_or_create(
+            table=table, key=key, defaults={"reason": reason, "rejected_by": user_name, "rejected_at": timezone.now()}
+        )
     refresh_usage(table=table, keys=[key])
     return RejectResult(rows=moved, context_id=context_id)
 

@@ -119,3 +119,16 @@ def test_authoritative_rows_and_rows_others_point_at_are_not_rejected(loaded, us
     with pytest.raises(RejectRefused, match="reason"):
         reject_to_quarantine(table="年金计划", key=JUNK_PLAN, reason=" ", user=steward)
     assert ScaleFact.objects.count() == 12_000 and not QuarantinedRow.objects.exists()
+
+
+def test_a_rejected_key_is_never_derived_again_its_rows_wait_in_the_quarantine(loaded, users, tmp_path):
+    steward, _ = users
+    reject_to_quarantine(table="年金计划", key=JUNK_PLAN, reason="不是计划号", user=steward)
+    rows = [scale_row(月度="202412", 计划号=JUNK_PLAN.lower(), 组合代码=portfolio_code(i + 1)) for i in range(30)]
+    rows += [scale_row(月度="202412", 计划号=plan_code(3), 组合代码=portfolio_code(3))]
+    path = write_csv(tmp_path / "202412_规模明细.csv", rows)
+    batch = process_fact_file(domain="annuity_performance", path=path, config=load_config()).batch
+    assert batch.rows_loaded == 1 and not AnnuityPlan.objects.filter(pk=JUNK_PLAN).exists()
+    again = QuarantinedRow.objects.filter(batch=batch)
+    assert again.count() == 30
+    assert {p["reason"] for q in again for p in q.problems} == {"rejected"}

@@ -46,6 +46,7 @@ from pipeline.models import (
     KeySuggestion,
     QuarantinedRow,
     QuarantineState,
+    RejectedKey,
 )
 from reference.models import KeyAlias
 from reference.registry import get_table
@@ -121,17 +122,34 @@ def _find_invalid(cur: CursorWrapper, *, fact: FactTable, patterns: dict[str, st
         "junk": JUNK_PATTERN,
         "is_junk": KeyProblem.JUNK.value,
         "no_match": KeyProblem.PATTERN.value,
+        "rejected": KeyProblem.REJECTED.value,
     }
+    rejected_keys = sql.Identifier(RejectedKey._meta.db_table)
+    rejected_columns = {f.name: sql.Identifier(f.column) for f in RejectedKey._meta.concrete_fields}
     checks = []
     for i, (column, table) in enumerate(sorted(fact.reference_columns.items())):
         reference = get_table(table)
         value = sql.SQL("f.{}").format(ident(column))
-        broken = sql.SQL("{v} ~ %(junk)s").format(v=value)
-        reason: sql.Composable = sql.SQL("%(is_junk)s::text")
+        pattern = sql.Placeholder(f"pattern_{i}")
+        rejected = sql.SQL("EXISTS (SELECT FROM {x} x WHERE x.{table} = {t} AND x.{key} = {v})").format(
+            x=rejected_keys,
+            table=rejected_columns["table"],
+            key=rejected_columns["key"],
+            t=sql.Placeholder(f"table_{i}"),
+            v=value,
+        )
+        broken = sql.SQL("({v} ~ %(junk)s OR {rejected})").format(v=value, rejected=rejected)
+        reason: sql.Composable = sql.SQL("CASE WHEN {v} ~ %(junk)s THEN %(is_junk)s ELSE %(rejected)s END").format(
+            v=value
+        )
         if table in patterns:
             params[f"pattern_{i}"] = patterns[table]
-            broken = sql.SQL("({v} ~ %(junk)s OR {v} !~ {p})").format(v=value, p=sql.Placeholder(f"pattern_{i}"))
-            reason = sql.SQL("CASE WHEN {v} ~ %(junk)s THEN %(is_junk)s ELSE %(no_match)s END").format(v=value)
+            broken = sql.SQL("({v} ~ %(junk)s OR {v} !~ {p} OR {rejected})").format(
+                v=value, p=pattern, rejected=rejected
+            )
+            reason = sql.SQL(
+                "CASE WHEN {v} ~ %(junk)s THEN %(is_junk)s WHEN {v} !~ {p} THEN %(no_match)s ELSE %(rejected)s END"
+            ).format(v=value, p=pattern)
         params[f"column_{i}"], params[f"table_{i}"] = column, table
         checks.append(
             sql.SQL(

@@ -2,7 +2,7 @@ from .alerts import Alert, AlertKind, ShareSnapshot
 from .facts import DerivedReference, FactBatch, FactKind, FactStatus, IncomeFact, ScaleFact
 from .inbox import InboxFile, InboxState
 from .lookups import UnmappedValue, ValueMapping
-from .quarantine import KeyProblem, QuarantinedRow, QuarantineState
+from .quarantine import KeyProblem, QuarantinedRow, QuarantineState, RejectedKey
 from .runs import RunStatus, SyncRun, SyncTableResult, SyncUpgrade, SyncWatermark, TableStatus
 from .suggestions import KeySuggestion
 from .uploads import FactUpload, UploadState
@@ -22,6 +22,7 @@ __all__ = [
     "KeySuggestion",
     "QuarantineState",
     "QuarantinedRow",
+    "RejectedKey",
     "RunStatus",
     "ScaleFact",
     "ShareSnapshot",

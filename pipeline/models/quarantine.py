@@ -60,3 +60,22 @@ class QuarantinedRow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file_name} row {self.row_number}: {self.bad_keys}"
+
+
+class RejectedKey(models.Model):
+    """A key a steward rejected (``stewardship.reject``): later loads quarantine its rows instead of deriving it again
+    while no reference row has it."""
+
+    table = models.CharField(_("table"), max_length=50)
+    key = models.CharField(_("key"), max_length=100)
+    reason = models.TextField(_("reason"))
+    rejected_by = models.CharField(_("rejected by"), max_length=150, blank=True, default="")
+    rejected_at = models.DateTimeField(_("rejected at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("rejected key")
+        verbose_name_plural = _("rejected keys")
+        constraints = [models.UniqueConstraint(fields=["table", "key"], name="rejectedkey_once")]
+
+    def __str__(self) -> str:
+        return f"{self.table} {self.key}"
