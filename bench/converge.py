@@ -262,6 +262,7 @@ def steward_day(
                     steward.refused += 1
             else:
                 steward.examined[(table, str(row.pk))] = best.candidate
+    done += quarantine_day(user, capacity - done, steward, args)
     for table in ("年金计划", "组合计划"):
         model = get_table(table).model
         waiting = [
@@ -274,6 +275,42 @@ def steward_day(
             steward.promoted.update((table, k) for k in waiting)
             steward.refused += result.refused
             done += len(waiting)
+    return done
+
+
+def quarantine_day(user: object, capacity: int, steward: Steward, args: argparse.Namespace) -> int:
+    """隔离行 with a 「疑似笔误」 suggestion, best score first: 「按建议更正并重新提交」 when the score and a name match
+    are convincing (as for the queue); one decision per bad key."""
+    from pipeline.facts.quarantine import QuarantineError, correct_by_suggestions
+    from pipeline.models import KeySuggestion, QuarantinedRow, QuarantineState
+    from pipeline.selectors import best_quarantine_suggestion
+
+    rows = (
+        QuarantinedRow.objects.filter(state=QuarantineState.PENDING)
+        .annotate(**best_quarantine_suggestion())
+        .filter(suggestion_score__isnull=False)
+        .order_by("-suggestion_score")
+    )
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for row in rows:
+        by_key.setdefault((row.quarantine_table, row.quarantine_key), []).append(row.pk)
+    done = 0
+    for (table, key), ids in by_key.items():
+        if done >= capacity or (table, key) in steward.examined:
+            continue
+        best = KeySuggestion.objects.filter(table=table, key=key, rank=1).first()
+        if best is None:
+            continue
+        done += 1
+        names = (best.evidence or {}).get("names") or {}
+        if best.score >= args.merge_score and max(names.values(), default=0) >= 0.8:
+            try:
+                correct_by_suggestions(ids=ids, user=user)
+                steward.merged[(table, key)] = best.candidate
+            except QuarantineError:
+                steward.refused += 1
+        else:
+            steward.examined[(table, key)] = best.candidate
     return done
 
 
@@ -372,12 +409,15 @@ def main() -> None:
 
     worked = {k: v for k, v in world.truth.typos.items() if k in steward.merged or k in steward.promoted}
     from_suggestion = [k for k in worked if k in steward.merged]
-    # A junk key merged into the key it quotes is a right merge; any other merge of a key that is not a typo is wrong.
-    wrong = [
-        k
-        for k, right in steward.merged.items()
-        if world.truth.typos.get(k) != right and not (k[1] in world.truth.junk and right in k[1])
-    ]
+
+    def right_merge(k: tuple[str, str], right: str) -> bool:
+        if k in world.truth.typos:
+            return world.truth.typos[k] == right
+        if k[1] in world.truth.new_plans or k[1] in world.truth.new_portfolios:
+            return False  # a genuinely new key merged away
+        return right in k[1]  # junk around the very key it quotes ('P0123', P0123;P0123)
+
+    wrong = [k for k, right in steward.merged.items() if not right_merge(k, right)]
     with connection.cursor() as cur:
         junk_rows = []
         for table in ("年金计划", "组合计划"):
@@ -389,8 +429,8 @@ def main() -> None:
     print()
     print(
         f"typos in the files: {len(world.truth.typos)}; worked by the steward: {len(worked)}; merged from a "
-        f"suggestion: {len(from_suggestion)} ({len(from_suggestion) / max(len(worked), 1):.0%}); "
-        f"promoted: {len(worked) - len(from_suggestion)}"
+        f"suggestion (queue merge or 隔离行 correction): {len(from_suggestion)} ({len(from_suggestion) / max(len(worked), 1):.0%}); "
+        f"promoted: {len(worked) - len(from_suggestion)}; not worked yet: {len(world.truth.typos) - len(worked)}"
     )
     print(f"wrong merges: {len(wrong)} {wrong[:5]}")
     print(f"junk keys as reference rows: {len(junk_rows)} {junk_rows[:5]}")
