@@ -429,7 +429,8 @@ def main() -> None:
     print()
     print(
         f"typos in the files: {len(world.truth.typos)}; worked by the steward: {len(worked)}; merged from a "
-        f"suggestion (queue merge or 隔离行 correction): {len(from_suggestion)} ({len(from_suggestion) / max(len(worked), 1):.0%}); "
+        f"suggestion (queue merge or 隔离行 correction): {len(from_suggestion)} "
+        f"({len(from_suggestion) / max(len(worked), 1):.0%}); "
         f"promoted: {len(worked) - len(from_suggestion)}; not worked yet: {len(world.truth.typos) - len(worked)}"
     )
     print(f"wrong merges: {len(wrong)} {wrong[:5]}")
