@@ -98,22 +98,19 @@ def add_month_check(cur: CursorWrapper, name: str, month: date) -> None:
 
 @dataclass(frozen=True)
 class ParentShape:
-    """What a partition must have to be attached without work: the parent's primary key, indexes, foreign keys."""
+    """What a partition must have to be attached without an index build: the parent's primary key and indexes."""
 
     primary_key: str  # ``PRIMARY KEY (id, "月度")``
     indexes: list[str]  # ``USING btree (...)`` tails of ``pg_get_indexdef``
-    foreign_keys: list[tuple[str, str]]  # (name, definition)
 
 
 def parent_shape(cur: CursorWrapper, table: str) -> ParentShape:
     parent = [SCHEMA, table]
     regclass = "to_regclass(quote_ident(%s) || '.' || quote_ident(%s))"
     cur.execute(
-        f"SELECT contype, conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = {regclass} "
-        "AND contype IN ('p', 'f') ORDER BY conname",
-        parent,
+        f"SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = {regclass} AND contype = 'p'", parent
     )
-    constraints = cur.fetchall()
+    primary = cur.fetchone()[0]
     cur.execute(
         f"""
         SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
@@ -124,28 +121,17 @@ def parent_shape(cur: CursorWrapper, table: str) -> ParentShape:
         parent,
     )
     indexes = [definition.split(" USING ", 1)[1] for (definition,) in cur.fetchall()]
-    primary = next(definition for kind, _, definition in constraints if kind == "p")
-    return ParentShape(
-        primary_key=primary,
-        indexes=indexes,
-        foreign_keys=[(name, definition) for kind, name, definition in constraints if kind == "f"],
-    )
+    return ParentShape(primary_key=primary, indexes=indexes)
 
 
-def index_and_constrain(cur: CursorWrapper, name: str, shape: ParentShape) -> None:
-    """Give the standalone table ``name`` the parent's primary key, indexes (sorted builds) and foreign keys
-    (``NOT VALID`` + ``VALIDATE``: one anti-join each instead of a trigger per row)."""
+def index(cur: CursorWrapper, name: str, shape: ParentShape) -> None:
+    """Give the standalone table ``name`` the parent's primary key and indexes (sorted builds), which the attach
+    adopts. Its foreign keys are left to the attach: it clones the parent's and validates each by one anti-join
+    (adopting keys added beforehand would lock the reference tables against readers)."""
     target = _qualified(name)
     cur.execute(sql.SQL("ALTER TABLE {} ADD {}").format(target, sql.SQL(shape.primary_key)))
     for tail in shape.indexes:
         cur.execute(sql.SQL("CREATE INDEX ON {} USING {}").format(target, sql.SQL(tail)))
-    for constraint, definition in shape.foreign_keys:
-        cur.execute(
-            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
-                target, sql.Identifier(constraint), sql.SQL(definition)
-            )
-        )
-        cur.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(target, sql.Identifier(constraint)))
 
 
 def detach_and_drop(cur: CursorWrapper, table: str, month: date) -> int:

@@ -24,12 +24,13 @@ from django.utils.translation import gettext as _
 from psycopg import sql
 
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
-from pipeline.bulk import bulk_write_mode, skip_jit, use_bulk_memory
+from pipeline.bulk import skip_jit, use_bulk_memory
 from pipeline.config import load_config, load_domain
 from pipeline.config.loader import LoadedConfig, LoadedDomain
 from pipeline.config.schema import Strategy
 from pipeline.dry_run import rolled_back_if
 from pipeline.fact_tables import BATCH_COLUMN, CLOSING_ASSETS, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
+from pipeline.facts import partitions
 from pipeline.facts.csv_parts import drop_after_load
 from pipeline.facts.readers import FactFile, FactFileError, open_fact_file
 from pipeline.facts.references import (
@@ -60,7 +61,7 @@ from refgov.errors import first_line
 
 logger = logging.getLogger("refgov.facts")
 UNKNOWN_LIST_LIMIT = 200
-BULK_FACT_ROWS = 10_000
+LOAD_LOCK = "refgov.facts.load"
 
 
 class FactLoadError(Exception):
@@ -293,6 +294,9 @@ def _run(
             batch.periods = [m.isoformat() for m in staged.months]
             for month in staged.months:
                 lock_for_transaction(cur, f"refgov.facts.{fact.name}.{month}")
+            # Loads take turns from here to their commit: attaching a month locks the parent (and, for its foreign
+            # keys, the reference tables) against what another load holds while it waits for this one's new keys.
+            lock_for_transaction(cur, LOAD_LOCK)
             if not load_facts:
                 progress(f"{staged.rows:,} rows read; checking keys")
                 stager.materialise(cur)
@@ -301,18 +305,17 @@ def _run(
                 result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
             else:
                 progress(f"{staged.rows:,} rows read; loading facts")
-                existing = _existing_rows(cur, fact, up_to=staged.rows + 1)
-                # A load that at least doubles the table checks its foreign keys and builds its indexes once,
-                # set-based; a monthly load into a large table keeps them (rebuilding would cost more than the
-                # deferred per-row checks).
-                bulk = staged.rows >= BULK_FACT_ROWS and staged.rows > existing
-                with bulk_write_mode(cur, fact.name, enabled=bulk, primary_key=True):
-                    batch.rows_loaded, aliased = _insert(
-                        cur, fact, stager, batch, with_pending=config.config.backfill.mode == "always"
-                    )
-                    batch.rows_replaced = _replace_scope(cur, fact, domain.replace_scope, batch) if existing else 0
-                    progress("checking keys")
-                    result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
+                build = _build_name(fact, batch)
+                partitions.build_table(cur, fact.name, build, staged.months[0] if len(staged.months) == 1 else None)
+                batch.rows_loaded, aliased = _insert(
+                    cur, fact, stager, batch, target=build, with_pending=config.config.backfill.mode == "always"
+                )
+                progress("checking keys")
+                result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
+                progress("building the months")
+                batch.rows_replaced = _place_months(
+                    cur, fact, domain.replace_scope, batch, build=build, months=staged.months
+                )
             for column, rows in aliased.items():
                 result.tables[fact.reference_columns[column]].aliased_rows = rows
             if load_facts:
@@ -489,22 +492,16 @@ def _record_usage(loaded: LoadedDomain, fact: FactTable, tables: dict[str, Deriv
             refresh_usage(table=fk.target_table, keys=derived.filled)
 
 
-def _existing_rows(cur: CursorWrapper, fact: FactTable, *, up_to: int) -> int:
-    """Rows already in the fact table, counted up to ``up_to`` only."""
-    cur.execute(sql.SQL("SELECT count(*) FROM (SELECT FROM {} LIMIT %s) t").format(ident(fact.name)), [up_to])
-    count: int = cur.fetchone()[0]
-    return count
-
-
 def _insert(
-    cur: CursorWrapper, fact: FactTable, stager: FactStager, batch: FactBatch, *, with_pending: bool
+    cur: CursorWrapper, fact: FactTable, stager: FactStager, batch: FactBatch, *, target: str, with_pending: bool
 ) -> tuple[int, dict[str, int]]:
-    """Normalise the staged rows into the fact table in one pass, resolve keys stewards merged away, then keep the
+    """Normalise the staged rows into ``target`` (the load's standalone table shaped like the fact table) in one pass, resolve keys stewards merged away, then keep the
     rows with a key the reference tables lack (and, ``with_pending``, a key still pending review) as ``_fact``: all
     that deriving references needs, a few percent of the batch. Returns (rows loaded, alias-resolved rows per
     column). The statements embed config literals (``normalised_sql``): they are executed without parameters."""
     names = {
-        "target": ident(fact.name),
+        "fact": ident(fact.name),
+        "target": ident(target),
         "columns": idents(fact.columns),
         "source_row": ident(SOURCE_ROW_COLUMN),
         "batch_column": ident(BATCH_COLUMN),
@@ -525,7 +522,7 @@ def _insert(
         with transaction.atomic():
             cur.execute(
                 sql.SQL(
-                    "CREATE TEMP TABLE _fact ON COMMIT DROP AS SELECT {source_row} AS _row, {columns} FROM {target} "
+                    "CREATE TEMP TABLE _fact ON COMMIT DROP AS SELECT {source_row} AS _row, {columns} FROM {fact} "
                     "WITH NO DATA"
                 ).format(**names)
             )
@@ -536,7 +533,7 @@ def _insert(
                 ).format(**names, normalised=stager.normalised_sql())
             )
             loaded: int = cur.rowcount
-            aliased = _resolve_aliases(cur, fact, relation=fact.name, batch_id=batch.pk)
+            aliased = _resolve_aliases(cur, fact, relation=target, batch_id=batch.pk)
             cur.execute(
                 sql.SQL(
                     "INSERT INTO _fact SELECT {source_row}, {columns} FROM {target} i "
@@ -565,8 +562,77 @@ def _resolve_aliases(
     return resolved
 
 
-def _replace_scope(cur: CursorWrapper, fact: FactTable, scope: list[str], batch: FactBatch) -> int:
-    """Delete the earlier rows of the batch's scope (e.g. 月度 + 业务类型 + 计划类型); returns how many."""
+def _build_name(fact: FactTable, batch: FactBatch) -> str:
+    return f"{fact.name}_load_{batch.pk}"
+
+
+def _place_months(
+    cur: CursorWrapper, fact: FactTable, scope: list[str], batch: FactBatch, *, build: str, months: list[date]
+) -> int:
+    """Move the rows of the standalone table ``build`` into the month partitions; returns the rows replaced.
+
+    A month whose partition holds no row outside the file's scope (or that has no partition yet) is built off-line
+    (``build`` itself for a one-month file) with its indexes and foreign keys, then swapped in at the end; a month
+    whose partition keeps rows outside the scope gets the rows inserted and its scope's earlier rows deleted."""
+    shape = partitions.parent_shape(cur, fact.name)
+    existing = partitions.month_partitions(cur, fact.name)
+    single = len(months) == 1
+    swaps: list[tuple[date, str]] = []
+    replaced = 0
+    names = {"fact": ident(fact.name), "build": ident(build), "month": ident(MONTH_COLUMN)}
+    for month in months:
+        old = existing.get(month)
+        if old is None or not _rows_outside_scope(cur, old, build=build, month=month, scope=scope):
+            table = build
+            if not single:
+                table = partitions.partition_name(build, month)
+                partitions.build_table(cur, fact.name, table, month)
+                cur.execute(
+                    sql.SQL("INSERT INTO {} SELECT * FROM {build} WHERE {month} = %s").format(ident(table), **names),
+                    [month],
+                )
+            partitions.index(cur, table, shape)
+            swaps.append((month, table))
+        else:
+            cur.execute(sql.SQL("INSERT INTO {fact} SELECT * FROM {build} WHERE {month} = %s").format(**names), [month])
+            replaced += _replace_scope(cur, old, scope, batch)
+    if not (single and swaps):
+        cur.execute(sql.SQL("DROP TABLE {}").format(ident(build)))
+    if swaps:
+        # Fire pending deferred checks (rows inserted into a partition) now: a table with pending trigger events
+        # cannot be detached or dropped.
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cur.execute("SET CONSTRAINTS ALL DEFERRED")
+    for month, table in swaps:
+        replaced += partitions.swap_in(cur, fact.name, month, table)
+    return replaced
+
+
+def _rows_outside_scope(cur: CursorWrapper, partition: str, *, build: str, month: date, scope: list[str]) -> int:
+    """Rows of the month ``partition`` whose scope values (besides 月度) none of the file's rows of ``month`` has."""
+    columns = [c for c in scope if c != MONTH_COLUMN]
+    if not columns:
+        return 0
+    cur.execute(
+        sql.SQL(
+            "SELECT count(*) FROM {partition} t LEFT JOIN (SELECT DISTINCT ROW({columns})::text AS k FROM {build} "
+            "WHERE {month} = %s) s ON s.k = ROW({prefixed})::text WHERE s.k IS NULL"
+        ).format(
+            partition=ident(partition),
+            columns=idents(columns),
+            prefixed=idents(columns, prefix="t"),
+            build=ident(build),
+            month=ident(MONTH_COLUMN),
+        ),
+        [month],
+    )
+    outside: int = cur.fetchone()[0]
+    return outside
+
+
+def _replace_scope(cur: CursorWrapper, table: str, scope: list[str], batch: FactBatch) -> int:
+    """Delete the earlier rows of the batch's scope (e.g. 月度 + 业务类型 + 计划类型) from ``table`` (a month
+    partition); returns how many."""
     match = sql.SQL(" AND ").join(
         sql.SQL("t.{0} IS NOT DISTINCT FROM s.{0}" if c != MONTH_COLUMN else "t.{0} = s.{0}").format(ident(c))
         for c in scope
@@ -575,7 +641,7 @@ def _replace_scope(cur: CursorWrapper, fact: FactTable, scope: list[str], batch:
         sql.SQL(
             "DELETE FROM {target} t USING (SELECT DISTINCT {scope} FROM {target} "
             "WHERE {batch} = %s) s WHERE {match} AND t.{batch} <> %s"
-        ).format(target=ident(fact.name), scope=idents(scope), batch=ident(BATCH_COLUMN), match=match),
+        ).format(target=ident(table), scope=idents(scope), batch=ident(BATCH_COLUMN), match=match),
         [batch.pk, batch.pk],
     )
     replaced: int = cur.rowcount
