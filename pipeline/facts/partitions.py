@@ -37,7 +37,9 @@ def _qualified(name: str) -> sql.Identifier:
 
 
 def _bounds(month: date) -> sql.Composed:
-    return sql.SQL("FROM ({}) TO ({})").format(sql.Literal(month.isoformat()), sql.Literal(next_month(month).isoformat()))
+    return sql.SQL("FROM ({}) TO ({})").format(
+        sql.Literal(month.isoformat()), sql.Literal(next_month(month).isoformat())
+    )
 
 
 def month_partitions(cur: CursorWrapper, table: str) -> dict[date, str]:
@@ -77,9 +79,7 @@ def create_partition(cur: CursorWrapper, table: str, month: date) -> str:
 
 def build_table(cur: CursorWrapper, table: str, name: str, month: date | None) -> None:
     """A standalone table shaped like ``table`` (same columns and defaults), with ``month``'s CHECK when given."""
-    cur.execute(
-        sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(_qualified(name), _qualified(table))
-    )
+    cur.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(_qualified(name), _qualified(table)))
     if month is not None:
         add_month_check(cur, name, month)
 

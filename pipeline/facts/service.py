@@ -224,6 +224,36 @@ def process_fact_file(
     return result
 
 
+def drop_month(*, domain: str, month: date) -> FactBatch:
+    """Drop ``month`` of ``domain``'s fact table (its partition, every row of the month) and record a batch of kind
+    ``drop``. Raises FactLoadError, dropping nothing, when the table holds no such month."""
+    loaded = load_domain(domain)
+    fact = fact_table(loaded.config.fact_table)
+    month = month.replace(day=1)
+    with transaction.atomic(), connection.cursor() as cur:
+        lock_for_transaction(cur, f"refgov.facts.{fact.name}.{month}")
+        lock_for_transaction(cur, LOAD_LOCK)
+        if month not in partitions.month_partitions(cur, fact.name):
+            raise FactLoadError(f"{fact.name} holds no month {month:%Y-%m}: nothing dropped")
+        rows = partitions.detach_and_drop(cur, fact.name, month)
+        batch = FactBatch.objects.create(
+            domain=domain,
+            file_name=f"{fact.name} {month:%Y-%m}",
+            file_path="",
+            checksum="",
+            periods=[month.isoformat()],
+            kind=FactKind.DROP,
+            status=FactStatus.LOADED,
+            rows_replaced=rows,
+            message=f"month {month:%Y-%m} dropped from {fact.name}: {rows} rows",
+            finished_at=timezone.now(),
+        )
+        for fk in loaded.fk_order:  # the review queue's weights no longer count the month's rows
+            refresh_usage(table=fk.target_table)
+    logger.info("fact batch %s: %s", batch.pk, batch.message)
+    return batch
+
+
 def _quiet(message: str) -> None:
     pass
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import migrations
+from django.db import migrations, models
 from psycopg import sql
 
 from pipeline.facts.partitions import next_month, partition_name
@@ -58,7 +58,9 @@ def _rebuild(cur: Any, table: str, *, partitioned: bool) -> None:
         cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN id DROP DEFAULT").format(old))
     cur.execute(
         sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS){}").format(
-            target, old, sql.SQL(" PARTITION BY RANGE ({})").format(sql.Identifier(MONTH)) if partitioned else sql.SQL("")
+            target,
+            old,
+            sql.SQL(" PARTITION BY RANGE ({})").format(sql.Identifier(MONTH)) if partitioned else sql.SQL(""),
         )
     )
     if partitioned:
@@ -73,7 +75,9 @@ def _rebuild(cur: Any, table: str, *, partitioned: bool) -> None:
             )
         )
         cur.execute(
-            sql.SQL("SELECT DISTINCT date_trunc('month', {})::date FROM {} ORDER BY 1").format(sql.Identifier(MONTH), old)
+            sql.SQL("SELECT DISTINCT date_trunc('month', {})::date FROM {} ORDER BY 1").format(
+                sql.Identifier(MONTH), old
+            )
         )
         for (month,) in cur.fetchall():
             cur.execute(
@@ -123,4 +127,17 @@ class Migration(migrations.Migration):
         ("pipeline", "0013_key_suggestions"),
     ]
 
-    operations = [migrations.RunPython(partition, unpartition)]
+    operations = [
+        migrations.AlterField(
+            model_name="factbatch",
+            name="kind",
+            field=models.CharField(
+                choices=[("facts", "facts"), ("references", "references only"), ("drop", "month dropped")],
+                default="facts",
+                help_text="references only: a backfill run, which derives reference rows and loads no facts",
+                max_length=10,
+                verbose_name="kind",
+            ),
+        ),
+        migrations.RunPython(partition, unpartition),
+    ]

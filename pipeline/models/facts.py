@@ -26,6 +26,7 @@ class FactStatus(models.TextChoices):
 class FactKind(models.TextChoices):
     FACTS = "facts", _("facts")
     REFERENCES = "references", _("references only")
+    DROP = "drop", _("month dropped")
 
 
 class FactBatch(models.Model):
