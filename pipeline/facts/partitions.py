@@ -1,10 +1,11 @@
-"""Month partitions of the fact tables: ``规模明细`` and ``收入明细`` are partitioned by RANGE on 月度, one partition per
-month (``规模明细_2024_11``), created by the load that brings the month; there is no DEFAULT partition.
+"""Month partitions of the fact tables: ``规模明细`` and ``收入明细`` are partitioned by RANGE on 月度, one partition
+per month (``规模明细_2024_11``), created by the load that brings the month; there is no DEFAULT partition.
 
 A load that replaces whole months builds each month as a standalone table (``build_table``): rows, then the parent's
-indexes and foreign keys on that table only (``index_and_constrain``), then ``swap_in`` detaches and drops the old
-month and attaches the new table, in the load's transaction. The ``CHECK`` on 月度 lets the attach skip its scan; the
-indexes and foreign keys built beforehand are adopted by the parent's partitioned indexes and constraints.
+primary key and indexes on that table only (``index``), then ``swap_in`` detaches and drops the old month and
+attaches the new table, in the load's transaction. The ``CHECK`` on 月度 lets the attach skip its partition-bound
+scan; the indexes built beforehand are adopted by the parent's partitioned indexes; the attach clones the parent's
+foreign keys and validates each by one set-based anti-join.
 """
 
 from __future__ import annotations

@@ -525,9 +525,9 @@ def _record_usage(loaded: LoadedDomain, fact: FactTable, tables: dict[str, Deriv
 def _insert(
     cur: CursorWrapper, fact: FactTable, stager: FactStager, batch: FactBatch, *, target: str, with_pending: bool
 ) -> tuple[int, dict[str, int]]:
-    """Normalise the staged rows into ``target`` (the load's standalone table shaped like the fact table) in one pass, resolve keys stewards merged away, then keep the
-    rows with a key the reference tables lack (and, ``with_pending``, a key still pending review) as ``_fact``: all
-    that deriving references needs, a few percent of the batch. Returns (rows loaded, alias-resolved rows per
+    """Normalise the staged rows into ``target`` (the load's standalone table shaped like the fact table) in one pass,
+    resolve keys stewards merged away, then keep the rows with a key the reference tables lack (and, ``with_pending``,
+    a key still pending review) as ``_fact``: all that deriving references needs, a few percent of the batch. Returns (rows loaded, alias-resolved rows per
     column). The statements embed config literals (``normalised_sql``): they are executed without parameters."""
     names = {
         "fact": ident(fact.name),

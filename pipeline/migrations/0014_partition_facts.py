@@ -1,4 +1,5 @@
-"""规模明细 and 收入明细 become tables partitioned by RANGE on 月度, one partition per month (``pipeline.facts.partitions``).
+"""规模明细 and 收入明细 become tables partitioned by RANGE on 月度, one partition per month
+(``pipeline.facts.partitions``).
 
 Each table is rebuilt with its rows: the old table is renamed, the partitioned parent is created with the same
 columns and defaults (``id`` takes its values from a sequence it owns, continuing the old identity: PostgreSQL 15 has
