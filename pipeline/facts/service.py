@@ -527,8 +527,9 @@ def _insert(
 ) -> tuple[int, dict[str, int]]:
     """Normalise the staged rows into ``target`` (the load's standalone table shaped like the fact table) in one pass,
     resolve keys stewards merged away, then keep the rows with a key the reference tables lack (and, ``with_pending``,
-    a key still pending review) as ``_fact``: all that deriving references needs, a few percent of the batch. Returns (rows loaded, alias-resolved rows per
-    column). The statements embed config literals (``normalised_sql``): they are executed without parameters."""
+    a key still pending review) as ``_fact``: all that deriving references needs, a few percent of the batch.
+    Returns (rows loaded, alias-resolved rows per column). The statements embed config literals
+    (``normalised_sql``): they are executed without parameters."""
     names = {
         "fact": ident(fact.name),
         "target": ident(target),
