@@ -186,7 +186,8 @@ def build_history(months: int) -> None:
         psql(
             f'CREATE TABLE business."{name}" (LIKE business."规模明细" INCLUDING DEFAULTS, '
             f"CHECK (\"月度\" >= '{first}' AND \"月度\" < '{next_month(first)}')); "
-            f'INSERT INTO business."{name}" SELECT {", ".join(values)} FROM business."规模明细_2024_11"; '
+            f'INSERT INTO business."{name}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns)}) '
+            f'SELECT {", ".join(values)} FROM business."规模明细_2024_11"; '
             f'ALTER TABLE business."规模明细" ATTACH PARTITION business."{name}" '
             f"FOR VALUES FROM ('{first}') TO ('{next_month(first)}')"
         )

@@ -639,26 +639,22 @@ def _place_months(
     return replaced
 
 
-def _rows_outside_scope(cur: CursorWrapper, partition: str, *, build: str, month: date, scope: list[str]) -> int:
-    """Rows of the month ``partition`` whose scope values (besides 月度) none of the file's rows of ``month`` has."""
+def _rows_outside_scope(cur: CursorWrapper, partition: str, *, build: str, month: date, scope: list[str]) -> bool:
+    """Whether the month ``partition`` holds scope values (besides 月度) that none of the file's rows of ``month``
+    has: two hash aggregates (GROUP BY takes NULLs as equal, as the scope does), compared here."""
     columns = [c for c in scope if c != MONTH_COLUMN]
     if not columns:
-        return 0
-    cur.execute(
-        sql.SQL(
-            "SELECT count(*) FROM {partition} t LEFT JOIN (SELECT DISTINCT ROW({columns})::text AS k FROM {build} "
-            "WHERE {month} = %s) s ON s.k = ROW({prefixed})::text WHERE s.k IS NULL"
-        ).format(
-            partition=ident(partition),
-            columns=idents(columns),
-            prefixed=idents(columns, prefix="t"),
-            build=ident(build),
-            month=ident(MONTH_COLUMN),
-        ),
-        [month],
-    )
-    outside: int = cur.fetchone()[0]
-    return outside
+        return False
+    found = []
+    for table, where in ((partition, sql.SQL("")), (build, sql.SQL("WHERE {} = %s").format(ident(MONTH_COLUMN)))):
+        cur.execute(
+            sql.SQL("SELECT {columns} FROM {table} {where} GROUP BY {columns}").format(
+                columns=idents(columns), table=ident(table), where=where
+            ),
+            [month] if table == build else None,
+        )
+        found.append(set(cur.fetchall()))
+    return not found[0] <= found[1]
 
 
 def _replace_scope(cur: CursorWrapper, table: str, scope: list[str], batch: FactBatch) -> int:
