@@ -58,15 +58,6 @@ def month_partitions(cur: CursorWrapper, table: str) -> dict[date, str]:
     return found
 
 
-def is_partitioned(cur: CursorWrapper, table: str) -> bool:
-    cur.execute(
-        "SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass(quote_ident(%s) || '.' || quote_ident(%s))",
-        [SCHEMA, table],
-    )
-    found = cur.fetchone()
-    return bool(found and found[0])
-
-
 def create_partition(cur: CursorWrapper, table: str, month: date) -> str:
     """An empty partition for ``month`` (inheriting the parent's indexes and foreign keys)."""
     name = partition_name(table, month)
