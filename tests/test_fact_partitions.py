@@ -275,3 +275,18 @@ def test_migration_0014_partitions_a_table_holding_three_months(config):
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_a_dry_run_counts_what_a_reload_would_replace_and_leaves_the_month_as_it_was(refs, tmp_path):
+    first = process(write_csv(tmp_path / "a.csv", rows(ROWS))).batch
+    old = catalog("规模明细_2024_11")
+
+    result = process(write_csv(tmp_path / "b.csv", rows(ROWS + 5)), dry_run=True)
+
+    assert result.dry_run and result.summary()["rows_replaced"] == ROWS
+    assert [(p.values, p.rows) for p in result.scope] == [
+        ({"月度": "2024-11-01", "业务类型": "企年投资", "计划类型": "单一计划"}, ROWS + 5)
+    ]
+    assert catalog("规模明细_2024_11")["oid"] == old["oid"]
+    assert set(ScaleFact.objects.values_list("batch_id", flat=True).distinct()) == {first.pk}
+    assert not leftover_tables()

@@ -198,11 +198,15 @@ def process_fact_file(
                 progress=progress or _quiet,
                 part_tables=part_tables,
                 allow_empty=allow_empty,
+                dry_run=dry_run,
             )
         if dry_run and load_facts:  # for a preview: read before the dry run's rows are rolled back
             domain_config = loaded.config
             result.scope = batch_scope(
-                fact_table_name=domain_config.fact_table, scope=domain_config.replace_scope, batch_id=batch.pk
+                fact_table_name=domain_config.fact_table,
+                scope=domain_config.replace_scope,
+                batch_id=batch.pk,
+                relation=_build_name(fact_table(domain_config.fact_table), batch),
             )
         return result
 
@@ -294,6 +298,7 @@ def _run(
     progress: Progress,
     part_tables: list[sql.Identifier],
     allow_empty: bool,
+    dry_run: bool = False,
 ) -> FactResult:
     domain = loaded.config
     fact = fact_table(domain.fact_table)
@@ -344,7 +349,7 @@ def _run(
                 result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
                 progress("building the months")
                 batch.rows_replaced = _place_months(
-                    cur, fact, domain.replace_scope, batch, build=build, months=staged.months
+                    cur, fact, domain.replace_scope, batch, build=build, months=staged.months, dry_run=dry_run
                 )
             for column, rows in aliased.items():
                 result.tables[fact.reference_columns[column]].aliased_rows = rows
@@ -598,13 +603,22 @@ def _build_name(fact: FactTable, batch: FactBatch) -> str:
 
 
 def _place_months(
-    cur: CursorWrapper, fact: FactTable, scope: list[str], batch: FactBatch, *, build: str, months: list[date]
+    cur: CursorWrapper,
+    fact: FactTable,
+    scope: list[str],
+    batch: FactBatch,
+    *,
+    build: str,
+    months: list[date],
+    dry_run: bool = False,
 ) -> int:
     """Move the rows of the standalone table ``build`` into the month partitions; returns the rows replaced.
 
     A month whose partition holds no row outside the file's scope (or that has no partition yet) is built off-line
     (``build`` itself for a one-month file) with its indexes and foreign keys, then swapped in at the end; a month
-    whose partition keeps rows outside the scope gets the rows inserted and its scope's earlier rows deleted."""
+    whose partition keeps rows outside the scope gets the rows inserted and its scope's earlier rows deleted.
+    ``dry_run`` (rolled back afterwards): whole months are only counted, and ``build`` keeps every row of the batch.
+    """
     shape = partitions.parent_shape(cur, fact.name)
     existing = partitions.month_partitions(cur, fact.name)
     single = len(months) == 1
@@ -614,6 +628,9 @@ def _place_months(
     for month in months:
         old = existing.get(month)
         if old is None or not _rows_outside_scope(cur, old, build=build, month=month, scope=scope):
+            if dry_run:
+                replaced += _count(cur, old) if old else 0
+                continue
             table = build
             if not single:
                 table = partitions.partition_name(build, month)
@@ -627,7 +644,7 @@ def _place_months(
         else:
             cur.execute(sql.SQL("INSERT INTO {fact} SELECT * FROM {build} WHERE {month} = %s").format(**names), [month])
             replaced += _replace_scope(cur, old, scope, batch)
-    if not (single and swaps):
+    if not (single and swaps) and not dry_run:
         cur.execute(sql.SQL("DROP TABLE {}").format(ident(build)))
     if swaps:
         # Fire pending deferred checks (rows inserted into a partition) now: a table with pending trigger events
@@ -637,6 +654,12 @@ def _place_months(
     for month, table in swaps:
         replaced += partitions.swap_in(cur, fact.name, month, table)
     return replaced
+
+
+def _count(cur: CursorWrapper, table: str) -> int:
+    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(table)))
+    rows: int = cur.fetchone()[0]
+    return rows
 
 
 def _rows_outside_scope(cur: CursorWrapper, partition: str, *, build: str, month: date, scope: list[str]) -> bool:
