@@ -92,6 +92,11 @@ def main() -> None:
     parser.add_argument("--xlsx-rows", type=int, default=40_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["csv", "xlsx"], help="measure one file type only")
+    parser.add_argument(
+        "--log-ms",
+        type=int,
+        help="log the statements lasting this long to the server log (per-step timings; needs a superuser)",
+    )
     args = parser.parse_args()
 
     import django
@@ -129,6 +134,8 @@ def measure(work: Path, args) -> None:
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}",
         "REFGOV_CONFIG_DIR": str(config_dir),
     }
+    if args.log_ms is not None:
+        psql(f"ALTER DATABASE {BENCH_DB} SET log_min_duration_statement = {int(args.log_ms)}")
     sh([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env)
     sh([sys.executable, str(ROOT / "manage.py"), "preload", "-v0"], env=env)
     sh(PG + ["-d", BENCH_DB, "-c", RAW_DDL])
