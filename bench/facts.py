@@ -1,12 +1,15 @@
-"""Fact-processing benchmark (issue 3).
+"""Fact-processing benchmark (issues 3 and 12), on fact tables partitioned by month.
 
-1. A 1M-row 规模明细 CSV with 3% of rows on unknown keys: end-to-end `manage.py process_facts` (with the foreign
-   keys in place) against a raw `psql \\copy` of the same file into an unconstrained typed table. Target ≤ 4×,
-   peak RSS ≤ 1.5 GB.
-2. A realistic 40k-row 规模明细 workbook: end-to-end `process_facts` against pandas + calamine only reading that
-   sheet. Target ≤ 2×.
+a. A 1M-row 规模明细 CSV with 3% of rows on unknown keys into an empty fact table: end-to-end `manage.py
+   process_facts` against a raw `psql \\copy` of the same file into an unconstrained typed logged table. ≤ 3×.
+b. The same file as month 13, into a table already holding 12 months × the file's rows (history built by
+   INSERT … SELECT from the loaded month with shifted 月度, attached as partitions). ≤ 3×, and within 10% of (a).
+c. A reload of that existing month (the same rows) into the 13-month table. ≤ 3×.
+d. A realistic 40k-row 规模明细 workbook against pandas + calamine only reading that sheet. ≤ 1.5×.
+e. Peak RSS of any run. ≤ 500 MB.
 
-Each measured run alternates with its baseline and starts after a CHECKPOINT, so that both see the same machine.
+Each measured run alternates with a raw copy and starts after a CHECKPOINT, so that both see the same machine.
+The database is $REFGOV_BENCH_DB (default refgov_bench_facts).
 
 Usage: .venv/bin/python bench/facts.py [--rows 1000000] [--xlsx-rows 40000] [--repeat 3] [--only csv|xlsx]
 """
@@ -21,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 from child import run_manage
@@ -30,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "refgov.settings.dev")
 
 PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-q"]
-BENCH_DB = "refgov_bench_facts"
+BENCH_DB = os.environ.get("REFGOV_BENCH_DB", "refgov_bench_facts")
 HUB, ENT = "bench_facts_hub", "bench_facts_enterprise"
 
 RAW_DDL = """
@@ -52,12 +56,24 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+DROP_PARTITIONS = """
+DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT c.oid::regclass AS t FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent IN ('business."规模明细"'::regclass, 'business."收入明细"'::regclass) {only} LOOP
+    EXECUTE 'DROP TABLE ' || r.t;
+  END LOOP;
+END $$;
+"""
+
+
 def reset_facts() -> None:
     sh(
         PG
         + [
             "-d",
             BENCH_DB,
+            "-c",
+            DROP_PARTITIONS.format(only=""),
             "-c",
             'TRUNCATE business."规模明细", business."收入明细", pipeline_derivedreference, pipeline_factbatch CASCADE; '
             "DELETE FROM business.\"组合计划\" WHERE _source = 'auto_derived'; "
@@ -76,6 +92,11 @@ def main() -> None:
     parser.add_argument("--xlsx-rows", type=int, default=40_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["csv", "xlsx"], help="measure one file type only")
+    parser.add_argument(
+        "--log-ms",
+        type=int,
+        help="log the statements lasting this long to the server log (per-step timings; needs a superuser)",
+    )
     args = parser.parse_args()
 
     import django
@@ -113,54 +134,156 @@ def measure(work: Path, args) -> None:
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}",
         "REFGOV_CONFIG_DIR": str(config_dir),
     }
+    if args.log_ms is not None:
+        psql(f"ALTER DATABASE {BENCH_DB} SET log_min_duration_statement = {int(args.log_ms)}")
     sh([sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"], env=env)
     sh([sys.executable, str(ROOT / "manage.py"), "preload", "-v0"], env=env)
     sh(PG + ["-d", BENCH_DB, "-c", RAW_DDL])
 
+    csv: dict[str, float] = {}
+    xlsx: tuple[float, float] | None = None
     if args.only != "xlsx":
-        csv_ratio = measure_csv(work, args, dataset, env)
+        csv = measure_csv(work, args, dataset, env)
     if args.only != "csv":
-        xlsx_ratio = measure_xlsx(work, args, dataset, env)
-    if args.only is None:
-        print(f"ratios: csv {csv_ratio:.2f}× raw copy (≤ 4×), xlsx {xlsx_ratio:.2f}× pandas read (≤ 2×)")
+        xlsx = measure_xlsx(work, args, dataset, env)
+    print("\n| case | ratio | target |\n|---|---|---|")
+    if csv:
+        print(f"| a. {args.rows:,} rows into an empty table | {csv['a']:.2f}× raw copy | ≤ 3× |")
+        print(
+            f"| b. month 13 into 12 months | {csv['b']:.2f}× raw copy ({csv['b'] / csv['a']:.2f}× a) | ≤ 3×, ≤ 1.1× a |"
+        )
+        print(f"| c. reload a month of 13 | {csv['c']:.2f}× raw copy | ≤ 3× |")
+    if xlsx:
+        print(f"| d. {args.xlsx_rows:,}-row workbook | {xlsx[0]:.2f}× pandas + calamine | ≤ 1.5× |")
+    rss = max([csv.get("rss", 0.0)] + ([xlsx[1]] if xlsx else []))
+    print(f"| e. peak RSS | {rss:,.0f} MB | ≤ 500 MB |")
 
 
-def measure_csv(work: Path, args, dataset, env: dict) -> float:
+def psql(statement: str) -> None:
+    sh(PG + ["-d", BENCH_DB, "-c", statement])
+
+
+def build_history(months: int) -> None:
+    """``months`` months before the loaded one, each a copy of it with shifted 月度 (keys of auto-derived rows
+    emptied, so that the derived rows can be deleted between runs), attached as partitions (the attach builds
+    their indexes and validates their foreign keys)."""
+    from pipeline.facts.partitions import next_month, partition_name
+    from pipeline.models import ScaleFact
+
+    columns = [f.column for f in ScaleFact._meta.concrete_fields]
+    # the history's own batch: the loads of the file must not find its rows under their checksum
+    psql(
+        "INSERT INTO pipeline_factbatch (domain, file_name, file_path, sheet, checksum, size_bytes, periods, status, "
+        "kind, degraded, rows_read, rows_loaded, rows_replaced, new_references, filled_references, message, "
+        "started_at) VALUES ('annuity_performance', 'history', '', '', 'history', 0, '[]', 'loaded', 'facts', false, "
+        "0, 0, 0, '{}', '{}', 'bench history', now())"
+    )
+    derived = {"计划代码": ("年金计划", "年金计划号"), "组合代码": ("组合计划", "组合代码")}
+    for k in range(1, months + 1):
+        year, month = divmod(2024 * 12 + 10 - k, 12)
+        first = date(year, month + 1, 1)
+        name = partition_name("规模明细", first)
+        values = []
+        for c in columns:
+            if c == "id":
+                values.append("nextval('business.\"规模明细_id_seq\"')")
+            elif c == "月度":
+                values.append(f"DATE '{first.isoformat()}'")
+            elif c == "_batch_id":
+                values.append("(SELECT max(id) FROM pipeline_factbatch WHERE checksum = 'history')")
+            elif c in derived:
+                table, key = derived[c]
+                values.append(
+                    f'CASE WHEN "{c}" IN (SELECT "{key}" FROM business."{table}" '
+                    f"WHERE _source = 'auto_derived') THEN NULL ELSE \"{c}\" END"
+                )
+            else:
+                values.append(f'"{c}"')
+        psql(
+            f'CREATE TABLE business."{name}" (LIKE business."规模明细" INCLUDING DEFAULTS, '
+            f"CHECK (\"月度\" >= '{first}' AND \"月度\" < '{next_month(first)}')); "
+            f'INSERT INTO business."{name}" ({", ".join(f"{chr(34)}{c}{chr(34)}" for c in columns)}) '
+            f'SELECT {", ".join(values)} FROM business."规模明细_2024_11"; '
+            f'ALTER TABLE business."规模明细" ATTACH PARTITION business."{name}" '
+            f"FOR VALUES FROM ('{first}') TO ('{next_month(first)}')"
+        )
+
+
+def reset_month_13() -> None:
+    """Drop the loaded month and what its loads derived; the 12 months of history stay."""
+    sh(
+        PG
+        + [
+            "-d",
+            BENCH_DB,
+            "-c",
+            DROP_PARTITIONS.format(only="AND c.relname = '规模明细_2024_11'"),
+            "-c",
+            "TRUNCATE pipeline_derivedreference CASCADE; "
+            'DELETE FROM pipeline_factbatch b WHERE NOT EXISTS (SELECT 1 FROM business."规模明细" f '
+            "WHERE f._batch_id = b.id); "
+            "DELETE FROM business.\"组合计划\" WHERE _source = 'auto_derived'; "
+            "DELETE FROM business.\"年金计划\" WHERE _source = 'auto_derived'",
+        ]
+    )
+
+
+def measure_csv(work: Path, args, dataset, env: dict) -> dict[str, float]:
     from pipeline.demo.facts import FactWorkbook
 
     print(f"writing a {args.rows:,}-row 规模明细 CSV with 3% of rows on unknown keys ...", flush=True)
     big = FactWorkbook(scale_rows=args.rows, new_plans=300, new_portfolios=600, new_share=0.03, legacy=dataset)
     csv_path = big.write_csv(work / "202411_规模明细.csv")
     print(f"  {csv_path.stat().st_size / 2**20:,.0f} MB")
+    load = ["process_facts", "--domain", "annuity_performance", str(csv_path), "--json"]
 
-    # Raw copies and loads alternate, each after a CHECKPOINT: neither inherits the other's dirty buffers and WAL.
-    raws, runs = [], []
-    for _ in range(args.repeat):
-        sh(PG + ["-d", BENCH_DB, "-c", "TRUNCATE raw_scale"])
+    def raw_copy() -> float:
+        psql("TRUNCATE raw_scale")
         checkpoint()
-        raws.append(
-            timed(
-                lambda: sh(
-                    PG + ["-d", BENCH_DB, "-c", f"\\copy raw_scale FROM '{csv_path}' WITH (FORMAT csv, HEADER true)"]
-                )
-            )
-        )
+        return timed(lambda: psql(f"\\copy raw_scale FROM '{csv_path}' WITH (FORMAT csv, HEADER true)"))
+
+    # Each load follows its own raw copy, each after a CHECKPOINT: neither inherits the other's dirty buffers and
+    # WAL, and the ratio of the pair is taken on the same (shared) machine.
+    runs: dict[str, list[tuple[float, tuple]]] = {"a": [], "b": [], "c": []}
+    for _ in range(args.repeat):
+        raw = raw_copy()
         reset_facts()
         checkpoint()
-        runs.append(run_manage(env, "process_facts", "--domain", "annuity_performance", str(csv_path), "--json"))
-    raw = statistics.median(raws)
-    seconds = statistics.median(r[0] for r in runs)
-    summary = runs[-1][2]["files"][0]
-    print(f"raw \\copy        {raw:7.2f} s  median of {', '.join(f'{r:.2f}' for r in raws)}")
-    print(
-        f"process_facts    {seconds:7.2f} s  median of {', '.join(f'{r[0]:.2f}' for r in runs)}  "
-        f"→ {seconds / raw:.2f}× raw (target ≤ 4×); peak RSS {max(r[1] for r in runs):,.0f} MB (target ≤ 1,536 MB)"
-    )
-    print(f"    loaded {summary['rows_loaded']:,} rows; new references {summary['new_references']}")
-    return seconds / raw
+        runs["a"].append((raw, run_manage(env, *load)))
+    print(f"building 12 months × {args.rows:,} rows of history ...", flush=True)
+    started = time.perf_counter()
+    build_history(12)
+    psql('VACUUM ANALYZE business."规模明细"')
+    print(f"  {time.perf_counter() - started:.0f} s")
+    for _ in range(args.repeat):
+        raw = raw_copy()
+        reset_month_13()
+        checkpoint()
+        runs["b"].append((raw, run_manage(env, *load)))
+        raw = raw_copy()
+        checkpoint()
+        runs["c"].append((raw, run_manage(env, *load, "--force")))
+    ratios = {}
+    labels = {"a": "a. empty table", "b": "b. month 13 of 13", "c": "c. reload a month"}
+    for case, measured in runs.items():
+        raws = [r for r, _ in measured]
+        seconds = [m[0] for _, m in measured]
+        ratios[case] = statistics.median(m / r for r, m in zip(raws, seconds, strict=True))
+        summary = measured[-1][1][2]["files"][0]
+        print(
+            f"{labels[case]:<20} {statistics.median(seconds):7.2f} s  ({', '.join(f'{m:.2f}' for m in seconds)}); "
+            f"raw \\copy {statistics.median(raws):.2f} s ({', '.join(f'{r:.2f}' for r in raws)}) "
+            f"→ {ratios[case]:.2f}× raw (median of the pairs; ≤ 3×); peak RSS {max(m[1] for _, m in measured):,.0f} MB"
+        )
+        print(
+            f"    loaded {summary['rows_loaded']:,}, replaced {summary['rows_replaced']:,}, "
+            f"new references {summary['new_references']}"
+        )
+    ratios["rss"] = max(m[1] for measured in runs.values() for _, m in measured)
+    return ratios
 
 
-def measure_xlsx(work: Path, args, dataset, env: dict) -> float:
+def measure_xlsx(work: Path, args, dataset, env: dict) -> tuple[float, float]:
     import pandas as pd
 
     from pipeline.demo.facts import FactWorkbook
@@ -179,9 +302,9 @@ def measure_xlsx(work: Path, args, dataset, env: dict) -> float:
     print(f"pandas+calamine  {read:7.2f} s  median of {', '.join(f'{r:.2f}' for r in reads)}")
     print(
         f"process_facts    {xseconds:7.2f} s  median of {', '.join(f'{r[0]:.2f}' for r in xruns)}  "
-        f"→ {xseconds / read:.2f}× the read (target ≤ 2×)"
+        f"→ {xseconds / read:.2f}× the read (target ≤ 1.5×)"
     )
-    return xseconds / read
+    return xseconds / read, max(r[1] for r in xruns)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,22 @@ from pathlib import Path
 import xlsxwriter
 import yaml
 from django.conf import settings
+from django.db import connection
 
 from pipeline.demo.facts import INCOME_COLUMNS, SCALE_COLUMNS
 from pipeline.demo.legacy import branches, plan_code, portfolio_code
 from reference.models import AnnuityPlan, Organization, PortfolioPlan, ProductLine
 
 PLANS, PORTFOLIOS = 30, 40
+
+
+def month_partition(table: str, month) -> None:
+    """The month's partition of the fact table ``table`` (loads create it; tests writing facts by the ORM need it)."""
+    from pipeline.facts.partitions import create_partition, month_partitions
+
+    with connection.cursor() as cur:
+        if month.replace(day=1) not in month_partitions(cur, table):
+            create_partition(cur, table, month.replace(day=1))
 
 
 def create_references() -> None:

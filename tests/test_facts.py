@@ -326,14 +326,14 @@ def test_a_corrupt_file_is_rejected_and_recorded(refs, tmp_path):
 
 
 def test_a_failure_in_the_middle_leaves_no_facts_and_no_derived_rows(refs, tmp_path, monkeypatch):
-    original = service._ensure_references  # the last step: facts and derived rows are written by then
+    original = service._place_months  # the last step: facts and derived rows are written by then
 
-    def derive_then_fail(*args):
-        original(*args)
+    def derive_then_fail(*args, **kwargs):
+        original(*args, **kwargs)
         assert ScaleFact.objects.count() == 1 and AnnuityPlan.objects.filter(plan_code="N0500").exists()
         raise psycopg.errors.DiskFull("could not extend file")
 
-    monkeypatch.setattr(service, "_ensure_references", derive_then_fail)
+    monkeypatch.setattr(service, "_place_months", derive_then_fail)
     with pytest.raises(psycopg.errors.DiskFull):
         process(write_xlsx(tmp_path / "f.xlsx", {"规模明细": [scale_row(计划号="N0500", 组合代码="XNP0500")]}))
 

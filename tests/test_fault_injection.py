@@ -54,12 +54,12 @@ MOMENTS = [
     Moment("start-up and reading the file", seconds=0.4),
     Moment("staging: the load's COPY", pattern="COPY %"),
     Moment("staging: a worker's COPY of a part", pattern="COPY %", part=True),
-    Moment("inserting the facts", pattern='INSERT INTO "规模明细"%'),
-    Moment("replacing the scope", pattern='DELETE FROM "规模明细"%'),
+    Moment("inserting the facts", pattern='INSERT INTO "规模明细_load_%'),
+    Moment("swapping the month's partition", pattern="%DETACH PARTITION%", lock="规模明细"),
     Moment("finding the rows of unknown keys", pattern="INSERT INTO _fact %"),
     Moment("building indexes", pattern="CREATE INDEX%"),
     Moment("inserting derived references", pattern='%INSERT INTO "组合计划"%', lock="组合计划"),
-    Moment("validating foreign keys", pattern="%VALIDATE CONSTRAINT%"),
+    Moment("attaching the month, validating its foreign keys", pattern="%ATTACH PARTITION%"),
     Moment("after the commit", pattern="%pipeline_alert%", lock="pipeline_alert"),
 ]
 AFTER_COMMIT = MOMENTS[-1]

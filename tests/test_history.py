@@ -278,9 +278,11 @@ def test_undo_refused_when_a_row_changed_outside_the_history(rows, steward):
 
 def test_undo_refused_when_facts_use_a_row_it_would_remove(rows, steward, superuser):
     from pipeline.models import FactBatch, ScaleFact
+    from tests.facts_support import month_partition
 
     with stewardship_context(user=steward, action=Action.ADD) as context_id:
         AnnuityPlan.objects.create(plan_code="P7777", short_name="新计划")
+    month_partition("规模明细", dt.date(2024, 11, 1))
     batch = FactBatch.objects.create(domain="annuity_performance", file_name="f.xlsx", file_path="/tmp/f.xlsx")
     ScaleFact.objects.create(month=dt.date(2024, 11, 1), batch=batch, plan_id="P7777", closing_assets=Decimal("1"))
 

@@ -399,6 +399,7 @@ def test_bulk_delete_confirmation_queries_do_not_grow_with_the_selection(
     from django.test.utils import CaptureQueriesContext
 
     from pipeline.models import FactBatch, IncomeFact
+    from tests.facts_support import month_partition
 
     codes = [f"D{i:03d}" for i in range(50)]
     for code in codes:
@@ -406,6 +407,8 @@ def test_bulk_delete_confirmation_queries_do_not_grow_with_the_selection(
     if facts_use_them:
         batch = FactBatch.objects.create(domain="annuity_performance", file_name="f.xlsx", file_path="f.xlsx")
         month = timezone.localdate().replace(day=1)
+        month_partition("规模明细", month)
+        month_partition("收入明细", month)
         ScaleFact.objects.bulk_create(ScaleFact(month=month, batch=batch, plan_id=code) for code in codes)
         IncomeFact.objects.bulk_create(IncomeFact(month=month, batch=batch, plan_id=codes[0]) for _ in range(2))
     admin = django_user_model.objects.create_superuser("root", password="pw")

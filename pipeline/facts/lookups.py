@@ -79,7 +79,13 @@ def _unmatched(lookup: Lookup, source: sql.Composable) -> sql.Composed:
 
 
 def record_unmapped(
-    cur: CursorWrapper, *, domain: DomainConfig, fact: FactTable, batch: FactBatch, loaded: bool
+    cur: CursorWrapper,
+    *,
+    domain: DomainConfig,
+    fact: FactTable,
+    batch: FactBatch,
+    loaded: bool,
+    relation: str | None = None,
 ) -> list[UnmappedValue]:
     """The values of this batch that ``derived_columns`` could not map, with their row counts (from the batch's rows
     in the fact table, or, ``loaded`` false, from ``_fact``)."""
@@ -99,7 +105,7 @@ def record_unmapped(
                 i=sql.Literal(i), condition=condition, source=ident(lookup.from_column)
             )
         )
-    relation = ident(fact.name) if loaded else sql.Identifier("_fact")
+    source = ident(relation or fact.name) if loaded else sql.Identifier("_fact")
     in_batch = sql.SQL("f.{} = %(batch)s AND ").format(ident(BATCH_COLUMN)) if loaded else sql.SQL("")
     cur.execute(
         sql.SQL(
@@ -107,7 +113,7 @@ def record_unmapped(
             "CROSS JOIN LATERAL (VALUES {pairs}) v(i, value) WHERE {in_batch}({fell_back}) AND v.value IS NOT NULL "
             "GROUP BY 1, 2"
         ).format(
-            relation=relation,
+            relation=source,
             pairs=sql.SQL(", ").join(pairs),
             in_batch=in_batch,
             fell_back=sql.SQL(" OR ").join(fell_back),

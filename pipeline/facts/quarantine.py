@@ -85,12 +85,13 @@ def set_aside_invalid_keys(
     patterns: dict[str, str],
     mode: InvalidKeys,
     loaded: bool,
+    relation: str | None = None,
     foreign_keys: list[ForeignKey] | None = None,
     suggestions: Suggestions | None = None,
 ) -> int:
     """Find the rows of ``_fact`` with a new key that breaks the key rules; refuse the file (``reject``) or move them
-    to the quarantine (``loaded``: out of the fact table too, with typo suggestions for their keys when
-    ``suggestions`` is given). Returns the rows set aside."""
+    to the quarantine (``loaded``: out of ``relation`` too — the load's month table, default the fact table — with
+    typo suggestions for their keys when ``suggestions`` is given). Returns the rows set aside."""
     found = _find_invalid(cur, fact=fact, patterns=patterns, relation="_fact")
     if not found:
         cur.execute("DROP TABLE _invalid")
@@ -106,7 +107,7 @@ def set_aside_invalid_keys(
             suggest_for_quarantined(cur, fact=fact, batch=batch, foreign_keys=foreign_keys or [], settings=suggestions)
         cur.execute(
             sql.SQL("DELETE FROM {fact} t USING _invalid i WHERE t.{batch} = %s AND t.{row} = i._row").format(
-                fact=ident(fact.name), batch=ident(BATCH_COLUMN), row=ident(SOURCE_ROW_COLUMN)
+                fact=ident(relation or fact.name), batch=ident(BATCH_COLUMN), row=ident(SOURCE_ROW_COLUMN)
             ),
             [batch.pk],
         )
@@ -177,7 +178,9 @@ def _find_invalid(cur: CursorWrapper, *, fact: FactTable, patterns: dict[str, st
     return found
 
 
-def supersede_quarantined(cur: CursorWrapper, *, fact: FactTable, scope: list[str], batch: FactBatch) -> int:
+def supersede_quarantined(
+    cur: CursorWrapper, *, fact: FactTable, scope: list[str], batch: FactBatch, relation: str | None = None
+) -> int:
     """Pending quarantined rows of earlier batches whose scope (e.g. 月度 + 业务类型 + 计划类型) this batch has just
     replaced: their file is no longer what the fact table holds, so they are no longer to be resubmitted."""
     if not QuarantinedRow.objects.filter(state=QuarantineState.PENDING, fact_table=fact.name).exists():
@@ -196,7 +199,7 @@ def supersede_quarantined(cur: CursorWrapper, *, fact: FactTable, scope: list[st
             quarantine=_quarantine_table(),
             state=_column("state"),
             scope=idents(scope),
-            fact=ident(fact.name),
+            fact=ident(relation or fact.name),
             batch=ident(BATCH_COLUMN),
             fact_table=_column("fact_table"),
             batch_id=_column("batch"),

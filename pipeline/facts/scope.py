@@ -35,10 +35,14 @@ def _text(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, dt.date) else None if value is None else str(value)
 
 
-def batch_scope(*, fact_table_name: str, scope: list[str], batch_id: int) -> list[ScopePart]:
-    """The scope's value combinations among the batch's rows, with their row counts, in scope order."""
+def batch_scope(
+    *, fact_table_name: str, scope: list[str], batch_id: int, relation: str | None = None
+) -> list[ScopePart]:
+    """The scope's value combinations among the batch's rows, with their row counts, in scope order (``relation``:
+    read them there instead, e.g. a dry run's load table)."""
     statement = sql.SQL("SELECT {scope}, count(*) FROM {fact} WHERE {batch} = %s GROUP BY {scope} ORDER BY {scope}")
-    names = {"scope": idents(scope), "fact": ident(fact_table(fact_table_name).name), "batch": ident(BATCH_COLUMN)}
+    table = relation or fact_table(fact_table_name).name
+    names = {"scope": idents(scope), "fact": ident(table), "batch": ident(BATCH_COLUMN)}
     with connection.cursor() as cur:
         cur.execute(statement.format(**names), [batch_id])
         found = cur.fetchall()

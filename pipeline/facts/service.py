@@ -25,13 +25,14 @@ from django.utils.translation import gettext as _
 from psycopg import sql
 
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
-from pipeline.bulk import bulk_write_mode, skip_jit, use_bulk_memory
+from pipeline.bulk import skip_jit, use_bulk_memory
 from pipeline.config import load_config, load_domain
 from pipeline.config.domain_schema import DomainConfig
 from pipeline.config.loader import LoadedConfig, LoadedDomain
 from pipeline.config.schema import Strategy
 from pipeline.dry_run import rolled_back_if
 from pipeline.fact_tables import BATCH_COLUMN, CLOSING_ASSETS, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
+from pipeline.facts import partitions
 from pipeline.facts.csv_parts import drop_after_load
 from pipeline.facts.errors import FactLoadError
 from pipeline.facts.lookups import record_unmapped, unmapped_note
@@ -65,7 +66,7 @@ from refgov.errors import first_line
 
 logger = logging.getLogger("refgov.facts")
 UNKNOWN_LIST_LIMIT = 200
-BULK_FACT_ROWS = 10_000
+LOAD_LOCK = "refgov.facts.load"
 
 
 class FactOutcome(StrEnum):
@@ -265,11 +266,15 @@ def process_source(
                 part_tables=part_tables,
                 allow_empty=allow_empty,
                 replace=replace,
+                dry_run=dry_run,
             )
         if dry_run and load_facts:  # for a preview: read before the dry run's rows are rolled back
             domain_config = loaded.config
             result.scope = batch_scope(
-                fact_table_name=domain_config.fact_table, scope=domain_config.replace_scope, batch_id=batch.pk
+                fact_table_name=domain_config.fact_table,
+                scope=domain_config.replace_scope,
+                batch_id=batch.pk,
+                relation=_build_name(fact_table(domain_config.fact_table), batch),
             )
         return result
 
@@ -293,6 +298,36 @@ def process_source(
             robust=True,
         )
     return result
+
+
+def drop_month(*, domain: str, month: date) -> FactBatch:
+    """Drop ``month`` of ``domain``'s fact table (its partition, every row of the month) and record a batch of kind
+    ``drop``. Raises FactLoadError, dropping nothing, when the table holds no such month."""
+    loaded = load_domain(domain)
+    fact = fact_table(loaded.config.fact_table)
+    month = month.replace(day=1)
+    with transaction.atomic(), connection.cursor() as cur:
+        lock_for_transaction(cur, f"refgov.facts.{fact.name}.{month}")
+        lock_for_transaction(cur, LOAD_LOCK)
+        if month not in partitions.month_partitions(cur, fact.name):
+            raise FactLoadError(f"{fact.name} holds no month {month:%Y-%m}: nothing dropped")
+        rows = partitions.detach_and_drop(cur, fact.name, month)
+        batch = FactBatch.objects.create(
+            domain=domain,
+            file_name=f"{fact.name} {month:%Y-%m}",
+            file_path="",
+            checksum="",
+            periods=[month.isoformat()],
+            kind=FactKind.DROP,
+            status=FactStatus.LOADED,
+            rows_replaced=rows,
+            message=f"month {month:%Y-%m} dropped from {fact.name}: {rows} rows",
+            finished_at=timezone.now(),
+        )
+        for fk in loaded.fk_order:  # the review queue's weights no longer count the month's rows
+            refresh_usage(table=fk.target_table)
+    logger.info("fact batch %s: %s", batch.pk, batch.message)
+    return batch
 
 
 def _quiet(message: str) -> None:
@@ -334,6 +369,7 @@ def _run(
     part_tables: list[sql.Identifier],
     allow_empty: bool,
     replace: bool = True,
+    dry_run: bool = False,
 ) -> FactResult:
     domain = loaded.config
     fact = fact_table(domain.fact_table)
@@ -360,6 +396,9 @@ def _run(
             batch.periods = [m.isoformat() for m in staged.months]
             for month in staged.months:
                 lock_for_transaction(cur, f"refgov.facts.{fact.name}.{month}")
+            # Loads take turns from here to their commit: attaching a month locks the parent (and, for its foreign
+            # keys, the reference tables) against what another load holds while it waits for this one's new keys.
+            lock_for_transaction(cur, LOAD_LOCK)
             if not load_facts:
                 progress(f"{staged.rows:,} rows read; checking keys")
                 stager.materialise(cur)
@@ -367,26 +406,33 @@ def _run(
                 aliased = _resolve_aliases(cur, fact, relation="_fact")
                 set_aside = _set_aside(cur, loaded, config, fact, batch, file, loaded_facts=False)
                 result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
+                result.unmapped = record_unmapped(cur, domain=domain, fact=fact, batch=batch, loaded=False)
             else:
                 progress(f"{staged.rows:,} rows read; loading facts")
-                existing = _existing_rows(cur, fact, up_to=staged.rows + 1)
-                # A load that at least doubles the table checks its foreign keys and builds its indexes once,
-                # set-based; a monthly load into a large table keeps them (rebuilding would cost more than the
-                # deferred per-row checks).
-                bulk = staged.rows >= BULK_FACT_ROWS and staged.rows > existing
-                with bulk_write_mode(cur, fact.name, enabled=bulk, primary_key=True):
-                    batch.rows_loaded, aliased = _insert(
-                        cur, fact, stager, batch, with_pending=config.config.backfill.mode == "always"
-                    )
-                    batch.rows_replaced = (
-                        _replace_scope(cur, fact, domain.replace_scope, batch) if existing and replace else 0
-                    )
-                    set_aside = _set_aside(cur, loaded, config, fact, batch, file, loaded_facts=True)
-                    batch.rows_loaded -= set_aside
-                    result.quarantined = set_aside
-                    progress("checking keys")
-                    result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
-            result.unmapped = record_unmapped(cur, domain=domain, fact=fact, batch=batch, loaded=load_facts)
+                build = _build_name(fact, batch)
+                partitions.build_table(cur, fact.name, build, staged.months[0] if len(staged.months) == 1 else None)
+                batch.rows_loaded, aliased = _insert(
+                    cur, fact, stager, batch, target=build, with_pending=config.config.backfill.mode == "always"
+                )
+                set_aside = _set_aside(cur, loaded, config, fact, batch, file, loaded_facts=True, relation=build)
+                batch.rows_loaded -= set_aside
+                result.quarantined = set_aside
+                progress("checking keys")
+                result.tables = _ensure_references(cur, loaded, config, batch, file, staged.months)
+                result.unmapped = record_unmapped(
+                    cur, domain=domain, fact=fact, batch=batch, loaded=True, relation=build
+                )
+                progress("building the months")
+                batch.rows_replaced = _place_months(
+                    cur,
+                    fact,
+                    domain.replace_scope,
+                    batch,
+                    build=build,
+                    months=staged.months,
+                    dry_run=dry_run,
+                    replace=replace,
+                )
             for column, rows in aliased.items():
                 result.tables[fact.reference_columns[column]].aliased_rows = rows
             if load_facts:
@@ -422,11 +468,13 @@ def _set_aside(
     file: FactFile,
     *,
     loaded_facts: bool,
+    relation: str | None = None,
 ) -> int:
     """Rows whose new key breaks the key rules: the file refused, or the rows quarantined (``quarantine``); a load
-    also retires the pending quarantined rows of the scope it replaced."""
+    also retires the pending quarantined rows of the scope it replaced. ``relation``: where the batch's rows are (the
+    load's month table; default the fact table)."""
     if loaded_facts:
-        supersede_quarantined(cur, fact=fact, scope=loaded.config.replace_scope, batch=batch)
+        supersede_quarantined(cur, fact=fact, scope=loaded.config.replace_scope, batch=batch, relation=relation)
     return set_aside_invalid_keys(
         cur,
         fact=fact,
@@ -435,6 +483,7 @@ def _set_aside(
         patterns=config.config.key_patterns,
         mode=loaded.config.invalid_keys,
         loaded=loaded_facts,
+        relation=relation,
         foreign_keys=loaded.config.foreign_keys,
         suggestions=config.config.stewardship.suggestions,
     )
@@ -591,22 +640,17 @@ def _record_usage(loaded: LoadedDomain, fact: FactTable, tables: dict[str, Deriv
             refresh_usage(table=fk.target_table, keys=derived.filled)
 
 
-def _existing_rows(cur: CursorWrapper, fact: FactTable, *, up_to: int) -> int:
-    """Rows already in the fact table, counted up to ``up_to`` only."""
-    cur.execute(sql.SQL("SELECT count(*) FROM (SELECT FROM {} LIMIT %s) t").format(ident(fact.name)), [up_to])
-    count: int = cur.fetchone()[0]
-    return count
-
-
 def _insert(
-    cur: CursorWrapper, fact: FactTable, stager: FactStager, batch: FactBatch, *, with_pending: bool
+    cur: CursorWrapper, fact: FactTable, stager: FactStager, batch: FactBatch, *, target: str, with_pending: bool
 ) -> tuple[int, dict[str, int]]:
-    """Normalise the staged rows into the fact table in one pass, resolve keys stewards merged away, then keep the
-    rows with a key the reference tables lack (and, ``with_pending``, a key still pending review) as ``_fact``: all
-    that deriving references needs, a few percent of the batch. Returns (rows loaded, alias-resolved rows per
-    column). The statements embed config literals (``normalised_sql``): they are executed without parameters."""
+    """Normalise the staged rows into ``target`` (the load's standalone table shaped like the fact table) in one pass,
+    resolve keys stewards merged away, then keep the rows with a key the reference tables lack (and, ``with_pending``,
+    a key still pending review) as ``_fact``: all that deriving references needs, a few percent of the batch.
+    Returns (rows loaded, alias-resolved rows per column). The statements embed config literals
+    (``normalised_sql``): they are executed without parameters."""
     names = {
-        "target": ident(fact.name),
+        "fact": ident(fact.name),
+        "target": ident(target),
         "columns": idents(fact.columns),
         "source_row": ident(SOURCE_ROW_COLUMN),
         "batch_column": ident(BATCH_COLUMN),
@@ -627,7 +671,7 @@ def _insert(
         with transaction.atomic():
             cur.execute(
                 sql.SQL(
-                    "CREATE TEMP TABLE _fact ON COMMIT DROP AS SELECT {source_row} AS _row, {columns} FROM {target} "
+                    "CREATE TEMP TABLE _fact ON COMMIT DROP AS SELECT {source_row} AS _row, {columns} FROM {fact} "
                     "WITH NO DATA"
                 ).format(**names)
             )
@@ -638,7 +682,7 @@ def _insert(
                 ).format(**names, normalised=stager.normalised_sql())
             )
             loaded: int = cur.rowcount
-            aliased = _resolve_aliases(cur, fact, relation=fact.name, batch_id=batch.pk)
+            aliased = _resolve_aliases(cur, fact, relation=target, batch_id=batch.pk)
             cur.execute(
                 sql.SQL(
                     "INSERT INTO _fact SELECT {source_row}, {columns} FROM {target} i "
@@ -667,8 +711,96 @@ def _resolve_aliases(
     return resolved
 
 
-def _replace_scope(cur: CursorWrapper, fact: FactTable, scope: list[str], batch: FactBatch) -> int:
-    """Delete the earlier rows of the batch's scope (e.g. 月度 + 业务类型 + 计划类型); returns how many."""
+def _build_name(fact: FactTable, batch: FactBatch) -> str:
+    return f"{fact.name}_load_{batch.pk}"
+
+
+def _place_months(
+    cur: CursorWrapper,
+    fact: FactTable,
+    scope: list[str],
+    batch: FactBatch,
+    *,
+    build: str,
+    months: list[date],
+    dry_run: bool = False,
+    replace: bool = True,
+) -> int:
+    """Move the rows of the standalone table ``build`` into the month partitions; returns the rows replaced.
+
+    A month whose partition holds no row outside the file's scope (or that has no partition yet) is built off-line
+    (``build`` itself for a one-month file) with its indexes and foreign keys, then swapped in at the end; a month
+    whose partition keeps rows outside the scope gets the rows inserted and its scope's earlier rows deleted.
+    ``dry_run`` (rolled back afterwards): whole months are only counted, and ``build`` keeps every row of the batch.
+    ``replace=False`` (an appending load): the rows are added to a month that exists, nothing is replaced.
+    """
+    shape = partitions.parent_shape(cur, fact.name)
+    existing = partitions.month_partitions(cur, fact.name)
+    single = len(months) == 1
+    swaps: list[tuple[date, str]] = []
+    replaced = 0
+    names = {"fact": ident(fact.name), "build": ident(build), "month": ident(MONTH_COLUMN)}
+    for month in months:
+        old = existing.get(month)
+        if old is not None and not replace:
+            cur.execute(sql.SQL("INSERT INTO {fact} SELECT * FROM {build} WHERE {month} = %s").format(**names), [month])
+            continue
+        if old is None or not _rows_outside_scope(cur, old, build=build, month=month, scope=scope):
+            if dry_run:
+                replaced += _count(cur, old) if old else 0
+                continue
+            table = build
+            if not single:
+                table = partitions.partition_name(build, month)
+                partitions.build_table(cur, fact.name, table, month)
+                cur.execute(
+                    sql.SQL("INSERT INTO {} SELECT * FROM {build} WHERE {month} = %s").format(ident(table), **names),
+                    [month],
+                )
+            partitions.index(cur, table, shape)
+            swaps.append((month, table))
+        else:
+            cur.execute(sql.SQL("INSERT INTO {fact} SELECT * FROM {build} WHERE {month} = %s").format(**names), [month])
+            replaced += _replace_scope(cur, old, scope, batch)
+    if not (single and swaps) and not dry_run:
+        cur.execute(sql.SQL("DROP TABLE {}").format(ident(build)))
+    if swaps:
+        # Fire pending deferred checks (rows inserted into a partition) now: a table with pending trigger events
+        # cannot be detached or dropped.
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cur.execute("SET CONSTRAINTS ALL DEFERRED")
+    for month, table in swaps:
+        replaced += partitions.swap_in(cur, fact.name, month, table)
+    return replaced
+
+
+def _count(cur: CursorWrapper, table: str) -> int:
+    cur.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(table)))
+    rows: int = cur.fetchone()[0]
+    return rows
+
+
+def _rows_outside_scope(cur: CursorWrapper, partition: str, *, build: str, month: date, scope: list[str]) -> bool:
+    """Whether the month ``partition`` holds scope values (besides 月度) that none of the file's rows of ``month``
+    has: two hash aggregates (GROUP BY takes NULLs as equal, as the scope does), compared here."""
+    columns = [c for c in scope if c != MONTH_COLUMN]
+    if not columns:
+        return False
+    found = []
+    for table, where in ((partition, sql.SQL("")), (build, sql.SQL("WHERE {} = %s").format(ident(MONTH_COLUMN)))):
+        cur.execute(
+            sql.SQL("SELECT {columns} FROM {table} {where} GROUP BY {columns}").format(
+                columns=idents(columns), table=ident(table), where=where
+            ),
+            [month] if table == build else None,
+        )
+        found.append(set(cur.fetchall()))
+    return not found[0] <= found[1]
+
+
+def _replace_scope(cur: CursorWrapper, table: str, scope: list[str], batch: FactBatch) -> int:
+    """Delete the earlier rows of the batch's scope (e.g. 月度 + 业务类型 + 计划类型) from ``table`` (a month
+    partition); returns how many."""
     match = sql.SQL(" AND ").join(
         sql.SQL("t.{0} IS NOT DISTINCT FROM s.{0}" if c != MONTH_COLUMN else "t.{0} = s.{0}").format(ident(c))
         for c in scope
@@ -677,7 +809,7 @@ def _replace_scope(cur: CursorWrapper, fact: FactTable, scope: list[str], batch:
         sql.SQL(
             "DELETE FROM {target} t USING (SELECT DISTINCT {scope} FROM {target} "
             "WHERE {batch} = %s) s WHERE {match} AND t.{batch} <> %s"
-        ).format(target=ident(fact.name), scope=idents(scope), batch=ident(BATCH_COLUMN), match=match),
+        ).format(target=ident(table), scope=idents(scope), batch=ident(BATCH_COLUMN), match=match),
         [batch.pk, batch.pk],
     )
     replaced: int = cur.rowcount

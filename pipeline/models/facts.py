@@ -27,6 +27,7 @@ class FactKind(models.TextChoices):
     FACTS = "facts", _("facts")
     REFERENCES = "references", _("references only")
     RESUBMIT = "resubmit", _("quarantined rows resubmitted")
+    DROP = "drop", _("month dropped")
 
 
 class FactBatch(models.Model):

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from django.core.management.base import CommandParser
 from operations.management.base import Failed, RefgovCommand
 from operations.management.stdin import STDIN, STDIN_PATH, StdinRefused, checked_name, spooled
 from pipeline.facts.readers import FactFileError
-from pipeline.facts.service import FactLoadError, process_fact_file
+from pipeline.facts.service import FactLoadError, drop_month, process_fact_file
 from pipeline.models import FactBatch, FactStatus
 
 
@@ -24,7 +25,7 @@ class Command(RefgovCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument("--domain", required=True, help="e.g. annuity_performance (config/domains/<domain>.yml)")
-        parser.add_argument("files", nargs="+", metavar="FILE", help="fact files; - reads a CSV from standard input")
+        parser.add_argument("files", nargs="*", metavar="FILE", help="fact files; - reads a CSV from standard input")
         parser.add_argument(
             "--name", help="with -: the file name the batch records (e.g. 202411_规模明细.csv; CSV only)"
         )
@@ -39,6 +40,11 @@ class Command(RefgovCommand):
             action="store_true",
             help="accept a file without data rows (rejected otherwise: usually an export error)",
         )
+        if self.load_facts:
+            parser.add_argument(
+                "--drop-month", metavar="YYYY-MM", help="drop every fact row of this month (the month's partition)"
+            )
+            parser.add_argument("--yes", action="store_true", help="with --drop-month: do not ask for confirmation")
 
     def progress_for(self, path: str) -> Callable[[str], None] | None:
         """Progress on a terminal (stderr), nothing when output goes to a file or a scheduler's log."""
@@ -48,6 +54,10 @@ class Command(RefgovCommand):
         return lambda message: self.stderr.write(f"{name}: {message}", style_func=str)
 
     def run(self, **options: Any) -> dict:
+        if options.get("drop_month"):
+            return self.run_drop(**options)
+        if not options["files"]:
+            raise Failed("no fact file given (or --drop-month YYYY-MM)", {"domain": options["domain"], "files": []})
         if STDIN in options["files"] or options["name"]:
             return self.run_stdin(**options)
         results, failures = [], []
@@ -71,6 +81,37 @@ class Command(RefgovCommand):
         payload = {"domain": options["domain"], "files": results}
         if failures:
             raise Failed(f"{len(failures)} of {len(options['files'])} files not loaded: {failures[0]}", payload)
+        return payload
+
+    def run_drop(self, **options: Any) -> dict:
+        domain, text = options["domain"], options["drop_month"]
+        payload: dict[str, Any] = {"domain": domain, "files": []}
+        try:
+            month = datetime.strptime(text, "%Y-%m").date()
+        except ValueError:
+            raise Failed(f"--drop-month {text!r}: expected YYYY-MM", payload) from None
+        if options["files"]:
+            raise Failed("--drop-month takes no fact files", payload)
+        if not options["yes"]:
+            if not sys.stdin.isatty():
+                raise Failed(f"dropping {text} of {domain} needs --yes (no terminal to confirm on)", payload)
+            answer = input(f"Drop every fact row of {text} of {domain}? Type the month again to confirm: ")
+            if answer.strip() != text:
+                raise Failed(f"not confirmed: {text} of {domain} kept", payload)
+        try:
+            batch = drop_month(domain=domain, month=month)
+        except FactLoadError as exc:
+            raise Failed(str(exc), payload) from None
+        payload["files"].append(
+            {
+                "batch_id": batch.pk,
+                "status": batch.kind,
+                "file": batch.file_name,
+                "months": batch.periods,
+                "rows_replaced": batch.rows_replaced,
+                "message": batch.message,
+            }
+        )
         return payload
 
     def run_stdin(self, **options: Any) -> dict:
