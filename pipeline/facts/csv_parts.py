@@ -184,6 +184,23 @@ def copy_part(token: str, index: int, columns: sql.Composable, copy: CsvCopy, pa
             raise
 
 
+def normalised_table(token: str, index: int) -> sql.Identifier:
+    return sql.Identifier(STAGING_SCHEMA, f"fact_{token}_{index}_n")
+
+
+def normalise_part(target: sql.Identifier, statement: sql.Composed) -> sql.Identifier:
+    """On a worker connection: the normalised rows of one copied part as the committed UNLOGGED table ``target``
+    (``statement`` embeds its literals: executed without parameters); a failure leaves no table."""
+    with worker_connection() as conn, conn.cursor() as cur:
+        cur.execute("SET jit = off")
+        try:
+            cur.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS {}").format(target, statement))
+        except BaseException:
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
+            raise
+    return target
+
+
 def drop_parts(tables: list[sql.Identifier]) -> None:
     """Drop part tables the load's transaction never read (else only that transaction may drop them)."""
     if tables:

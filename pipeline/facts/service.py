@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -32,7 +33,7 @@ from pipeline.config.loader import LoadedConfig, LoadedDomain
 from pipeline.config.schema import Strategy
 from pipeline.dry_run import rolled_back_if
 from pipeline.fact_tables import BATCH_COLUMN, CLOSING_ASSETS, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
-from pipeline.facts import partitions
+from pipeline.facts import csv_parts, partitions
 from pipeline.facts.csv_parts import drop_after_load
 from pipeline.facts.errors import FactLoadError
 from pipeline.facts.lookups import record_unmapped, unmapped_note
@@ -675,13 +676,7 @@ def _insert(
                     "WITH NO DATA"
                 ).format(**names)
             )
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {target} ({source_row}, {columns}, {batch_column}) "
-                    "SELECT _row, {columns}, {batch} FROM ({normalised}) n"
-                ).format(**names, normalised=stager.normalised_sql())
-            )
-            loaded: int = cur.rowcount
+            loaded = _insert_normalised(cur, names, stager)
             aliased = _resolve_aliases(cur, fact, relation=target, batch_id=batch.pk)
             cur.execute(
                 sql.SQL(
@@ -695,6 +690,36 @@ def _insert(
         raise
     cur.execute(sql.SQL("ANALYZE _fact ({})").format(idents(sorted(fact.reference_columns))))
     return loaded, aliased
+
+
+def _insert_normalised(cur: CursorWrapper, names: dict[str, sql.Composable], stager: FactStager) -> int:
+    """Insert the normalised rows into ``names["target"]``; rows returned. A CSV copied in parts is normalised in
+    parts at the same time: this connection its own part straight into the target, each worker connection its part
+    into a table of its own (``csv_parts.normalise_part``), appended to the target afterwards."""
+    insert = sql.SQL(
+        "INSERT INTO {target} ({source_row}, {columns}, {batch_column}) SELECT _row, {columns}, {batch} FROM ({rows}) n"
+    )
+    parallel = stager.parallel_parts()
+    if not parallel:
+        cur.execute(insert.format(**names, rows=stager.normalised_sql()))
+        rows: int = cur.rowcount
+        return rows
+    with ThreadPoolExecutor(max_workers=len(parallel)) as pool:
+        futures = [pool.submit(csv_parts.normalise_part, table, statement) for table, statement in parallel]
+        try:
+            cur.execute(insert.format(**names, rows=stager.own_rows_sql()))
+            rows = cur.rowcount
+        finally:
+            wait(futures)
+            made = [f.result() for f in futures if f.exception() is None]
+            stager.part_tables.extend(made)  # dropped with the staging relations
+    for future in futures:
+        if (error := future.exception()) is not None:
+            raise error
+    for table in made:
+        cur.execute(insert.format(**names, rows=sql.SQL("SELECT * FROM {}").format(table)))
+        rows += cur.rowcount
+    return rows
 
 
 def _resolve_aliases(

@@ -80,6 +80,12 @@ class FactStager:
         self.month_map: list[tuple[str, date]] = []  # each distinct 月度 spelling of the file and its month
         self.part_tables = part_tables  # filled with the committed tables of a CSV copied in parts (``csv_parts``)
         self.blank_filter: Callable[[], None] | None = None  # copied by PostgreSQL: hides its blank rows
+        # copied in parts: each worker part's table and the row number before its first row, the select list that
+        # names its columns, and (once found) the condition that hides blank rows
+        self.worker_parts: list[tuple[sql.Identifier, int]] = []
+        self.part_columns: sql.Composable | None = None
+        self.blank_rows: sql.Composable | None = None
+        self.token = ""
         self.limits = {c: _Limit(f) for c in self.columns if _numeric(f := fact.columns[c])}
 
     def stage(self, cur: CursorWrapper) -> Staged:
@@ -183,8 +189,11 @@ class FactStager:
                 counts = self._copy_parts(raw, copy, columns_sql, ranges, report)
         columns = sql.SQL(", ").join(sql.SQL("{} AS {}").format(ident(names[c]), ident(c)) for c in self.columns)
         selects, offset = [], int(self.file.header_row)
+        self.worker_parts, self.part_columns = [], columns
         for table, count in zip([own, *self.part_tables], counts, strict=True):
             selects.append(sql.SQL("SELECT _seq + {} AS _row, {} FROM {}").format(sql.Literal(offset), columns, table))
+            if table is not own:
+                self.worker_parts.append((table, offset))
             offset += count
         cur.execute(sql.SQL("CREATE TEMP VIEW _fact_raw AS {}").format(sql.SQL(" UNION ALL ").join(selects)))
 
@@ -196,6 +205,7 @@ class FactStager:
                 else sql.SQL("coalesce(btrim({}, {}), '') = ''").format(ident(names[c]), white)
                 for c in sorted(names, key=lambda c: c != MONTH_COLUMN)
             )
+            self.blank_rows = blank
             filtered = sql.SQL(" UNION ALL ").join(
                 sql.SQL("{} WHERE NOT ({})").format(select, blank) for select in selects
             )
@@ -213,7 +223,7 @@ class FactStager:
     ) -> list[int]:
         """The first range into ``_fact_csv`` here, the others on worker connections at the same time."""
         csv_parts.sweep_stale()
-        token = csv_parts.new_token()
+        token = self.token = csv_parts.new_token()
         path = self.file.path
         with ThreadPoolExecutor(max_workers=len(ranges) - 1) as pool:
             futures: list[Future[int]] = [
@@ -327,7 +337,28 @@ class FactStager:
             v=value, placeholders=sql.SQL(", ").join(placeholders)
         )
 
-    def normalised_sql(self) -> sql.Composed:
+    def parallel_parts(self) -> list[tuple[sql.Identifier, sql.Composed]]:
+        """For a CSV copied in parts: each worker part's normalised table with the statement filling it, to be
+        run by a worker connection (``csv_parts.normalise_part``) while this one normalises ``own_rows_sql``.
+        Empty when the rows are not all in such parts (or their months map through the temporary ``_months``)."""
+        if not self.worker_parts or self.part_columns is None or len(self.month_map) > CASE_MONTHS:
+            return []
+        return [
+            (csv_parts.normalised_table(self.token, i), self.normalised_sql(source=self._part_source(table, offset)))
+            for i, (table, offset) in enumerate(self.worker_parts, 1)
+        ]
+
+    def own_rows_sql(self) -> sql.Composed:
+        """``normalised_sql`` of the part this connection copied (``_fact_csv``)."""
+        return self.normalised_sql(source=self._part_source(sql.Identifier("_fact_csv"), int(self.file.header_row)))
+
+    def _part_source(self, table: sql.Identifier, offset: int) -> sql.Composed:
+        hide = sql.SQL(" WHERE NOT ({})").format(self.blank_rows) if self.blank_rows is not None else sql.SQL("")
+        return sql.SQL("(SELECT _seq + {} AS _row, {} FROM {}{}) r").format(
+            sql.Literal(offset), self.part_columns, table, hide
+        )
+
+    def normalised_sql(self, source: sql.Composable | None = None) -> sql.Composed:
         """``_row`` and the fact table's columns: typed month, normalised keys, derived columns from reference tables.
 
         The inner query computes each normalised value once (OFFSET 0 keeps PostgreSQL from inlining it into every
@@ -347,7 +378,7 @@ class FactStager:
                 if whens
                 else sql.SQL("NULL::date")
             )
-            staged = sql.SQL("_fact_raw r")
+            staged = source if source is not None else sql.SQL("_fact_raw r")
         else:
             month = sql.SQL("m.month")
             staged = sql.SQL("_fact_raw r JOIN _months m ON m.raw = coalesce(r.{}, '')").format(month_column)
