@@ -68,7 +68,6 @@ def reject_to_quarantine(*, table: str, key: str, reason: str, user: AbstractBas
                     table=table,
                     key=key,
                     reason=reason,
-                    user=user_name,
                 )
         row.delete()
         RejectedKey.objects.update_or_create(
@@ -78,7 +77,7 @@ def reject_to_quarantine(*, table: str, key: str, reason: str, user: AbstractBas
     return RejectResult(rows=moved, context_id=context_id)
 
 
-def _move(cur: CursorWrapper, *, fact: str, column: str, table: str, key: str, reason: str, user: str) -> int:
+def _move(cur: CursorWrapper, *, fact: str, column: str, table: str, key: str, reason: str) -> int:
     quarantine = {f.name: sql.Identifier(f.column) for f in QuarantinedRow._meta.concrete_fields}
     batch = {f.name: sql.Identifier(f.column) for f in FactBatch._meta.concrete_fields}
     internal = sql.SQL(" - ").join(sql.Literal(c) for c in sorted(INTERNAL_COLUMNS))
