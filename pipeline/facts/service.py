@@ -415,7 +415,9 @@ def _run(
                 batch.rows_loaded, aliased = _insert(
                     cur, fact, stager, batch, target=build, with_pending=config.config.backfill.mode == "always"
                 )
-                set_aside = _set_aside(cur, loaded, config, fact, batch, file, loaded_facts=True, relation=build)
+                set_aside = _set_aside(
+                    cur, loaded, config, fact, batch, file, loaded_facts=True, relation=build, replacing=replace
+                )
                 batch.rows_loaded -= set_aside
                 result.quarantined = set_aside
                 progress("checking keys")
@@ -470,11 +472,12 @@ def _set_aside(
     *,
     loaded_facts: bool,
     relation: str | None = None,
+    replacing: bool = True,
 ) -> int:
     """Rows whose new key breaks the key rules: the file refused, or the rows quarantined (``quarantine``); a load
-    also retires the pending quarantined rows of the scope it replaced. ``relation``: where the batch's rows are (the
-    load's month table; default the fact table)."""
-    if loaded_facts:
+    that replaces its scope also retires the pending quarantined rows of that scope. ``relation``: where the batch's
+    rows are (the load's month table; default the fact table)."""
+    if loaded_facts and replacing:
         supersede_quarantined(cur, fact=fact, scope=loaded.config.replace_scope, batch=batch, relation=relation)
     return set_aside_invalid_keys(
         cur,
