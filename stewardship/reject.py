@@ -8,24 +8,22 @@ their key and resubmits them. The rows are moved by one statement per fact colum
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
-from psycopg import sql
 
-from pipeline.fact_tables import BATCH_COLUMN, INTERNAL_COLUMNS, MONTH_COLUMN, SOURCE_ROW_COLUMN
+from pipeline.fact_tables import fact_table
+from pipeline.facts.quarantine import quarantine_rows_of_key
 from pipeline.facts.usage import refresh_usage
-from pipeline.models import FactBatch, KeyProblem, QuarantinedRow, QuarantineState, RejectedKey
+from pipeline.models import RejectedKey
 from pipeline.selectors import fact_relations
 from reference.history import Action, stewardship_context
 from reference.models import Source
 from reference.registry import child_relations, get_table
-from refgov.db.sql import column_name, ident
+from refgov.db.sql import column_name
 
 
 class RejectRefused(Exception):
@@ -61,13 +59,13 @@ def reject_to_quarantine(*, table: str, key: str, reason: str, user: AbstractBas
     with stewardship_context(user=user, action=Action.REJECT, table=table, key=key, reason=reason) as context_id:
         with connection.cursor() as cur:
             for fact, attr in fact_relations(model):
-                moved += _move(
+                moved += quarantine_rows_of_key(
                     cur,
-                    fact=fact._meta.db_table,
+                    fact=fact_table(fact._meta.db_table),
                     column=column_name(fact, attr),
                     table=table,
                     key=key,
-                    reason=reason,
+                    note=reason,
                 )
         row.delete()
         RejectedKey.objects.update_or_create(
@@ -75,57 +73,3 @@ def reject_to_quarantine(*, table: str, key: str, reason: str, user: AbstractBas
         )
     refresh_usage(table=table, keys=[key])
     return RejectResult(rows=moved, context_id=context_id)
-
-
-def _move(cur: CursorWrapper, *, fact: str, column: str, table: str, key: str, reason: str) -> int:
-    quarantine = {f.name: sql.Identifier(f.column) for f in QuarantinedRow._meta.concrete_fields}
-    batch = {f.name: sql.Identifier(f.column) for f in FactBatch._meta.concrete_fields}
-    internal = sql.SQL(" - ").join(sql.Literal(c) for c in sorted(INTERNAL_COLUMNS))
-    statement = sql.SQL(
-        """
-        WITH moved AS (DELETE FROM {fact} f WHERE f.{column} = %(key)s RETURNING f.*)
-        INSERT INTO {quarantine_table} ({q_batch}, {q_domain}, {q_fact}, {q_file}, {q_sheet}, {q_row}, {q_month},
-                                        {q_bad}, {q_problems}, {q_data}, {q_state}, {q_by}, {q_at})
-        SELECT m.{batch_column}, b.{b_domain}, %(fact)s, b.{b_file}, b.{b_sheet}, m.{source_row}, m.{month},
-               left(%(bad)s, 500), %(problems)s::jsonb, to_jsonb(m) - {internal}, %(state)s, '', now()
-        FROM moved m JOIN {batch_table} b ON b.{b_id} = m.{batch_column}
-        """
-    ).format(
-        fact=ident(fact),
-        column=ident(column),
-        quarantine_table=sql.Identifier(QuarantinedRow._meta.db_table),
-        q_batch=quarantine["batch"],
-        q_domain=quarantine["domain"],
-        q_fact=quarantine["fact_table"],
-        q_file=quarantine["file_name"],
-        q_sheet=quarantine["sheet"],
-        q_row=quarantine["row_number"],
-        q_month=quarantine["month"],
-        q_bad=quarantine["bad_keys"],
-        q_problems=quarantine["problems"],
-        q_data=quarantine["data"],
-        q_state=quarantine["state"],
-        q_by=quarantine["resolved_by"],
-        q_at=quarantine["created_at"],
-        batch_column=ident(BATCH_COLUMN),
-        source_row=ident(SOURCE_ROW_COLUMN),
-        month=ident(MONTH_COLUMN),
-        internal=internal,
-        batch_table=sql.Identifier(FactBatch._meta.db_table),
-        b_id=batch["id"],
-        b_domain=batch["domain"],
-        b_file=batch["file_name"],
-        b_sheet=batch["sheet"],
-    )
-    problems = [{"column": column, "table": table, "key": key, "reason": KeyProblem.REJECTED.value, "note": reason}]
-    cur.execute(
-        statement,
-        {
-            "key": key,
-            "fact": fact,
-            "bad": f"{column}={key}",
-            "problems": json.dumps(problems, ensure_ascii=False),
-            "state": QuarantineState.PENDING.value,
-        },
-    )
-    return int(cur.rowcount)

@@ -11,6 +11,7 @@ the rows by the best one).
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -24,7 +25,14 @@ from psycopg import sql
 from pipeline.config import load_config, load_domain
 from pipeline.config.domain_schema import ForeignKey, InvalidKeys
 from pipeline.config.schema import ReferenceManagementConfig, Strategy, Suggestions
-from pipeline.fact_tables import BATCH_COLUMN, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
+from pipeline.fact_tables import (
+    BATCH_COLUMN,
+    INTERNAL_COLUMNS,
+    MONTH_COLUMN,
+    SOURCE_ROW_COLUMN,
+    FactTable,
+    fact_table,
+)
 from pipeline.facts.errors import FactLoadError
 from pipeline.facts.readers import FactFile
 from pipeline.facts.references import (
@@ -235,22 +243,29 @@ def _listed_keys(cur: CursorWrapper) -> str:
     return listed + (f"; and {len(keys) - LISTED_KEYS} more keys" if len(keys) > LISTED_KEYS else "")
 
 
+# The columns a quarantining INSERT fills, in its SELECT's order.
+INSERTED = [
+    "batch",
+    "domain",
+    "fact_table",
+    "file_name",
+    "sheet",
+    "row_number",
+    "month",
+    "bad_keys",
+    "problems",
+    "data",
+    "state",
+    "resolved_by",
+    "created_at",
+]
+
+
+def _inserted_columns() -> sql.Composed:
+    return sql.SQL(", ").join(_column(c) for c in INSERTED)
+
+
 def _quarantine(cur: CursorWrapper, *, fact: FactTable, batch: FactBatch, file: FactFile) -> None:
-    columns = [
-        "batch",
-        "domain",
-        "fact_table",
-        "file_name",
-        "sheet",
-        "row_number",
-        "month",
-        "bad_keys",
-        "problems",
-        "data",
-        "state",
-        "resolved_by",
-        "created_at",
-    ]
     cur.execute(
         sql.SQL(
             """
@@ -262,7 +277,7 @@ def _quarantine(cur: CursorWrapper, *, fact: FactTable, batch: FactBatch, file: 
             """
         ).format(
             table=_quarantine_table(),
-            columns=sql.SQL(", ").join(_column(c) for c in columns),
+            columns=_inserted_columns(),
             month=ident(MONTH_COLUMN),
         ),
         {
@@ -275,6 +290,48 @@ def _quarantine(cur: CursorWrapper, *, fact: FactTable, batch: FactBatch, file: 
             "now": timezone.now(),
         },
     )
+
+
+def quarantine_rows_of_key(cur: CursorWrapper, *, fact: FactTable, column: str, table: str, key: str, note: str) -> int:
+    """Move the rows of ``fact`` whose ``column`` holds ``key`` (of ``table``) from the fact table to the quarantine,
+    whole, with the problem "rejected by a steward" and ``note``; their batch, file, sheet and row stay theirs.
+    Returns the rows moved."""
+    batch = {f.name: sql.Identifier(f.column) for f in FactBatch._meta.concrete_fields}
+    problems = [{"column": column, "table": table, "key": key, "reason": KeyProblem.REJECTED.value, "note": note}]
+    cur.execute(
+        sql.SQL(
+            """
+            WITH moved AS (DELETE FROM {fact} f WHERE f.{column} = %(key)s RETURNING f.*)
+            INSERT INTO {table} ({columns})
+            SELECT m.{batch_column}, b.{domain}, %(fact)s, b.{file}, b.{sheet}, m.{source_row}, m.{month},
+                   left(%(bad)s, 500), %(problems)s::jsonb, to_jsonb(m) - {internal}, %(state)s, '', now()
+            FROM moved m JOIN {batches} b ON b.{id} = m.{batch_column}
+            """
+        ).format(
+            fact=ident(fact.name),
+            column=ident(column),
+            table=_quarantine_table(),
+            columns=_inserted_columns(),
+            batch_column=ident(BATCH_COLUMN),
+            domain=batch["domain"],
+            file=batch["file_name"],
+            sheet=batch["sheet"],
+            source_row=ident(SOURCE_ROW_COLUMN),
+            month=ident(MONTH_COLUMN),
+            internal=sql.SQL(" - ").join(sql.Literal(c) for c in sorted(INTERNAL_COLUMNS)),
+            batches=sql.Identifier(FactBatch._meta.db_table),
+            id=batch["id"],
+        ),
+        {
+            "key": key,
+            "fact": fact.name,
+            "bad": f"{column}={key}",
+            "problems": json.dumps(problems, ensure_ascii=False),
+            "state": QuarantineState.PENDING.value,
+        },
+    )
+    moved: int = cur.rowcount
+    return moved
 
 
 def suggest_for_quarantined(
