@@ -395,16 +395,15 @@ class StewardshipAdminMixin(ReferenceModelAdmin):
                         messages.SUCCESS,
                     )
                     return HttpResponseRedirect(self._change_url(target))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Merge %s into another key") % obj.pk,
-            "opts": self.model._meta,
-            "original": obj,
-            "form": form,
-            "impact": impact,
-            "target": target if form.is_valid() and not form.errors else None,
-        }
-        return TemplateResponse(request, "admin/reference/merge.html", context)
+        return self._row_page(
+            request,
+            obj,
+            "admin/reference/merge.html",
+            title=_("Merge %s into another key") % obj.pk,
+            form=form,
+            impact=impact,
+            target=target if form.is_valid() and not form.errors else None,
+        )
 
     def reject_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Reject an auto-derived key facts use: its fact rows go to the quarantine, the row is deleted."""
@@ -429,15 +428,17 @@ class StewardshipAdminMixin(ReferenceModelAdmin):
                 return HttpResponseRedirect(
                     reverse("admin:pipeline_quarantinedrow_changelist") + f"?q={quote(str(obj.pk))}"
                 )
-        context = {
-            **self.admin_site.each_context(request),
-            "title": _("Reject %s") % obj.pk,
-            "opts": self.model._meta,
-            "original": obj,
-            "form": form,
-            "impact": impact,
-        }
-        return TemplateResponse(request, "admin/reference/reject.html", context)
+        return self._row_page(
+            request, obj, "admin/reference/reject.html", title=_("Reject %s") % obj.pk, form=form, impact=impact
+        )
+
+    def _row_page(self, request: HttpRequest, obj: TrackedReference, template: str, **context: Any) -> HttpResponse:
+        """A page about one row (merge, reject) in the admin's frame."""
+        return TemplateResponse(
+            request,
+            template,
+            {**self.admin_site.each_context(request), "opts": self.model._meta, "original": obj, **context},
+        )
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
