@@ -47,6 +47,8 @@ os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
 
 JUNK = ["{key} 备注", "'{key}'", '"{key}"', "见附件", "{key}；{key}", "计划号待补充", "{key}\t(旧)", "请参考上月"]
 BUSINESS = ["企年投资", "企年受托"]
+# Stray characters of the typos; not "F": a leading F of a portfolio code is stripped by the load (strip_prefix).
+STRAYS = "19"
 # The shapes of the legacy keys (pipeline.demo.legacy plan_code / portfolio_code), as an operator would configure them.
 KEY_PATTERNS = "key_patterns: {年金计划: '^[PZ][0-9]{4,6}$', 组合计划: '^QTAN[0-9]{4,7}$'}"
 
@@ -60,21 +62,6 @@ class Truth:
     arrival: dict[str, int] = field(default_factory=dict)  # new key → day the legacy source has it (absent: never)
     typos: dict[tuple[str, str], str] = field(default_factory=dict)  # (table, typo) → right key
     junk: set[str] = field(default_factory=set)
-
-
-def typo(code: str, rnd: random.Random) -> str:
-    digits = [i for i, c in enumerate(code) if c.isdigit()]
-    i = rnd.choice(digits)
-    kind = rnd.randrange(5)
-    if kind == 0:
-        return rnd.choice("19") + code
-    if kind == 1:
-        return code[:i] + code[i] + code[i:]
-    if kind == 2 and i + 1 < len(code) and code[i] != code[i + 1] and code[i + 1].isdigit():
-        return code[:i] + code[i + 1] + code[i] + code[i + 2 :]
-    if kind == 3:
-        return code[:i] + code[i + 1 :]
-    return code[:i] + str((int(code[i]) + 1 + rnd.randrange(8)) % 10) + code[i + 1 :]
 
 
 class World:
@@ -108,7 +95,7 @@ class World:
     def month_file(self, path: Path, month: str, first_day: int, part: int) -> int:
         """One 规模明细 CSV: the known portfolios, half of the new keys (both halves in the second month), typos
         and junk. The new keys of this file get their legacy arrival day."""
-        from pipeline.demo.facts import SCALE_COLUMNS, dirty
+        from pipeline.demo.facts import SCALE_COLUMNS, dirty, typo
         from pipeline.demo.legacy import branches
 
         rnd, a = self.rnd, self.args
@@ -170,7 +157,7 @@ class World:
             if table == "组合计划":
                 right = rnd.choice(known_portfolios)
                 plan = self.portfolios[right][0]
-                wrong = typo(right, rnd)
+                wrong = typo(right, rnd, strays=STRAYS)
                 if wrong in self.portfolios or wrong in self.truth.new_portfolios:
                     continue
                 r = row(plan, right, BUSINESS[1])
@@ -178,7 +165,7 @@ class World:
             else:
                 right = rnd.choice(known_plans)
                 portfolio = next(k for k, v in self.portfolios.items() if v[0] == right)
-                wrong = typo(right, rnd)
+                wrong = typo(right, rnd, strays=STRAYS)
                 if wrong in self.plans or wrong in self.truth.new_plans:
                     continue
                 r = row(right, portfolio, BUSINESS[1])

@@ -58,25 +58,12 @@ def build(portfolios: int) -> None:
     print(f"  built in {time.perf_counter() - start:.1f} s", flush=True)
 
 
-def typo(code: str, rnd: random.Random) -> str:
-    digits = [i for i, c in enumerate(code) if c.isdigit()]
-    kind = rnd.randrange(5)
-    i = rnd.choice(digits)
-    if kind == 0:
-        return rnd.choice("19F") + code  # a stray character
-    if kind == 1:
-        return code[:i] + code[i] + code[i:]  # a doubled digit
-    if kind == 2 and i + 1 < len(code) and code[i] != code[i + 1]:
-        return code[:i] + code[i + 1] + code[i] + code[i + 2 :]  # two digits swapped
-    if kind == 3:
-        return code[:i] + code[i + 1 :]  # a digit dropped
-    return code[:i] + str((int(code[i]) + 1 + rnd.randrange(8)) % 10) + code[i + 1 :]  # a wrong digit
-
-
 def derive_new(table: str, portfolios: int, new: int, typos: int, seed: int) -> tuple[list[str], dict[str, str]]:
     """Insert ``new`` auto-derived rows of ``table`` (``typos`` of them mistyped existing keys, each with the name
     and parent of the row it means); returns the new keys and typo → right key."""
     from django.db import connection
+
+    from pipeline.demo.facts import typo
 
     plans = max(portfolios // 5, 1)
     rnd = random.Random(seed)

@@ -82,6 +82,23 @@ def dirty(code: str, rnd: random.Random, *, portfolio: bool) -> str:
     return code
 
 
+def typo(code: str, rnd: random.Random, *, strays: str = "19F") -> str:
+    """``code`` mistyped the ways real files mistype keys: a stray character in front (one of ``strays``), a doubled,
+    swapped, dropped or wrong digit."""
+    digits = [i for i, c in enumerate(code) if c.isdigit()]
+    kind = rnd.randrange(5)
+    i = rnd.choice(digits)
+    if kind == 0:
+        return rnd.choice(strays) + code
+    if kind == 1:
+        return code[:i] + code[i] + code[i:]
+    if kind == 2 and i + 1 < len(code) and code[i] != code[i + 1]:
+        return code[:i] + code[i + 1] + code[i] + code[i + 2 :]
+    if kind == 3:
+        return code[:i] + code[i + 1 :]
+    return code[:i] + str((int(code[i]) + 1 + rnd.randrange(8)) % 10) + code[i + 1 :]
+
+
 @dataclass
 class FactWorkbook:
     month: str = "202411"
