@@ -27,6 +27,18 @@ def skip_jit(cur: CursorWrapper) -> None:
 
 
 @contextmanager
+def planner_setting(cur: CursorWrapper, name: str, value: str) -> Iterator[None]:
+    """For the statements of the block (in a transaction): the planner setting ``name`` (e.g. ``enable_sort``) at
+    ``value``, where the plan that the estimates prefer is known to be the slower one."""
+    cur.execute("SELECT current_setting(%s), set_config(%s, %s, true)", [name, name, value])
+    before = cur.fetchone()[0]
+    try:
+        yield
+    finally:
+        cur.execute("SELECT set_config(%s, %s, true)", [name, before])
+
+
+@contextmanager
 def bulk_write_mode(cur: CursorWrapper, table: str, *, enabled: bool, primary_key: bool = False) -> Iterator[None]:
     """For a bulk insert: drop the table's foreign keys and secondary indexes, then rebuild them once, set-based.
 

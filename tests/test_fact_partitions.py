@@ -4,6 +4,7 @@ scope is replaced inside its month, a month can be dropped, and migration 0014 c
 from __future__ import annotations
 
 import io
+import json
 from datetime import date
 
 import psycopg
@@ -14,6 +15,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from pipeline.demo.legacy import plan_code, portfolio_code
 from pipeline.facts import partitions
+from pipeline.facts.service import drop_month
 from pipeline.models import FactBatch, FactKind, FactStatus, ScaleFact
 from tests.facts_support import PLANS, PORTFOLIOS, create_references, scale_row, write_csv
 from tests.test_facts import ConfigCopy, process
@@ -97,7 +99,7 @@ def test_a_new_month_becomes_its_own_partition_with_the_parents_indexes_and_keys
         assert partitions.month_partitions(cur, "规模明细") == {NOV: "规模明细_2024_11"}
     part = catalog("规模明细_2024_11")
     assert part["bound"] == "FOR VALUES FROM ('2024-11-01') TO ('2024-12-01')"
-    assert part["attached_indexes"] == 5  # primary key (id, 月度), 月度, 计划代码, 组合代码, _batch_id
+    assert part["attached_indexes"] == 4  # primary key (id, 月度), 计划代码, 组合代码, _batch_id (none on 月度)
     assert part["foreign_keys"] == 5  # four reference tables and the batch
     assert part["checks"] == 1
     assert month_rows(NOV) == ROWS and not leftover_tables()
@@ -126,7 +128,7 @@ def test_reloading_a_whole_month_swaps_its_partition_and_readers_see_the_old_mon
     assert (second.rows_loaded, second.rows_replaced) == (ROWS + 2000, ROWS)
     assert "loaded 12000, replaced 10000" in second.message
     new = catalog("规模明细_2024_11")
-    assert new["oid"] != old["oid"] and new["attached_indexes"] == 5 and new["foreign_keys"] == 5
+    assert new["oid"] != old["oid"] and new["attached_indexes"] == 4 and new["foreign_keys"] == 5
     assert set(ScaleFact.objects.values_list("batch_id", flat=True).distinct()) == {second.pk}
     assert not leftover_tables()
 
@@ -140,6 +142,82 @@ def _dsn() -> dict:
         "dbname": db["NAME"],
         "autocommit": True,
     }
+
+
+def varied(n: int, **values) -> list[dict]:
+    """Rows whose every column differs from its neighbours' (a value in the wrong column shows)."""
+    return [
+        scale_row(
+            计划号=plan_code(1 + i % PLANS),
+            组合代码=portfolio_code(1 + i % PORTFOLIOS),
+            计划名称=f"计划{i}",
+            组合名称=f"组合{i}",
+            客户名称=f"客户{i}",
+            组合类型=["固定收益型", "权益型"][i % 2],
+            期初资产规模=i + 0.25,
+            期末资产规模=i + 0.5,
+            供款=i + 0.75,
+            机构=["北京分公司", "上海分公司"][i % 2],
+            年金账户号=f"9{i:08d}",
+            年金账户名=f"账户{i}",
+            company_id=f"6{i:08d}",
+            **values,
+        )
+        for i in range(n)
+    ]
+
+
+def stored(business_type: str, month: date = NOV) -> list[dict]:
+    """The rows of one scope as the parent table shows them, column by column, in file order."""
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT to_jsonb(t) - 'id' - '_batch_id' - '_source_row' - '月度' FROM \"规模明细\" t "
+            'WHERE "业务类型" = %s AND "月度" = %s ORDER BY "_source_row"',
+            [business_type, month],
+        )
+        return [json.loads(row[0]) for row in cur.fetchall()]
+
+
+def test_every_path_stores_each_value_in_its_column_whatever_the_partitions_column_order(refs, tmp_path):
+    """Month tables a load builds store keys first; partitions made otherwise keep the parent's order. Whole month
+    swapped in, scope replaced inside a partition of either order, several months at once: the same values."""
+    invest = varied(300, 业务类型="企年投资")
+    process(write_csv(tmp_path / "invest.csv", invest))
+    swapped = stored("企年投资")
+    assert len(swapped) == 300 and swapped[7]["计划名称"] == "计划7" and swapped[7]["客户名称"] == "客户7"
+    assert swapped[7]["机构代码"] != swapped[8]["机构代码"]
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'business.\"规模明细_2024_11\"'::regclass "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        )
+        order = [name for (name,) in cur.fetchall()]
+    assert set(order[:4]) == {"id", "月度", "_batch_id", "_source_row"}  # fixed width, then the keys
+    assert set(order[4:8]) == {"计划代码", "组合代码", "机构代码", "产品线代码"}
+
+    # inside the partition of the new order: the month also holds 职年投资
+    process(write_csv(tmp_path / "other.csv", varied(20, 业务类型="职年投资")))
+    process(write_csv(tmp_path / "invest2.csv", invest))
+    assert stored("企年投资") == swapped and len(stored("职年投资")) == 20
+
+    # several months at once: November inside its partition, December built as its own table
+    process(write_csv(tmp_path / "two.csv", invest + varied(300, 业务类型="企年投资", 月度="202412")))
+    assert stored("企年投资") == swapped and stored("企年投资", DEC) == swapped
+
+    # a partition in the parent's order (as migration 0018 made them) holding another scope, replaced inside it
+    drop_month(domain="annuity_performance", month=NOV)
+    kept = {"id", "月度", "业务类型"}
+    columns = ", ".join(f'"{f.column}"' for f in ScaleFact._meta.concrete_fields if f.column not in kept)
+    with connection.cursor() as cur:
+        partitions.create_partition(cur, "规模明细", NOV)
+        cur.execute(
+            f'INSERT INTO "规模明细" ("月度", "业务类型", {columns}) SELECT %s, %s, {columns} FROM "规模明细" '
+            'WHERE "月度" = %s ORDER BY "_source_row" LIMIT 20',
+            [NOV, "职年投资", DEC],
+        )
+    assert catalog("规模明细_2024_11")["checks"] == 0  # no month CHECK: the partition in the parent's order
+    process(write_csv(tmp_path / "invest3.csv", invest))
+    assert catalog("规模明细_2024_11")["checks"] == 0 and stored("企年投资") == swapped
 
 
 def test_a_scope_narrower_than_the_month_is_replaced_inside_the_partition(refs, tmp_path):

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -353,6 +355,38 @@ def test_a_date_column_cannot_be_a_number(refs):
 
     assert (raised.value.row, raised.value.column) == (0, "期末资产规模")
     assert not ScaleFact.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_frame_in_parts_is_normalised_by_worker_connections_like_the_same_rows_as_a_csv(config_copy, monkeypatch):
+    """Committed references (no caller's transaction): the second part is normalised by a worker connection."""
+    create_references()
+    monkeypatch.setattr(frames, "FRAME_PARALLEL_MIN_ROWS", 50_000)
+    statements: list[str] = []
+    insert_part = csv_parts.normalise_part
+
+    def counted(target, statement):
+        statements.append(str(target))
+        return insert_part(target, statement)
+
+    monkeypatch.setattr(csv_parts, "normalise_part", counted)
+    frame = big_frame()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / NAME
+        frame.to_csv(path, index=False)
+        process_fact_file(domain=DOMAIN, path=path)
+    expected = snapshot(offset=2)
+    assert not statements  # 100k rows: a file this small is copied and normalised in one part
+    with connection.cursor() as cur:
+        cur.execute('DELETE FROM "规模明细"')
+    DerivedReference.objects.all().delete()
+    for name in ("组合计划", "年金计划"):  # what the CSV derived, portfolios before their plans
+        get_table(name).model.objects.filter(source=Source.AUTO_DERIVED).delete()
+
+    result = refgov_api.load_facts(pa.Table.from_pandas(frame, preserve_index=False), domain=DOMAIN, source=NAME)
+
+    assert len(statements) == 1 and result.rows_loaded == 100_000
+    assert snapshot() == expected
 
 
 @pytest.mark.django_db(transaction=True)

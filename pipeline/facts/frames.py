@@ -363,6 +363,9 @@ class FrameStager(FactStager):
             raise self._error(f"PostgreSQL refused a value: {first_line(exc)}") from exc
         if len(ranges) > 1:
             cur.execute(sql.SQL("CREATE TEMP VIEW _fact_raw AS {}").format(self._union()))
+            # normalised in parts at once, as a CSV copied in parts (``FactStager.parallel_parts``)
+            self.own_part, self.part_columns = own, idents(self.columns)
+            self.worker_parts = [(table, 0) for table in self.part_tables]
         self.blank_filter = self._hide_blank_rows
         try:
             months, rows = self._months(cur)
@@ -393,7 +396,7 @@ class FrameStager(FactStager):
         """The first range here, the others on worker connections at the same time; the failure of the earliest
         part that failed is raised."""
         csv_parts.sweep_stale()
-        token = csv_parts.new_token()
+        token = self.token = csv_parts.new_token()
         with ThreadPoolExecutor(max_workers=len(ranges) - 1) as pool:
             futures: list[Future[list[tuple[bytes, int]]]] = [
                 pool.submit(self._copy_part, csv_parts.part_table(token, i), typed, *ranges[i])
@@ -440,6 +443,11 @@ class FrameStager(FactStager):
             for table in [sql.Identifier("_fact_frame"), *self.part_tables]
         )
 
+    def _part_source(self, table: sql.Identifier, offset: int) -> sql.Composed:
+        """A part's rows as ``_fact_raw`` shows them (a frame's parts hold their row numbers)."""
+        hide = sql.SQL(" WHERE NOT ({})").format(self.blank_rows) if self.blank_rows is not None else sql.SQL("")
+        return sql.SQL("(SELECT _row, {} FROM {}{}) r").format(self.part_columns, table, hide)
+
     def _error(self, reason: str, *, kind: type[FrameError] = FrameError, **where: Any) -> FrameError:
         return kind(self.frame.label, reason, **where)
 
@@ -453,6 +461,7 @@ class FrameStager(FactStager):
         )
         with transaction.get_connection().cursor() as cur:
             if self.part_tables:
+                self.blank_rows = blank
                 cur.execute(sql.SQL("CREATE OR REPLACE TEMP VIEW _fact_raw AS {}").format(self._union(blank)))
             else:
                 cur.execute(sql.SQL("DELETE FROM _fact_raw WHERE {}").format(blank))

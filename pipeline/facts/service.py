@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 from psycopg import sql
 
 from pipeline.alerts import alert_channel, raise_alert, resolve_alerts
-from pipeline.bulk import skip_jit, use_bulk_memory
+from pipeline.bulk import planner_setting, skip_jit, use_bulk_memory
 from pipeline.config import load_config, load_domain
 from pipeline.config.domain_schema import DomainConfig
 from pipeline.config.loader import LoadedConfig, LoadedDomain
@@ -244,6 +244,9 @@ def process_source(
     after its file checks. ``replace=False`` keeps the earlier rows of the batch's scope (an appending load)."""
     part_tables: list[sql.Identifier] = []
     domain = loaded.config.domain
+    # Worker connections see committed rows only: inside a caller's transaction (which may hold rows the load reads,
+    # e.g. references or mappings it just added) every statement that reads more than the staged file runs here.
+    use_workers = not connection.in_atomic_block
 
     def work() -> FactResult:
         with running_record(
@@ -265,6 +268,7 @@ def process_source(
                 load_facts=load_facts,
                 progress=progress or _quiet,
                 part_tables=part_tables,
+                use_workers=use_workers,
                 allow_empty=allow_empty,
                 replace=replace,
                 dry_run=dry_run,
@@ -368,6 +372,7 @@ def _run(
     load_facts: bool,
     progress: Progress,
     part_tables: list[sql.Identifier],
+    use_workers: bool,
     allow_empty: bool,
     replace: bool = True,
     dry_run: bool = False,
@@ -381,6 +386,7 @@ def _run(
             use_bulk_memory(cur)
             skip_jit(cur)
             stager = source.open(domain, fact, progress, part_tables)
+            stager.normalise_in_parts = use_workers
             file = stager.file
             progress("reading")
             staged = stager.stage(cur)
@@ -435,6 +441,7 @@ def _run(
                     months=staged.months,
                     dry_run=dry_run,
                     replace=replace,
+                    use_workers=use_workers,
                 )
             for column, rows in aliased.items():
                 result.tables[fact.reference_columns[column]].aliased_rows = rows
@@ -753,6 +760,7 @@ def _place_months(
     months: list[date],
     dry_run: bool = False,
     replace: bool = True,
+    use_workers: bool = True,
 ) -> int:
     """Move the rows of the standalone table ``build`` into the month partitions; returns the rows replaced.
 
@@ -767,13 +775,18 @@ def _place_months(
     single = len(months) == 1
     swaps: list[tuple[date, str]] = []
     replaced = 0
-    names = {"fact": ident(fact.name), "build": ident(build), "month": ident(MONTH_COLUMN)}
+    # the month tables store their columns in another order than the parent (``partitions.build_table``): every
+    # INSERT names them
+    columns = idents(f.column for f in fact.model._meta.concrete_fields)
+    names = {"fact": ident(fact.name), "build": ident(build), "month": ident(MONTH_COLUMN), "columns": columns}
     for month in months:
         old = existing.get(month)
         if old is not None and not replace:
-            cur.execute(sql.SQL("INSERT INTO {fact} SELECT * FROM {build} WHERE {month} = %s").format(**names), [month])
+            cur.execute(_month_rows.format(target=names["fact"], **names), [month])
             continue
-        if old is None or not _rows_outside_scope(cur, old, build=build, month=month, scope=scope):
+        if old is None or not _rows_outside_scope(
+            cur, old, build=build, month=month, scope=scope, use_workers=use_workers
+        ):
             if dry_run:
                 replaced += _count(cur, old) if old else 0
                 continue
@@ -781,14 +794,11 @@ def _place_months(
             if not single:
                 table = partitions.partition_name(build, month)
                 partitions.build_table(cur, fact.name, table, month)
-                cur.execute(
-                    sql.SQL("INSERT INTO {} SELECT * FROM {build} WHERE {month} = %s").format(ident(table), **names),
-                    [month],
-                )
+                cur.execute(_month_rows.format(target=ident(table), **names), [month])
             partitions.index(cur, table, shape)
             swaps.append((month, table))
         else:
-            cur.execute(sql.SQL("INSERT INTO {fact} SELECT * FROM {build} WHERE {month} = %s").format(**names), [month])
+            cur.execute(_month_rows.format(target=names["fact"], **names), [month])
             replaced += _replace_scope(cur, old, scope, batch)
     if not (single and swaps) and not dry_run:
         cur.execute(sql.SQL("DROP TABLE {}").format(ident(build)))
@@ -802,28 +812,46 @@ def _place_months(
     return replaced
 
 
+_month_rows = sql.SQL("INSERT INTO {target} ({columns}) SELECT {columns} FROM {build} WHERE {month} = %s")
+
+
 def _count(cur: CursorWrapper, table: str) -> int:
     cur.execute(sql.SQL("SELECT count(*) FROM {}").format(ident(table)))
     rows: int = cur.fetchone()[0]
     return rows
 
 
-def _rows_outside_scope(cur: CursorWrapper, partition: str, *, build: str, month: date, scope: list[str]) -> bool:
+def _rows_outside_scope(
+    cur: CursorWrapper, partition: str, *, build: str, month: date, scope: list[str], use_workers: bool
+) -> bool:
     """Whether the month ``partition`` holds scope values (besides 月度) that none of the file's rows of ``month``
-    has: two hash aggregates (GROUP BY takes NULLs as equal, as the scope does), compared here."""
+    has: two hash aggregates (GROUP BY takes NULLs as equal, as the scope does), the partition's on a worker
+    connection (``use_workers``) while this one aggregates ``build``, compared here."""
     columns = [c for c in scope if c != MONTH_COLUMN]
     if not columns:
         return False
-    found = []
-    for table, where in ((partition, sql.SQL("")), (build, sql.SQL("WHERE {} = %s").format(ident(MONTH_COLUMN)))):
-        cur.execute(
-            sql.SQL("SELECT {columns} FROM {table} {where} GROUP BY {columns}").format(
-                columns=idents(columns), table=ident(table), where=where
-            ),
-            [month] if table == build else None,
-        )
-        found.append(set(cur.fetchall()))
-    return not found[0] <= found[1]
+    grouped = sql.SQL("SELECT {columns} FROM {table} {where} GROUP BY {columns}")
+    held = grouped.format(columns=idents(columns), table=ident(partition), where=sql.SQL(""))
+    brought = grouped.format(
+        columns=idents(columns), table=ident(build), where=sql.SQL("WHERE {} = %s").format(ident(MONTH_COLUMN))
+    )
+    # Without statistics on the new table the planner expects few rows and sorts them all: hash instead.
+    with ThreadPoolExecutor(max_workers=1) as pool, planner_setting(cur, "enable_sort", "off"):
+        earlier = pool.submit(_distinct_rows, held) if use_workers else None
+        cur.execute(brought, [month])
+        found = set(cur.fetchall())
+        if earlier is None:
+            cur.execute(held)
+            return not set(cur.fetchall()) <= found
+        return not earlier.result() <= found
+
+
+def _distinct_rows(statement: sql.Composed) -> set[tuple[Any, ...]]:
+    """The rows of ``statement`` (a GROUP BY over committed rows), on a worker connection."""
+    with csv_parts.worker_connection() as conn, conn.cursor() as cur:
+        cur.execute("SET enable_sort = off")
+        cur.execute(statement)
+        return set(cur.fetchall())
 
 
 def _replace_scope(cur: CursorWrapper, table: str, scope: list[str], batch: FactBatch) -> int:

@@ -83,9 +83,11 @@ class FactStager:
         # copied in parts: each worker part's table and the row number before its first row, the select list that
         # names its columns, and (once found) the condition that hides blank rows
         self.worker_parts: list[tuple[sql.Identifier, int]] = []
+        self.own_part = sql.Identifier("_fact_csv")  # the part this connection copied (a temporary table)
         self.part_columns: sql.Composable | None = None
         self.blank_rows: sql.Composable | None = None
         self.token = ""
+        self.normalise_in_parts = True  # may worker connections normalise the parts (they see committed rows only)
         self.limits = {c: _Limit(f) for c in self.columns if _numeric(f := fact.columns[c])}
 
     def stage(self, cur: CursorWrapper) -> Staged:
@@ -341,7 +343,12 @@ class FactStager:
         """For a CSV copied in parts: each worker part's normalised table with the statement filling it, to be
         run by a worker connection (``csv_parts.normalise_part``) while this one normalises ``own_rows_sql``.
         Empty when the rows are not all in such parts (or their months map through the temporary ``_months``)."""
-        if not self.worker_parts or self.part_columns is None or len(self.month_map) > CASE_MONTHS:
+        if (
+            not self.normalise_in_parts
+            or not self.worker_parts
+            or self.part_columns is None
+            or len(self.month_map) > CASE_MONTHS
+        ):
             return []
         return [
             (csv_parts.normalised_table(self.token, i), self.normalised_sql(source=self._part_source(table, offset)))
@@ -349,8 +356,8 @@ class FactStager:
         ]
 
     def own_rows_sql(self) -> sql.Composed:
-        """``normalised_sql`` of the part this connection copied (``_fact_csv``)."""
-        return self.normalised_sql(source=self._part_source(sql.Identifier("_fact_csv"), int(self.file.header_row)))
+        """``normalised_sql`` of the part this connection copied (``own_part``)."""
+        return self.normalised_sql(source=self._part_source(self.own_part, int(self.file.header_row)))
 
     def _part_source(self, table: sql.Identifier, offset: int) -> sql.Composed:
         hide = sql.SQL(" WHERE NOT ({})").format(self.blank_rows) if self.blank_rows is not None else sql.SQL("")

@@ -155,9 +155,7 @@ class FactRow(models.Model):
     class Meta:
         abstract = True
         indexes = [
-            # finds a replace scope (月度 + 业务类型 + 计划类型): a month is ~35k rows, and an index on dates alone
-            # builds 7× faster than one that also sorts the two texts
-            models.Index(fields=["month"], name="%(class)s_month"),
+            # none on 月度: the tables are partitioned by month, and within a partition every row has the same 月度
             # keys are only ever matched by equality: the byte-wise operator class builds 1.5× faster
             models.Index(fields=["plan"], name="%(class)s_plan", opclasses=["varchar_pattern_ops"]),
             models.Index(fields=["portfolio"], name="%(class)s_portfolio", opclasses=["varchar_pattern_ops"]),
