@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from django.db import connection
 
 from pipeline.facts import prefetch
 from pipeline.facts.readers import FactFileError, open_fact_file
+from pipeline.facts.service import file_checksum
 from pipeline.models import ScaleFact
 from tests.facts_support import create_references, scale_row, write_xlsx
 
@@ -27,6 +29,7 @@ def argv(*args: str) -> list[str]:
 def nothing_pending():
     yield
     prefetch._pending.clear()
+    prefetch._digests.clear()
 
 
 def workbook(tmp_path, rows: int, name: str = "book.xlsx"):
@@ -79,9 +82,26 @@ def test_another_sheet_than_the_one_parsed_is_read_from_the_file(tmp_path):
 @pytest.mark.parametrize(
     "args", [["manage.py", "check"], ["manage.py", "process_facts", "--domain", "x", "a.csv"], argv("missing.xlsx")]
 )
-def test_nothing_starts_for_other_commands_csv_or_missing_files(args):
+def test_nothing_starts_for_other_commands_or_missing_files(args):
     prefetch.start_from_argv(args, CONFIG)
-    assert prefetch._pending == {}
+    assert prefetch._pending == {} and prefetch._digests == {}
+
+
+def test_the_first_files_checksum_is_read_while_django_starts_and_used_only_if_unchanged(tmp_path):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_bytes(b"x" * 5_000_000)
+    second.write_bytes(b"y")
+    expected = (hashlib.sha256(first.read_bytes()).hexdigest(), 5_000_000)
+    prefetch.start_from_argv(argv("--name", "upload.csv", str(first), str(second)), CONFIG)
+    assert prefetch._pending == {} and list(prefetch._digests) == [str(first.resolve())]  # no sheet to parse
+
+    assert file_checksum(first) == expected and prefetch._digests == {}
+    assert file_checksum(second) == (hashlib.sha256(b"y").hexdigest(), 1)  # read by the load itself
+
+    prefetch.start_from_argv(argv(str(first)), CONFIG)
+    prefetch._digests[str(first.resolve())].result()
+    first.write_bytes(b"z" * 10)  # changed since: read again
+    assert file_checksum(first) == (hashlib.sha256(b"z" * 10).hexdigest(), 10)
 
 
 def test_a_broken_workbook_is_left_to_the_reader_to_report(tmp_path):

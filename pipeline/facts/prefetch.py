@@ -1,13 +1,15 @@
-"""Parse the first workbook of a ``manage.py process_facts`` command line while Django starts.
+"""Read the first file of a ``manage.py process_facts`` command line while Django starts.
 
-Parsing the sheet (calamine, in Rust, without holding the GIL) is the longest step of a workbook load and needs
-nothing from Django, so ``manage.py`` calls :func:`start_from_argv` before Django initialises, and the parse overlaps
-the start-up. The reader asks :func:`take` for the parsed sheet; when anything does not match (another sheet, a file
-changed since, a parse error), it simply parses the file itself. This module imports nothing from Django.
+Its SHA-256 (which tells whether the file was loaded already) and, for a workbook, its parsed sheet (calamine, in
+Rust) need nothing from Django and run without holding the GIL, so ``manage.py`` calls :func:`start_from_argv` before
+Django initialises and both overlap the start-up. The load asks :func:`checksum` and :func:`take`; when anything does
+not match (another sheet, a file changed since, an error), it simply reads the file itself. This module imports
+nothing from Django.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from concurrent.futures import Future
@@ -23,6 +25,7 @@ VALUE_OPTIONS = {"--domain", "--sheet", "--encoding", "--name", "--settings", "-
 
 Parsed = tuple[str, tuple[int, int], CalamineSheet]  # the sheet's name, the file's (size, mtime), the sheet
 _pending: dict[str, Future[Parsed | None]] = {}  # by resolved path
+_digests: dict[str, Future[tuple[tuple[int, int], str, int]]] = {}  # by resolved path: (size, mtime), digest, size
 
 
 def _stat(path: Path) -> tuple[int, int]:
@@ -40,11 +43,16 @@ def start_from_argv(argv: list[str], default_config_dir: Path) -> None:
         name, _, value = word.partition("=")
         if name in VALUE_OPTIONS:
             options[name] = value or next(words, "")
-        elif word.lower().endswith(tuple(EXCEL_SUFFIXES)):
+        elif not word.startswith("-"):
             files.append(Path(word))
     if not files or not files[0].is_file():
         return
     path = files[0].resolve()
+    digest: Future[tuple[tuple[int, int], str, int]] = Future()
+    threading.Thread(target=_digest, args=(digest, path), name="refgov-checksum", daemon=True).start()
+    _digests[str(path)] = digest
+    if not path.name.lower().endswith(tuple(EXCEL_SUFFIXES)):
+        return
     future: Future[Parsed | None] = Future()
     threading.Thread(
         target=_parse, args=(future, path, options, default_config_dir), name="refgov-prefetch", daemon=True
@@ -68,6 +76,37 @@ def _parse(future: Future[Parsed | None], path: Path, options: dict[str, str], d
         future.set_result(parsed)
     except BaseException as exc:  # the reader parses the file itself and reports any error properly
         future.set_exception(exc)
+
+
+def file_checksum(path: Path) -> tuple[str, int]:
+    """The SHA-256 (hex) and size of the file ``path``."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
+
+
+def _digest(future: Future[tuple[tuple[int, int], str, int]], path: Path) -> None:
+    try:
+        stat = _stat(path)
+        future.set_result((stat, *file_checksum(path)))
+    except BaseException as exc:  # the load reads the file itself
+        future.set_exception(exc)
+
+
+def checksum(path: Path) -> tuple[str, int] | None:
+    """The SHA-256 and size of ``path`` read in the background, if the file is unchanged since; else None."""
+    future = _digests.pop(str(path.resolve()), None)
+    if future is None or future.exception() is not None:
+        return None
+    stat, digest, size = future.result()
+    try:
+        unchanged = _stat(path) == stat
+    except OSError:
+        return None
+    return (digest, size) if unchanged else None
 
 
 def _domain_sheet(domain: str, default_config_dir: Path) -> str:

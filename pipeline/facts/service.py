@@ -8,7 +8,6 @@ skipped; a references-only run never counts as a load.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -33,7 +32,7 @@ from pipeline.config.loader import LoadedConfig, LoadedDomain
 from pipeline.config.schema import Strategy
 from pipeline.dry_run import rolled_back_if
 from pipeline.fact_tables import BATCH_COLUMN, CLOSING_ASSETS, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
-from pipeline.facts import csv_parts, partitions
+from pipeline.facts import csv_parts, partitions, prefetch
 from pipeline.facts.csv_parts import drop_after_load
 from pipeline.facts.errors import FactLoadError
 from pipeline.facts.lookups import record_unmapped, unmapped_note
@@ -147,12 +146,8 @@ def _jsonable(candidate: DeriveCandidate) -> dict[str, Any]:
 
 
 def file_checksum(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
+    """The SHA-256 (hex) and size of the file ``path`` (read while Django started, for ``manage.py``'s first)."""
+    return prefetch.checksum(path) or prefetch.file_checksum(path)
 
 
 def blocks_unknown_keys(config: LoadedConfig) -> bool:
