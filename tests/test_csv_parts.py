@@ -10,9 +10,11 @@ import psycopg
 import pytest
 from django.db import connection
 
+from pipeline.demo.legacy import plan_code
 from pipeline.facts import csv_parts
 from pipeline.facts.service import FactLoadError, process_fact_file
 from pipeline.models import DerivedReference, FactStatus, ScaleFact
+from reference.models import KeyAlias
 from tests.facts_support import create_references, scale_row, write_csv
 from tests.legacy import edit_config
 
@@ -107,6 +109,27 @@ def test_a_csv_copied_in_parts_loads_every_row_with_its_own_row_number(parallel,
         provenance = DerivedReference.objects.get(table="年金计划", key=f"N7{i // 1000:03d}")
         assert provenance.row_numbers == [i + 2] and provenance.fact_rows == 1
     assert staging_tables() == []  # dropped with the load's transaction
+
+
+@pytest.mark.django_db(transaction=True)
+def test_merged_keys_are_resolved_in_every_part_and_counted_once(parallel, tmp_path):
+    """Each worker resolves the merged keys of its own part (and sets its unknown keys aside) while this connection
+    does its own: the batch counts every resolved row once, and no row keeps a merged-away key."""
+    KeyAlias.objects.create(table="年金计划", alias="P9999", canonical=plan_code(1))
+    changes = {i: {"计划号": "P9999"} for i in range(3, ROWS, 997)}  # in all three parts
+    path, _ = big_csv(tmp_path, changes=changes)
+
+    result = process_fact_file(domain="annuity_performance", path=path)
+
+    assert sorted(copied_parts) == [1, 2]
+    assert result.tables["年金计划"].aliased_rows == len(changes)
+    assert f"merged keys resolved: 年金计划 {len(changes)} rows" in result.batch.message
+    assert not ScaleFact.objects.filter(plan_id="P9999").exists()
+    assert ScaleFact.objects.filter(source_row__in=[i + 2 for i in changes], plan_id=plan_code(1)).count() == len(
+        changes
+    )
+    assert not DerivedReference.objects.filter(key="P9999").exists()  # resolved before the unknown keys were found
+    assert staging_tables() == []
 
 
 @pytest.mark.django_db(transaction=True)

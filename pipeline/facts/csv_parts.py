@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -188,17 +188,33 @@ def normalised_table(token: str, index: int) -> sql.Identifier:
     return sql.Identifier(STAGING_SCHEMA, f"fact_{token}_{index}_n")
 
 
-def normalise_part(target: sql.Identifier, statement: sql.Composed) -> sql.Identifier:
+def set_aside_table(token: str, index: int) -> sql.Identifier:
+    """The rows of a normalised part that the load keeps in ``_fact`` (new keys: a few percent)."""
+    return sql.Identifier(STAGING_SCHEMA, f"fact_{token}_{index}_u")
+
+
+def normalise_part(
+    target: sql.Identifier,
+    statement: sql.Composed,
+    after: Sequence[tuple[sql.Composed, Sequence[Any] | None]] = (),
+    made: Sequence[sql.Identifier] = (),
+) -> list[int]:
     """On a worker connection: the normalised rows of one copied part as the committed UNLOGGED table ``target``
-    (``statement`` embeds its literals: executed without parameters); a failure leaves no table."""
+    (``statement`` embeds its literals: executed without parameters), then the statements ``after`` (with their
+    parameters) on it, which may create the tables ``made``; returns the rows each of ``after`` touched. A failure
+    leaves none of these tables."""
     with worker_connection() as conn, conn.cursor() as cur:
         cur.execute("SET jit = off")
         try:
             cur.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS {}").format(target, statement))
+            counts = []
+            for query, params in after:
+                cur.execute(query, params)
+                counts.append(cur.rowcount)
         except BaseException:
-            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_listed([target, *made])))
             raise
-    return target
+    return counts
 
 
 def drop_parts(tables: list[sql.Identifier]) -> None:

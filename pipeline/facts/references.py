@@ -69,23 +69,28 @@ def tables_with_aliases(cur: CursorWrapper) -> set[str]:
 def resolve_aliases(cur: CursorWrapper, *, relation: str, column: str, table: str, batch_id: int | None = None) -> int:
     """In ``relation`` (the staged ``_fact``, or a fact table's rows of ``batch_id``), replace keys of ``table`` a
     steward merged away by the right key; returns the rows changed."""
-    batch = sql.SQL("AND t.{} = %s").format(ident(BATCH_COLUMN)) if batch_id is not None else sql.SQL("")
-    cur.execute(
-        sql.SQL(
-            "UPDATE {relation} t SET {column} = a.{canonical} FROM {aliases} a "
-            "WHERE a.{table} = %s {batch} AND t.{column} = a.{alias}"
-        ).format(
-            relation=ident(relation),
-            column=ident(column),
-            canonical=_alias_column("canonical"),
-            aliases=sql.Identifier(KeyAlias._meta.db_table),
-            table=_alias_column("table"),
-            batch=batch,
-            alias=_alias_column("alias"),
-        ),
-        [table] + ([batch_id] if batch_id is not None else []),
-    )
+    cur.execute(*alias_update(ident(relation), column=column, table=table, batch_id=batch_id))
     return cur.rowcount
+
+
+def alias_update(
+    relation: sql.Composable, *, column: str, table: str, batch_id: int | None = None
+) -> tuple[sql.Composed, list[Any]]:
+    """The UPDATE of ``resolve_aliases`` and its parameters, for any connection (``relation`` may be qualified)."""
+    batch = sql.SQL("AND t.{} = %s").format(ident(BATCH_COLUMN)) if batch_id is not None else sql.SQL("")
+    statement = sql.SQL(
+        "UPDATE {relation} t SET {column} = a.{canonical} FROM {aliases} a "
+        "WHERE a.{table} = %s {batch} AND t.{column} = a.{alias}"
+    ).format(
+        relation=relation,
+        column=ident(column),
+        canonical=_alias_column("canonical"),
+        aliases=sql.Identifier(KeyAlias._meta.db_table),
+        table=_alias_column("table"),
+        batch=batch,
+        alias=_alias_column("alias"),
+    )
+    return statement, [table] + ([batch_id] if batch_id is not None else [])
 
 
 def unknown_keys(cur: CursorWrapper, fk: ForeignKey) -> list[UnknownKey]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -41,6 +41,7 @@ from pipeline.facts.readers import FactFile, FactFileError, open_fact_file
 from pipeline.facts.references import (
     DeriveCandidate,
     DerivedTable,
+    alias_update,
     derive_candidates,
     fill_pending,
     insert_derived,
@@ -681,13 +682,8 @@ def _insert(
                     "WITH NO DATA"
                 ).format(**names)
             )
-            loaded = _insert_normalised(cur, names, stager)
-            aliased = _resolve_aliases(cur, fact, relation=target, batch_id=batch.pk)
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO _fact SELECT {source_row}, {columns} FROM {target} i "
-                    "WHERE {batch_column} = {batch} AND ({wanted})"
-                ).format(**names, wanted=sql.SQL(" OR ").join(wanted))
+            loaded, aliased = _insert_normalised(
+                cur, names, stager, fact, target=target, batch=batch, wanted=sql.SQL(" OR ").join(wanted)
             )
     except DataError:
         stager.materialise(cur)  # to name the row and column of a value that does not fit
@@ -697,34 +693,67 @@ def _insert(
     return loaded, aliased
 
 
-def _insert_normalised(cur: CursorWrapper, names: dict[str, sql.Composable], stager: FactStager) -> int:
-    """Insert the normalised rows into ``names["target"]``; rows returned. A CSV copied in parts is normalised in
-    parts at the same time: this connection its own part straight into the target, each worker connection its part
-    into a table of its own (``csv_parts.normalise_part``), appended to the target afterwards."""
+def _insert_normalised(
+    cur: CursorWrapper,
+    names: dict[str, sql.Composable],
+    stager: FactStager,
+    fact: FactTable,
+    *,
+    target: str,
+    batch: FactBatch,
+    wanted: sql.Composable,
+) -> tuple[int, dict[str, int]]:
+    """Insert the normalised rows into ``target``, resolve merged keys, keep the ``wanted`` rows in ``_fact``;
+    returns (rows inserted, alias-resolved rows per column).
+
+    A CSV copied in parts is normalised in parts at the same time: this connection its own part straight into the
+    target; each worker connection its part into a table of its own (``csv_parts.normalise_part``), where it also
+    resolves merged keys and sets the ``wanted`` rows aside, while this connection does so for its own rows. The
+    parts are then appended to the target and to ``_fact``."""
     insert = sql.SQL(
         "INSERT INTO {target} ({source_row}, {columns}, {batch_column}) SELECT _row, {columns}, {batch} FROM ({rows}) n"
     )
+    keep = sql.SQL("INSERT INTO _fact SELECT {source_row}, {columns} FROM {target} i WHERE {wanted}").format(
+        **names, wanted=wanted
+    )
+    with_aliases = tables_with_aliases(cur)
+    aliases = [(column, table) for column, table in fact.reference_columns.items() if table in with_aliases]
     parallel = stager.parallel_parts()
-    if not parallel:
-        cur.execute(insert.format(**names, rows=stager.normalised_sql()))
-        rows: int = cur.rowcount
-        return rows
-    with ThreadPoolExecutor(max_workers=len(parallel)) as pool:
-        futures = [pool.submit(csv_parts.normalise_part, table, statement) for table, statement in parallel]
+    futures: list[Future[list[int]]] = []
+    with ThreadPoolExecutor(max_workers=max(len(parallel), 1)) as pool:
+        for table, unknown, statement in parallel:
+            after = [alias_update(table, column=column, table=reference) for column, reference in aliases]
+            after.append(
+                (
+                    sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT _row, {} FROM {} i WHERE {}").format(
+                        unknown, names["columns"], table, wanted
+                    ),
+                    None,
+                )
+            )
+            futures.append(pool.submit(csv_parts.normalise_part, table, statement, after, [unknown]))
         try:
-            cur.execute(insert.format(**names, rows=stager.own_rows_sql()))
-            rows = cur.rowcount
+            cur.execute(insert.format(**names, rows=stager.own_rows_sql() if parallel else stager.normalised_sql()))
+            rows: int = cur.rowcount
+            resolved = [
+                resolve_aliases(cur, relation=target, column=column, table=table, batch_id=batch.pk)
+                for column, table in aliases
+            ]
+            cur.execute(keep)
         finally:
             wait(futures)
-            made = [f.result() for f in futures if f.exception() is None]
-            stager.part_tables.extend(made)  # dropped with the staging relations
+            for (table, unknown, _), future in zip(parallel, futures, strict=True):
+                if future.exception() is None:  # dropped with the staging relations
+                    stager.part_tables.extend([table, unknown])
     for future in futures:
         if (error := future.exception()) is not None:
             raise error
-    for table in made:
+    for (table, unknown, _), future in zip(parallel, futures, strict=True):
         cur.execute(insert.format(**names, rows=sql.SQL("SELECT * FROM {}").format(table)))
         rows += cur.rowcount
-    return rows
+        cur.execute(sql.SQL("INSERT INTO _fact SELECT * FROM {}").format(unknown))
+        resolved = [n + m for n, m in zip(resolved, future.result()[: len(aliases)], strict=True)]
+    return rows, {column: n for (column, _), n in zip(aliases, resolved, strict=True) if n}
 
 
 def _resolve_aliases(

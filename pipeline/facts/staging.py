@@ -339,10 +339,11 @@ class FactStager:
             v=value, placeholders=sql.SQL(", ").join(placeholders)
         )
 
-    def parallel_parts(self) -> list[tuple[sql.Identifier, sql.Composed]]:
-        """For a CSV copied in parts: each worker part's normalised table with the statement filling it, to be
-        run by a worker connection (``csv_parts.normalise_part``) while this one normalises ``own_rows_sql``.
-        Empty when the rows are not all in such parts (or their months map through the temporary ``_months``)."""
+    def parallel_parts(self) -> list[tuple[sql.Identifier, sql.Identifier, sql.Composed]]:
+        """For a file copied in parts: each worker part's normalised table, the table of its rows set aside for
+        ``_fact``, and the statement normalising it, to be run by a worker connection (``csv_parts.normalise_part``)
+        while this one normalises ``own_rows_sql``. Empty when the rows are not all in such parts (or their months
+        map through the temporary ``_months``), or worker connections may not be used."""
         if (
             not self.normalise_in_parts
             or not self.worker_parts
@@ -351,7 +352,11 @@ class FactStager:
         ):
             return []
         return [
-            (csv_parts.normalised_table(self.token, i), self.normalised_sql(source=self._part_source(table, offset)))
+            (
+                csv_parts.normalised_table(self.token, i),
+                csv_parts.set_aside_table(self.token, i),
+                self.normalised_sql(source=self._part_source(table, offset)),
+            )
             for i, (table, offset) in enumerate(self.worker_parts, 1)
         ]
 
