@@ -722,7 +722,9 @@ def _insert_normalised(
     futures: list[Future[list[int]]] = []
     with ThreadPoolExecutor(max_workers=max(len(parallel), 1)) as pool:
         for table, unknown, statement in parallel:
-            after = [alias_update(table, column=column, table=reference) for column, reference in aliases]
+            after: list[tuple[sql.Composed, list[Any] | None]] = [
+                alias_update(table, column=column, table=reference) for column, reference in aliases
+            ]
             after.append(
                 (
                     sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT _row, {} FROM {} i WHERE {}").format(
