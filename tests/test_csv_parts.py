@@ -12,6 +12,7 @@ from django.db import connection
 
 from pipeline.demo.legacy import plan_code
 from pipeline.facts import csv_parts
+from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import FactLoadError, process_fact_file
 from pipeline.models import DerivedReference, FactStatus, ScaleFact
 from reference.models import KeyAlias
@@ -109,6 +110,25 @@ def test_a_csv_copied_in_parts_loads_every_row_with_its_own_row_number(parallel,
         provenance = DerivedReference.objects.get(table="年金计划", key=f"N7{i // 1000:03d}")
         assert provenance.row_numbers == [i + 2] and provenance.fact_rows == 1
     assert staging_tables() == []  # dropped with the load's transaction
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_part_counts_its_own_months_and_a_blank_row_or_bad_month_in_any_part_is_found(parallel, tmp_path):
+    rows = [scale_row(客户名称=f"客户{i}", 月度="202411" if i % 3 else "2024-11") for i in range(3000)]
+    rows[2500] = dict.fromkeys(rows[0])  # a blank row, in the last part
+    path = write_csv(tmp_path / "months.csv", rows)
+
+    result = process_fact_file(domain="annuity_performance", path=path)
+
+    assert sorted(copied_parts) == [1, 2]
+    assert (result.batch.rows_read, result.batch.rows_loaded, result.batch.periods) == (2999, 2999, ["2024-11-01"])
+    assert not ScaleFact.objects.filter(source_row=2502).exists() and ScaleFact.objects.filter(source_row=3001).exists()
+
+    rows[2500] = scale_row()  # no blank row: the spellings the parts counted are used as they are
+    rows[2900] = rows[2700] = scale_row(月度="2024年13月")  # row 2702 the first of its spelling, in the last part
+    with pytest.raises(FactFileError, match=r"months.csv, row 2702, column 月度"):
+        process_fact_file(domain="annuity_performance", path=write_csv(tmp_path / "months.csv", rows))
+    assert ScaleFact.objects.count() == 2999 and staging_tables() == []
 
 
 @pytest.mark.django_db(transaction=True)

@@ -167,8 +167,18 @@ def worker_connection() -> psycopg.Connection:
     return psycopg.connect(**params, autocommit=True, application_name="refgov fact copy part")
 
 
-def copy_part(token: str, index: int, columns: sql.Composable, copy: CsvCopy, path: Path, start: int, end: int) -> int:
-    """Create the part's table and COPY its range into it, on a worker connection; a failed part leaves no table."""
+def copy_part(
+    token: str,
+    index: int,
+    columns: sql.Composable,
+    copy: CsvCopy,
+    path: Path,
+    start: int,
+    end: int,
+    then: Callable[[sql.Identifier], sql.Composed],
+) -> tuple[int, list[tuple[Any, ...]]]:
+    """Create the part's table and COPY its range into it, then run the query ``then(table)`` on it, on a worker
+    connection; returns the rows copied and the query's rows. A failed part leaves no table."""
     table = part_table(token, index)
     with worker_connection() as conn, conn.cursor() as cur:
         cur.execute("SET jit = off")
@@ -178,7 +188,9 @@ def copy_part(token: str, index: int, columns: sql.Composable, copy: CsvCopy, pa
             )
         )
         try:
-            return copy_range(cur, copy.into(table), path, start, end)
+            copied = copy_range(cur, copy.into(table), path, start, end)
+            cur.execute(then(table))
+            return copied, cur.fetchall()
         except BaseException:
             cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
             raise

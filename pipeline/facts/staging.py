@@ -87,6 +87,7 @@ class FactStager:
         self.part_columns: sql.Composable | None = None
         self.blank_rows: sql.Composable | None = None
         self.token = ""
+        self.copied_months: list[tuple[Any, ...]] | None = None  # a CSV in parts: (月度 spelling, first row, rows)
         self.normalise_in_parts = True  # may worker connections normalise the parts (they see committed rows only)
         self.limits = {c: _Limit(f) for c in self.columns if _numeric(f := fact.columns[c])}
 
@@ -183,20 +184,34 @@ class FactStager:
                 self.progress(f"{min(done[0] * 100 // first_part, 100)}% of the file read")
 
         own = sql.Identifier("_fact_csv")
+        copied: list[tuple[int, list[tuple[Any, ...]]]] = []
         with cur.connection.cursor() as raw:
             if len(ranges) == 1:
                 start, end = ranges[0]
                 counts = [csv_parts.copy_range(raw, copy.into(own), path, start, end, report)]
             else:
-                counts = self._copy_parts(raw, copy, columns_sql, ranges, report)
+
+                def spellings(table: sql.Identifier) -> sql.Composed:  # each part's, while the others copy
+                    return sql.SQL("SELECT {}, min(_seq), count(*) FROM {} GROUP BY 1").format(
+                        ident(names[MONTH_COLUMN]), table
+                    )
+
+                copied = self._copy_parts(raw, copy, columns_sql, ranges, report, spellings)
+                counts = [count for count, _ in copied]
         columns = sql.SQL(", ").join(sql.SQL("{} AS {}").format(ident(names[c]), ident(c)) for c in self.columns)
         selects, offset = [], int(self.file.header_row)
         self.worker_parts, self.part_columns = [], columns
-        for table, count in zip([own, *self.part_tables], counts, strict=True):
+        found: dict[str | None, tuple[int, int]] = {}
+        for i, (table, count) in enumerate(zip([own, *self.part_tables], counts, strict=True)):
             selects.append(sql.SQL("SELECT _seq + {} AS _row, {} FROM {}").format(sql.Literal(offset), columns, table))
             if table is not own:
                 self.worker_parts.append((table, offset))
+            for raw_month, first_row, rows in copied[i][1] if copied else ():
+                before = found.get(raw_month, (first_row + offset, 0))
+                found[raw_month] = (min(before[0], first_row + offset), before[1] + rows)
             offset += count
+        if copied:
+            self.copied_months = sorted(((m, r, n) for m, (r, n) in found.items()), key=itemgetter(1))
         cur.execute(sql.SQL("CREATE TEMP VIEW _fact_raw AS {}").format(sql.SQL(" UNION ALL ").join(selects)))
 
         def hide_blank_rows() -> None:  # every cell empty or white space: rows the row-by-row reader skips
@@ -222,19 +237,24 @@ class FactStager:
         columns_sql: sql.Composable,
         ranges: Ranges,
         report: Callable[[int], None],
-    ) -> list[int]:
-        """The first range into ``_fact_csv`` here, the others on worker connections at the same time."""
+        spellings: Callable[[sql.Identifier], sql.Composed],
+    ) -> list[tuple[int, list[tuple[Any, ...]]]]:
+        """The first range into ``_fact_csv`` here, the others on worker connections at the same time; each part's
+        rows copied and the rows of its query ``spellings``."""
         csv_parts.sweep_stale()
         token = self.token = csv_parts.new_token()
         path = self.file.path
         with ThreadPoolExecutor(max_workers=len(ranges) - 1) as pool:
-            futures: list[Future[int]] = [
-                pool.submit(csv_parts.copy_part, token, i, columns_sql, copy, path, *ranges[i])
+            futures: list[Future[tuple[int, list[tuple[Any, ...]]]]] = [
+                pool.submit(csv_parts.copy_part, token, i, columns_sql, copy, path, *ranges[i], spellings)
                 for i in range(1, len(ranges))
             ]
             try:
                 start, end = ranges[0]
-                first = csv_parts.copy_range(raw, copy.into(sql.Identifier("_fact_csv")), path, start, end, report)
+                own = sql.Identifier("_fact_csv")
+                first = csv_parts.copy_range(raw, copy.into(own), path, start, end, report)
+                raw.execute(spellings(own))
+                first_spellings = raw.fetchall()
             except BaseException:
                 wait(futures)
                 csv_parts.drop_parts(
@@ -247,7 +267,7 @@ class FactStager:
             failures = [error for f in futures if (error := f.exception()) is not None]
             raise failures[0]  # the caller falls back to row by row
         self.part_tables.extend(tables)
-        return [first, *(f.result() for f in futures)]
+        return [(first, first_spellings), *(f.result() for f in futures)]
 
     def _rows(self, parse_numbers: bool) -> Iterator[tuple[Any, ...]]:
         positions = self.positions
@@ -301,8 +321,12 @@ class FactStager:
         spellings_sql = sql.SQL("SELECT {}, min(_row), count(*) FROM _fact_raw GROUP BY 1 ORDER BY 2").format(
             ident(MONTH_COLUMN)
         )
-        cur.execute(spellings_sql)
-        spellings = cur.fetchall()
+        spellings: list[tuple[Any, ...]]
+        if self.copied_months is not None:  # counted by each part's connection after its COPY
+            spellings = self.copied_months
+        else:
+            cur.execute(spellings_sql)
+            spellings = cur.fetchall()
         if self.blank_filter is not None and any(not _trim_blank(raw) for raw, _, _ in spellings):
             self.blank_filter()
             cur.execute(spellings_sql)
