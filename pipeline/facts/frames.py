@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -347,6 +348,7 @@ class FrameStager(FactStager):
         self.frame = frame
         self.raw = raw
         self.cancel = threading.Event()  # a part failed: the others stop
+        self.part_months: dict[str, list[tuple[Any, ...]]] = {}  # by part table: its 月度 spellings (``_months``)
 
     def stage(self, cur: CursorWrapper) -> Staged:
         typed = self._typed_columns()
@@ -404,6 +406,7 @@ class FrameStager(FactStager):
             ]
             try:
                 first = self._copy_range(cur.connection, own, *ranges[0], report=True)
+                self.part_months[str(own)] = cur.connection.execute(self._spellings(own)).fetchall()
             except BaseException as exc:
                 self.cancel.set()
                 wait(futures)
@@ -419,7 +422,16 @@ class FrameStager(FactStager):
             csv_parts.drop_parts(tables)
             raise next(e for f in futures if (e := f.exception()) and not isinstance(e, _Cancelled))
         self.part_tables.extend(tables)
+        found: dict[str | None, tuple[int, int]] = {}
+        for raw, first_row, rows in (row for part in self.part_months.values() for row in part):
+            before = found.get(raw, (first_row, 0))
+            found[raw] = (min(before[0], first_row), before[1] + rows)
+        self.copied_months = sorted(((m, r, n) for m, (r, n) in found.items()), key=itemgetter(1))
         return [first, *(f.result() for f in futures)]
+
+    def _spellings(self, table: sql.Identifier) -> sql.Composed:
+        """A part's 月度 spellings, first row and rows, counted by the connection that copied it."""
+        return sql.SQL("SELECT {}, min(_row), count(*) FROM {} GROUP BY 1").format(ident(MONTH_COLUMN), table)
 
     def _copy_part(
         self, table: sql.Identifier, typed: sql.Composable, start: int, stop: int
@@ -429,7 +441,9 @@ class FrameStager(FactStager):
             conn.execute("SET jit = off")
             conn.execute(sql.SQL("CREATE UNLOGGED TABLE {} (_row integer NOT NULL, {})").format(table, typed))
             try:
-                return self._copy_range(conn, table, start, stop, report=False)
+                digests = self._copy_range(conn, table, start, stop, report=False)
+                self.part_months[str(table)] = conn.execute(self._spellings(table)).fetchall()
+                return digests
             except BaseException:
                 self.cancel.set()
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
