@@ -4,6 +4,7 @@ real PostgreSQL with pg_trgm and fuzzystrmatch)."""
 from __future__ import annotations
 
 import random
+import uuid
 
 import pytest
 from django.db import connection
@@ -12,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from pipeline.config import load_config
 from pipeline.demo.legacy import plan_code, portfolio_code
 from pipeline.facts.service import process_fact_file
+from pipeline.facts.suggestions import flush_pending_index_entries
 from pipeline.models import KeySuggestion
 from reference.models import AnnuityPlan, PortfolioPlan, Source
 from tests.facts_support import create_references, scale_row, write_csv
@@ -182,3 +184,19 @@ def test_thresholds_come_from_the_config(references, tmp_path, config_copy):
         domain="annuity_performance", path=write_csv(tmp_path / "202411_规模明细.csv", rows), config=load_config()
     )
     assert suggestions("年金计划", "1P0029") == []  # scores 0.93: below this configuration's minimum
+
+
+def test_the_name_indexes_pending_entries_are_flushed_by_their_owner_only(config_copy):
+    """The typo search flushes the GIN pending lists of the name indexes (the rows a load just derived wait there);
+    a role that does not own them leaves them as they are instead of failing the load."""
+    create_references()
+    role = f"refgov_reader_{uuid.uuid4().hex[:8]}"
+    with connection.cursor() as cur:
+        assert flush_pending_index_entries(cur, "年金计划") == 2  # 计划简称 and 客户名称
+        cur.execute(f"CREATE ROLE {role} NOLOGIN")
+        cur.execute(f"GRANT USAGE ON SCHEMA business TO {role}")
+        cur.execute(f"SET LOCAL ROLE {role}")
+        try:
+            assert flush_pending_index_entries(cur, "年金计划") == 0  # not 'must be owner of index'
+        finally:
+            cur.execute("RESET ROLE")

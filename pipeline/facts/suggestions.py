@@ -211,18 +211,26 @@ def _by_names(cur: CursorWrapper, reference: ReferenceTable, names: list[str], s
     if threshold > 1:
         return
     cur.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, true)", [str(threshold)])
-    # The rows a load just derived wait in the GIN indexes' pending lists, which every lookup reads through: move
-    # them into the indexes once (as VACUUM would) instead of each new key reading them again.
-    cur.execute(
-        "SELECT gin_clean_pending_list(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = to_regclass(%s) AND a.amname = 'gin'",
-        [sql.Identifier(reference.name).as_string(cur.connection)],
-    )
+    flush_pending_index_entries(cur, reference.name)
     # Through the trigram index even for a small table: a sequential scan computes every row's trigrams again for
     # each new key (~3 ms a key for 1,500 rows, 2.4× the index's cost), which the planner does not count.
     with planner_setting(cur, "enable_seqscan", "off"):
         for i, name in enumerate(names):
             _names_like(cur, reference, name, i, settings.per_key)
+
+
+def flush_pending_index_entries(cur: CursorWrapper, table: str) -> int:
+    """Move the entries waiting in the pending lists of ``table``'s GIN (trigram) indexes into the indexes, as VACUUM
+    would: the rows a load just derived wait there, and every lookup reads through them. Only the indexes this role
+    owns (the others are read through as they are); returns how many were flushed."""
+    cur.execute(
+        "SELECT count(gin_clean_pending_list(i.indexrelid)) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = to_regclass(%s) AND a.amname = 'gin' "
+        "AND pg_has_role(c.relowner, 'USAGE')",
+        [sql.Identifier(get_table(table).name).as_string(cur.connection)],
+    )
+    flushed: int = cur.fetchone()[0]
+    return flushed
 
 
 def _names_like(cur: CursorWrapper, reference: ReferenceTable, name: str, i: int, per_key: int) -> None:
