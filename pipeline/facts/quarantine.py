@@ -33,20 +33,17 @@ from pipeline.fact_tables import (
     FactTable,
     fact_table,
 )
+from pipeline.facts.derive import Origin, derive_references
 from pipeline.facts.errors import FactLoadError
 from pipeline.facts.readers import FactFile
 from pipeline.facts.references import (
-    derive_candidates,
-    insert_derived,
     resolve_aliases,
     tables_with_aliases,
-    template_values,
     unknown_keys,
 )
-from pipeline.facts.suggestions import suggest_for_fact_keys, suggest_for_new_keys
+from pipeline.facts.suggestions import suggest_for_fact_keys
 from pipeline.facts.usage import refresh_usage
 from pipeline.models import (
-    DerivedReference,
     FactBatch,
     FactKind,
     FactStatus,
@@ -650,43 +647,22 @@ def _derive_keys(
         [original.pk],
     )
     loaded = load_domain(original.domain)
-    domain = loaded.config
+    origin = Origin(batch=batch, file_name=original.file_name, sheet=original.sheet, months=months)
     counts: dict[str, int] = {}
     for fk in loaded.fk_order:
         found = unknown_keys(cur, fk)
-        if not found:
-            continue
-        candidates = derive_candidates(
-            cur,
-            fk,
-            [u.key for u in found],
-            temporary_company_id=domain.keys.temporary_company_id,
-            template_values=template_values(months, domain.domain, original.file_name) if months else {},
-        )
-        inserted = set(
-            insert_derived(cur, fk, candidates, domain=domain.domain, mark_for_review=config.backfill.mark_for_review)
-        )
-        DerivedReference.objects.bulk_create(
-            DerivedReference(
-                table=fk.target_table,
-                key=u.key,
-                batch=batch,
-                file_name=original.file_name,
-                sheet=original.sheet,
-                row_numbers=u.rows,
-                fact_rows=u.fact_rows,
+        if found:
+            derived = derive_references(
+                cur,
+                fk,
+                found=found,
+                pending=[],
+                domain=loaded.config,
+                origin=origin,
+                mark_for_review=config.backfill.mark_for_review,
+                suggestions=config.stewardship.suggestions,
             )
-            for u in found
-            if u.key in inserted
-        )
-        suggest_for_new_keys(
-            cur,
-            table=fk.target_table,
-            keys=sorted(inserted),
-            batch_id=batch.pk,
-            settings=config.stewardship.suggestions,
-        )
-        counts[fk.target_table] = len(inserted)
+            counts[fk.target_table] = len(derived.inserted)
     cur.execute("DROP TABLE _fact")
     return counts
 

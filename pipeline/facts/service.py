@@ -34,6 +34,7 @@ from pipeline.dry_run import rolled_back_if
 from pipeline.fact_tables import BATCH_COLUMN, CLOSING_ASSETS, MONTH_COLUMN, SOURCE_ROW_COLUMN, FactTable, fact_table
 from pipeline.facts import csv_parts, partitions, prefetch
 from pipeline.facts.csv_parts import drop_after_load
+from pipeline.facts.derive import Origin, derive_references
 from pipeline.facts.errors import FactLoadError
 from pipeline.facts.lookups import record_unmapped, unmapped_note
 from pipeline.facts.quarantine import quarantine_note, set_aside_invalid_keys, supersede_quarantined
@@ -42,23 +43,17 @@ from pipeline.facts.references import (
     DeriveCandidate,
     DerivedTable,
     alias_update,
-    derive_candidates,
-    fill_pending,
-    insert_derived,
     pending_keys,
     resolve_aliases,
     tables_with_aliases,
-    template_values,
     unknown_keys,
 )
 from pipeline.facts.scope import ScopePart, batch_scope
 from pipeline.facts.staging import FactStager, Progress
-from pipeline.facts.suggestions import suggest_for_new_keys
 from pipeline.facts.usage import record_batch_usage, refresh_usage
-from pipeline.models import AlertKind, DerivedReference, FactBatch, FactKind, FactStatus, UnmappedValue
+from pipeline.models import AlertKind, FactBatch, FactKind, FactStatus, UnmappedValue
 from pipeline.reports import report_batch
 from pipeline.runs_liveness import close_abandoned_runs, running_record
-from reference.history import Action, change_context
 from reference.models import Source
 from reference.registry import get_table
 from refgov.db.locks import lock_for_transaction
@@ -566,55 +561,23 @@ def _ensure_references(
     domain = loaded.config
     blocking = blocks_unknown_keys(config)
     tables: dict[str, DerivedTable] = {}
-    values = template_values(months, domain.domain, file.path.name) if months else {}
     refresh = config.config.backfill.mode == "always"
+    origin = Origin(batch=batch, file_name=file.path.name, sheet=file.sheet or "", months=months)
     for fk in loaded.fk_order:
         pending = pending_keys(cur, fk) if refresh and not blocking else []
         found = unknown_keys(cur, fk)
-        derived = tables[fk.target_table] = DerivedTable(table=fk.target_table, unknown=found, pending=pending)
         if blocking or not (found or pending):
+            tables[fk.target_table] = DerivedTable(table=fk.target_table, unknown=found, pending=pending)
             continue
-        keys = [u.key for u in found + pending]
-        candidates = derive_candidates(
+        tables[fk.target_table] = derive_references(
             cur,
             fk,
-            keys,
-            temporary_company_id=domain.keys.temporary_company_id,
-            template_values=values,
-        )
-        unknown = {u.key for u in found}
-        inserted = set(
-            insert_derived(
-                cur,
-                fk,
-                [c for c in candidates if c.key in unknown],
-                domain=domain.domain,
-                mark_for_review=config.config.backfill.mark_for_review,
-            )
-        )
-        derived.inserted = sorted(inserted)
-        suggest_for_new_keys(
-            cur,
-            table=fk.target_table,
-            keys=derived.inserted,
-            batch_id=batch.pk,
-            settings=config.config.stewardship.suggestions,
-        )
-        derived.candidates = [c for c in candidates if c.key in inserted]
-        with change_context(action=Action.BACKFILL, batch_id=batch.pk, domain=domain.domain):
-            derived.filled = fill_pending(cur, fk, [c for c in candidates if c.key not in unknown])
-        DerivedReference.objects.bulk_create(
-            DerivedReference(
-                table=fk.target_table,
-                key=u.key,
-                batch=batch,
-                file_name=file.path.name,
-                sheet=file.sheet or "",
-                row_numbers=u.rows,
-                fact_rows=u.fact_rows,
-            )
-            for u in found + pending
-            if u.key in inserted or u.key in derived.filled
+            found=found,
+            pending=pending,
+            domain=domain,
+            origin=origin,
+            mark_for_review=config.config.backfill.mark_for_review,
+            suggestions=config.config.stewardship.suggestions,
         )
     if blocking:
         refused = [(t, u) for t, d in tables.items() for u in d.unknown]
