@@ -26,7 +26,6 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +55,7 @@ from pipeline.facts.frame_errors import (
 from pipeline.facts.readers import FactFile, FactFileError, parse_number
 from pipeline.facts.references import DerivedTable
 from pipeline.facts.service import FactResult, FactSource, process_source
-from pipeline.facts.staging import FactStager, Progress, Staged
+from pipeline.facts.staging import FactStager, Progress, Staged, merged_spellings
 from pipeline.models import FactBatch
 from pipeline.runs_liveness import close_abandoned_runs
 from refgov.db.sql import ident, idents
@@ -422,11 +421,7 @@ class FrameStager(FactStager):
             csv_parts.drop_parts(tables)
             raise next(e for f in futures if (e := f.exception()) and not isinstance(e, _Cancelled))
         self.part_tables.extend(tables)
-        found: dict[str | None, tuple[int, int]] = {}
-        for raw, first_row, rows in (row for part in self.part_months.values() for row in part):
-            before = found.get(raw, (first_row, 0))
-            found[raw] = (min(before[0], first_row), before[1] + rows)
-        self.copied_months = sorted(((m, r, n) for m, (r, n) in found.items()), key=itemgetter(1))
+        self.copied_months = merged_spellings(self.part_months.values())  # a frame's parts hold its row numbers
         return [first, *(f.result() for f in futures)]
 
     def _spellings(self, table: sql.Identifier) -> sql.Composed:
@@ -457,10 +452,9 @@ class FrameStager(FactStager):
             for table in [sql.Identifier("_fact_frame"), *self.part_tables]
         )
 
-    def _part_source(self, table: sql.Identifier, offset: int) -> sql.Composed:
-        """A part's rows as ``_fact_raw`` shows them (a frame's parts hold their row numbers)."""
-        hide = sql.SQL(" WHERE NOT ({})").format(self.blank_rows) if self.blank_rows is not None else sql.SQL("")
-        return sql.SQL("(SELECT _row, {} FROM {}{}) r").format(self.part_columns, table, hide)
+    def _part_row(self, offset: int) -> sql.Composable:
+        """A frame's parts hold their row numbers."""
+        return sql.SQL("_row")
 
     def _error(self, reason: str, *, kind: type[FrameError] = FrameError, **where: Any) -> FrameError:
         return kind(self.frame.label, reason, **where)

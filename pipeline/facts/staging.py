@@ -15,7 +15,7 @@ statements that embed ``normalised_sql`` are executed without parameters.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import date
@@ -201,17 +201,16 @@ class FactStager:
         columns = sql.SQL(", ").join(sql.SQL("{} AS {}").format(ident(names[c]), ident(c)) for c in self.columns)
         selects, offset = [], int(self.file.header_row)
         self.worker_parts, self.part_columns = [], columns
-        found: dict[str | None, tuple[int, int]] = {}
+        part_months = []
         for i, (table, count) in enumerate(zip([own, *self.part_tables], counts, strict=True)):
             selects.append(sql.SQL("SELECT _seq + {} AS _row, {} FROM {}").format(sql.Literal(offset), columns, table))
             if table is not own:
                 self.worker_parts.append((table, offset))
-            for raw_month, first_row, rows in copied[i][1] if copied else ():
-                before = found.get(raw_month, (first_row + offset, 0))
-                found[raw_month] = (min(before[0], first_row + offset), before[1] + rows)
+            if copied:
+                part_months.append([(month, first + offset, rows) for month, first, rows in copied[i][1]])
             offset += count
         if copied:
-            self.copied_months = sorted(((m, r, n) for m, (r, n) in found.items()), key=itemgetter(1))
+            self.copied_months = merged_spellings(part_months)
         cur.execute(sql.SQL("CREATE TEMP VIEW _fact_raw AS {}").format(sql.SQL(" UNION ALL ").join(selects)))
 
         def hide_blank_rows() -> None:  # every cell empty or white space: rows the row-by-row reader skips
@@ -389,10 +388,15 @@ class FactStager:
         return self.normalised_sql(source=self._part_source(self.own_part, int(self.file.header_row)))
 
     def _part_source(self, table: sql.Identifier, offset: int) -> sql.Composed:
+        """A part's rows as ``_fact_raw`` shows them (blank rows hidden once found)."""
         hide = sql.SQL(" WHERE NOT ({})").format(self.blank_rows) if self.blank_rows is not None else sql.SQL("")
-        return sql.SQL("(SELECT _seq + {} AS _row, {} FROM {}{}) r").format(
-            sql.Literal(offset), self.part_columns, table, hide
+        return sql.SQL("(SELECT {} AS _row, {} FROM {}{}) r").format(
+            self._part_row(offset), self.part_columns, table, hide
         )
+
+    def _part_row(self, offset: int) -> sql.Composable:
+        """A part row's number in the file: a CSV part counts its records from the row before its first."""
+        return sql.SQL("_seq + {}").format(sql.Literal(offset))
 
     def normalised_sql(self, source: sql.Composable | None = None) -> sql.Composed:
         """``_row`` and the fact table's columns: typed month, normalised keys, derived columns from reference tables.
@@ -469,6 +473,16 @@ class FactStager:
             staged=staged,
             joins=sql.SQL(" ").join(joins),
         )
+
+
+def merged_spellings(parts: Iterable[Iterable[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    """The (月度 spelling, first row, rows) of a file from those of its parts (row numbers already the file's), in
+    the order of their first rows, as ``_months`` reads them from the whole file."""
+    found: dict[Any, tuple[int, int]] = {}
+    for month, first, rows in (spelling for part in parts for spelling in part):
+        before = found.get(month, (first, 0))
+        found[month] = (min(before[0], first), before[1] + rows)
+    return sorted(((month, first, rows) for month, (first, rows) in found.items()), key=itemgetter(1))
 
 
 def _trim_blank(text: str | None) -> str:
