@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from operations.management.process_exit import exit_without_teardown
 from pipeline.config import ConfigError
 from pipeline.preload import PreloadError
 from pipeline.sources.legacy_mysql import SourceError
@@ -29,6 +30,12 @@ class RefgovCommand(BaseCommand):
 
     def run(self, **options: Any) -> dict:
         raise NotImplementedError
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        """From the command line only (``call_command`` does not come here): a command that failed has raised
+        ``SystemExit`` by now; one that succeeded ends its process without the interpreter's teardown."""
+        super().run_from_argv(argv)
+        exit_without_teardown()
 
     def emit_text(self, payload: dict) -> None:
         raise NotImplementedError
