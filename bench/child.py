@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -11,6 +13,15 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ["manage.py", "refgov", "reference", "pipeline", "stewardship", "operations", "refgov_api"]
+
+
+def compile_bytecode() -> None:
+    """Write the project's bytecode, as an installed application has it after its first run. A shell with
+    PYTHONDONTWRITEBYTECODE set (this machine's) would make every measured command compile its ~80 modules from
+    source first (0.06–0.08 s a run)."""
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", *PACKAGES], cwd=ROOT, check=True)
 
 
 def run_manage(env: dict, *args: str) -> tuple[float, float, dict]:

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from child import run_manage
+from child import compile_bytecode, run_manage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -114,6 +114,7 @@ def main() -> None:
     import django
 
     django.setup()
+    compile_bytecode()
     from pipeline.demo.legacy import LegacyDataset, create_legacy_databases
     from pipeline.sources.legacy_mysql import MySQLServer
 
