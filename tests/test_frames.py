@@ -40,7 +40,7 @@ class _Rollback(Exception):
 
 def big_frame(rows: int = 100_000, seed: int = 14) -> pd.DataFrame:
     """``rows`` raw 规模明细 rows, built column-wise: known and new plans and portfolios, dirty keys (case, spaces, the
-    F prefix, placeholders), two months in two spellings, unknown branches, empty numbers and text."""
+    F prefix, placeholders), two months in two spellings, unknown branches, empty numbers and text (None and "")."""
     rng = np.random.default_rng(seed)
     pick = lambda values, p=None: np.asarray(values, dtype=object)[rng.integers(0, len(values), rows)]  # noqa: E731
     plans = [plan_code(i) for i in range(1, 61)] + [f"N{i:04d}" for i in range(1, 41)]
@@ -60,10 +60,15 @@ def big_frame(rows: int = 100_000, seed: int = 14) -> pd.DataFrame:
             "计划类型": pick(["单一计划", "集合计划"]),
             "计划号": plan,
             "计划名称": pick([f"计划{i}" for i in range(1, 90)] + [None]),
-            "组合类型": pick(["固定收益型", "权益型", None]),
+            "组合类型": pick(["固定收益型", "权益型", None, ""]),
             "组合代码": portfolio,
             "组合名称": pick([f"组合{i}" for i in range(1, 150)]),
-            "客户名称": pick([f"客户{i}, 有限公司" for i in range(1, 500)] + [None, '引号"客户']),
+            # commas and quotes in the first 50k rows only: their chunk of CSV text is quoted, the next one is not
+            "客户名称": np.where(
+                np.arange(rows) < 50_000,
+                pick([f"客户{i}, 有限公司" for i in range(1, 500)] + [None, '引号"客户', "换行\n客户"]),
+                pick([f"客户{i}有限公司" for i in range(1, 500)] + [None, ""]),
+            ),
             "期初资产规模": money(),
             "期末资产规模": money(),
             "供款": money(),

@@ -522,7 +522,12 @@ class FrameStager(FactStager):
         return digests
 
     def _csv_chunks(self, first: int, last: int) -> Iterator[bytes]:
-        options = pacsv.WriteOptions(include_header=False)
+        """CSV text of the rows in chunks, values unquoted: PostgreSQL reads that about 15% faster than every text
+        quoted (Arrow's default). A chunk holding a comma, a quote or a line break in a value is quoted. An empty
+        text arrives as NULL from an unquoted chunk, as '' from a quoted one: the normalisation makes both NULL, as it
+        does for a file."""
+        bare = pacsv.WriteOptions(include_header=False, quoting_style="none")
+        quoted = pacsv.WriteOptions(include_header=False)
         names = ["_row", *(f"c{i}" for i in range(len(self.columns)))]
         for start in range(first, last, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, last)
@@ -533,8 +538,13 @@ class FrameStager(FactStager):
                     arrays.append(self._number_array(values, start, column))
                 else:
                     arrays.append(self._text_array(values, start, column))
+            table = pa.Table.from_arrays(arrays, names=names)
             buffer = io.BytesIO()
-            pacsv.write_csv(pa.Table.from_arrays(arrays, names=names), buffer, options)
+            try:
+                pacsv.write_csv(table, buffer, bare)
+            except pa.ArrowInvalid:  # a value needs quotes
+                buffer = io.BytesIO()
+                pacsv.write_csv(table, buffer, quoted)
             yield buffer.getvalue()
 
     def _first(self, mask: pa.Array) -> int:
