@@ -238,6 +238,12 @@ def measure(work: Path, args) -> None:
             f"(target ≤ 3×), {best[kind] / best['csv']:.2f}× the CSV path (target ≤ 1×); "
             f"peak RSS beyond the frame +{peak[kind]:.0f} MB (target ≤ 300; the pandas frame itself ~{frame_mb:.0f} MB)"
         )
+    # the best runs above; the same ratios taken round by round (each round runs the four kinds in turn)
+    for kind in ("pandas", "arrow"):
+        rounds = list(zip(results[kind], results["copy"], results["csv"], strict=True))
+        to_copy = statistics.median(k["seconds"] / c["seconds"] for k, c, _ in rounds)
+        to_csv = statistics.median(k["seconds"] / f["seconds"] for k, _, f in rounds)
+        print(f"  median of the {len(rounds)} rounds ({kind}): {to_copy:.2f}× raw COPY, {to_csv:.2f}× the CSV path")
 
 
 if __name__ == "__main__":
