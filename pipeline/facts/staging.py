@@ -160,9 +160,8 @@ class FactStager:
         columns_sql = self._typed_columns(names)
         cur.execute(
             sql.SQL(
-                "CREATE TEMP TABLE _fact_csv (_seq integer GENERATED ALWAYS AS IDENTITY (CACHE 100000), {}) "
-                "ON COMMIT DROP"
-            ).format(columns_sql)
+                "CREATE TEMP TABLE {} (_seq integer GENERATED ALWAYS AS IDENTITY (CACHE 100000), {}) ON COMMIT DROP"
+            ).format(self.own_part, columns_sql)
         )
         path = self.file.path
         with path.open("rb") as fh:
@@ -183,7 +182,7 @@ class FactStager:
             if before // step != done[0] // step:
                 self.progress(f"{min(done[0] * 100 // first_part, 100)}% of the file read")
 
-        own = sql.Identifier("_fact_csv")
+        own = self.own_part
         copied: list[tuple[int, list[tuple[Any, ...]]]] = []
         with cur.connection.cursor() as raw:
             if len(ranges) == 1:
@@ -238,7 +237,7 @@ class FactStager:
         report: Callable[[int], None],
         spellings: Callable[[sql.Identifier], sql.Composed],
     ) -> list[tuple[int, list[tuple[Any, ...]]]]:
-        """The first range into ``_fact_csv`` here, the others on worker connections at the same time; each part's
+        """The first range into ``own_part`` here, the others on worker connections at the same time; each part's
         rows copied and the rows of its query ``spellings``."""
         csv_parts.sweep_stale()
         token = self.token = csv_parts.new_token()
@@ -250,9 +249,8 @@ class FactStager:
             ]
             try:
                 start, end = ranges[0]
-                own = sql.Identifier("_fact_csv")
-                first = csv_parts.copy_range(raw, copy.into(own), path, start, end, report)
-                raw.execute(spellings(own))
+                first = csv_parts.copy_range(raw, copy.into(self.own_part), path, start, end, report)
+                raw.execute(spellings(self.own_part))
                 first_spellings = raw.fetchall()
             except BaseException:
                 wait(futures)
