@@ -14,7 +14,7 @@ from pipeline.demo.legacy import plan_code
 from pipeline.facts import csv_parts
 from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import FactLoadError, process_fact_file
-from pipeline.models import DerivedReference, FactStatus, ScaleFact
+from pipeline.models import DerivedReference, FactBatch, FactStatus, ScaleFact
 from reference.models import KeyAlias
 from tests.facts_support import create_references, scale_row, write_csv
 from tests.legacy import edit_config
@@ -150,6 +150,52 @@ def test_merged_keys_are_resolved_in_every_part_and_counted_once(parallel, tmp_p
     )
     assert not DerivedReference.objects.filter(key="P9999").exists()  # resolved before the unknown keys were found
     assert staging_tables() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_value_too_long_in_a_workers_part_is_named_by_row_and_column_and_loads_nothing(parallel, tmp_path):
+    """A worker's part table has the fact table's column types: the value fails there, on the worker's connection,
+    and the load still names the row and column."""
+    path, _ = big_csv(tmp_path, changes={ROWS - 7: {"组合代码": "X" * 51}})
+
+    with pytest.raises(FactFileError, match=rf"parts.csv, row {ROWS - 7 + 2}, column 组合代码: longer than 50"):
+        process_fact_file(domain="annuity_performance", path=path)
+
+    assert sorted(copied_parts) == [1, 2]
+    assert ScaleFact.objects.count() == 0 and not DerivedReference.objects.exists()
+    assert FactBatch.objects.get().status == FactStatus.REJECTED
+    assert staging_tables() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_parts_rows_are_appended_with_every_value_in_its_column(parallel, tmp_path):
+    """A worker's part is appended to the month as it is stored: each value lands in its own column, ids are the
+    fact table's own and unique, every row carries the batch."""
+    changes = {i: {"客户名称": f"客户{i}", "组合名称": f"组合{i}", "期末资产规模": f"{i}.25"} for i in range(ROWS)}
+    path, rows = big_csv(tmp_path, changes=changes, multiline=False)
+
+    batch = process_fact_file(domain="annuity_performance", path=path).batch
+
+    loaded = {
+        f.source_row: f
+        for f in ScaleFact.objects.filter(source_row__gt=2 + ROWS * 2 // 3)  # the last part's rows
+    }
+    assert len(loaded) > 3000
+    for row_number, fact in loaded.items():
+        source = rows[row_number - 2]
+        assert (fact.plan_name, fact.customer_name, fact.portfolio_name, fact.portfolio_id, fact.batch_id) == (
+            source["计划名称"],
+            source["客户名称"],
+            source["组合名称"],
+            source["组合代码"],
+            batch.pk,
+        )
+        assert str(fact.closing_assets) == source["期末资产规模"]
+    ids = list(ScaleFact.objects.values_list("id", flat=True))
+    assert len(set(ids)) == ROWS
+    with connection.cursor() as cur:
+        cur.execute('SELECT last_value FROM business."规模明细_id_seq"')
+        assert max(ids) <= cur.fetchone()[0]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -370,9 +370,9 @@ def test_a_frame_in_parts_is_normalised_by_worker_connections_like_the_same_rows
     statements: list[str] = []
     insert_part = csv_parts.normalise_part
 
-    def counted(target, statement, *after):
+    def counted(target, make, *after):
         statements.append(str(target))
-        return insert_part(target, statement, *after)
+        return insert_part(target, make, *after)
 
     monkeypatch.setattr(csv_parts, "normalise_part", counted)
     frame = big_frame()

@@ -207,18 +207,19 @@ def set_aside_table(token: str, index: int) -> sql.Identifier:
 
 def normalise_part(
     target: sql.Identifier,
-    statement: sql.Composed,
+    make: Sequence[sql.Composed],
     after: Sequence[tuple[sql.Composed, Sequence[Any] | None]] = (),
     made: Sequence[sql.Identifier] = (),
 ) -> list[int]:
-    """On a worker connection: the normalised rows of one copied part as the committed UNLOGGED table ``target``
-    (``statement`` embeds its literals: executed without parameters), then the statements ``after`` (with their
-    parameters) on it, which may create the tables ``made``; returns the rows each of ``after`` touched. A failure
-    leaves none of these tables."""
+    """On a worker connection: the normalised rows of one copied part as the committed UNLOGGED table ``target``,
+    which the statements ``make`` create and fill (they embed their literals: executed without parameters), then the
+    statements ``after`` (with their parameters) on it, which may create the tables ``made``; returns the rows each
+    of ``after`` touched. A failure leaves none of these tables."""
     with worker_connection() as conn, conn.cursor() as cur:
         cur.execute("SET jit = off")
         try:
-            cur.execute(sql.SQL("CREATE UNLOGGED TABLE {} AS {}").format(target, statement))
+            for statement in make:
+                cur.execute(statement)
             counts = []
             for query, params in after:
                 cur.execute(query, params)

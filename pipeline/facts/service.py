@@ -648,7 +648,7 @@ def _insert(
             loaded, aliased = _insert_normalised(
                 cur, names, stager, fact, target=target, batch=batch, wanted=sql.SQL(" OR ").join(wanted)
             )
-    except DataError:
+    except (DataError, psycopg.DataError):  # psycopg's: raised in a worker connection's part
         stager.materialise(cur)  # to name the row and column of a value that does not fit
         _check_lengths(cur, fact, stager.file)
         raise
@@ -682,21 +682,29 @@ def _insert_normalised(
     with_aliases = tables_with_aliases(cur)
     aliases = [(column, table) for column, table in fact.reference_columns.items() if table in with_aliases]
     parallel = stager.parallel_parts()
+    # A worker's part table stores every column of the target in the target's order (ids and batch included): the
+    # part is then appended as it is stored, without computing a value (a third cheaper than an INSERT that does).
+    stored = partitions.stored_columns(cur, fact.name) if parallel else []
+    stored_names = idents(name for name, _ in stored)
     futures: list[Future[list[int]]] = []
     with ThreadPoolExecutor(max_workers=max(len(parallel), 1)) as pool:
         for table, unknown, statement in parallel:
+            make = [
+                sql.SQL("CREATE UNLOGGED TABLE {} ({})").format(table, sql.SQL(", ").join(d for _, d in stored)),
+                insert.format(**{**names, "target": table}, rows=statement),
+            ]
             after: list[tuple[sql.Composed, list[Any] | None]] = [
                 alias_update(table, column=column, table=reference) for column, reference in aliases
             ]
             after.append(
                 (
-                    sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT _row, {} FROM {} i WHERE {}").format(
-                        unknown, names["columns"], table, wanted
+                    sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} AS _row, {} FROM {} i WHERE {}").format(
+                        unknown, names["source_row"], names["columns"], table, wanted
                     ),
                     None,
                 )
             )
-            futures.append(pool.submit(csv_parts.normalise_part, table, statement, after, [unknown]))
+            futures.append(pool.submit(csv_parts.normalise_part, table, make, after, [unknown]))
         try:
             cur.execute(insert.format(**names, rows=stager.own_rows_sql() if parallel else stager.normalised_sql()))
             rows: int = cur.rowcount
@@ -714,7 +722,11 @@ def _insert_normalised(
         if (error := future.exception()) is not None:
             raise error
     for (table, unknown, _), future in zip(parallel, futures, strict=True):
-        cur.execute(insert.format(**names, rows=sql.SQL("SELECT * FROM {}").format(table)))
+        cur.execute(
+            sql.SQL("INSERT INTO {target} ({stored}) SELECT {stored} FROM {part}").format(
+                target=names["target"], stored=stored_names, part=table
+            )
+        )
         rows += cur.rowcount
         cur.execute(sql.SQL("INSERT INTO _fact SELECT * FROM {}").format(unknown))
         resolved = [n + m for n, m in zip(resolved, future.result()[: len(aliases)], strict=True)]
