@@ -16,6 +16,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["manage.py", "refgov", "reference", "pipeline", "stewardship", "operations", "refgov_api"]
 
 
+# The month partitions of both fact tables, dropped (``{only}``: a further condition on the partition, or empty).
+DROP_PARTITIONS = """
+DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT c.oid::regclass AS t FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent IN ('business."规模明细"'::regclass, 'business."收入明细"'::regclass) {only} LOOP
+    EXECUTE 'DROP TABLE ' || r.t;
+  END LOOP;
+END $$;
+"""
+
+
 def compile_bytecode() -> None:
     """Write the project's bytecode, as an installed application has it after its first run. A shell with
     PYTHONDONTWRITEBYTECODE set (this machine's) would make every measured command compile its ~80 modules from

@@ -27,7 +27,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from child import compile_bytecode, run_manage
+from child import DROP_PARTITIONS, compile_bytecode, run_manage
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -54,16 +54,6 @@ def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-DROP_PARTITIONS = """
-DO $$ DECLARE r record; BEGIN
-  FOR r IN SELECT c.oid::regclass AS t FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-    WHERE i.inhparent IN ('business."规模明细"'::regclass, 'business."收入明细"'::regclass) {only} LOOP
-    EXECUTE 'DROP TABLE ' || r.t;
-  END LOOP;
-END $$;
-"""
 
 
 def reset_facts() -> None:
