@@ -683,7 +683,7 @@ def _insert_normalised(
     aliases = [(column, table) for column, table in fact.reference_columns.items() if table in with_aliases]
     parallel = stager.parallel_parts()
     # A worker's part table stores every column of the target in the target's order (ids and batch included): the
-    # part is then appended as it is stored, without computing a value (a third cheaper than an INSERT that does).
+    # part is then appended as it is stored, without computing a value (about 40% cheaper than an INSERT that does).
     stored = partitions.stored_columns(cur, fact.name) if parallel else []
     stored_names = idents(name for name, _ in stored)
     futures: list[Future[list[int]]] = []
