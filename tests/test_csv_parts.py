@@ -10,11 +10,12 @@ import psycopg
 import pytest
 from django.db import connection
 
-from pipeline.demo.legacy import plan_code
+from pipeline.demo.facts import FactWorkbook
+from pipeline.demo.legacy import LegacyDataset, plan_code
 from pipeline.facts import csv_parts
 from pipeline.facts.readers import FactFileError
 from pipeline.facts.service import FactLoadError, process_fact_file
-from pipeline.models import DerivedReference, FactBatch, FactStatus, ScaleFact
+from pipeline.models import DerivedReference, FactBatch, FactStatus, IncomeFact, ScaleFact
 from reference.models import KeyAlias
 from tests.facts_support import create_references, scale_row, write_csv
 from tests.legacy import edit_config
@@ -196,6 +197,31 @@ def test_a_parts_rows_are_appended_with_every_value_in_its_column(parallel, tmp_
     with connection.cursor() as cur:
         cur.execute('SELECT last_value FROM business."规模明细_id_seq"')
         assert max(ids) <= cur.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_income_file_in_parts_loads_the_same_rows_as_in_one_piece(parallel, tmp_path, settings):
+    """The parts' tables take their columns from the domain's own fact table (收入明细 has other columns)."""
+    book = FactWorkbook(
+        month="202411", scale_rows=0, income_rows=6_000, legacy=LegacyDataset(plans=300, portfolios=400)
+    )
+    path = book.write_csv(tmp_path / "202411_收入明细.csv", kind="收入明细")
+    fields = [f.attname for f in IncomeFact._meta.concrete_fields if f.attname not in {"id", "batch_id"}]
+
+    def loaded() -> list[tuple]:
+        return sorted(IncomeFact.objects.values_list(*fields))
+
+    in_parts = process_fact_file(domain="annuity_income", path=path)
+    assert sorted(copied_parts) == [1, 2] and in_parts.batch.rows_loaded == 6_000
+    rows_in_parts = loaded()
+
+    settings.REFGOV_FACT_PARALLEL_MIN_BYTES = 1 << 40
+    whole = process_fact_file(domain="annuity_income", path=path, force=True)
+
+    assert sorted(copied_parts) == [1, 2] and whole.batch.rows_replaced == 6_000
+    assert loaded() == rows_in_parts
+    assert len({r[fields.index("source_row")] for r in rows_in_parts}) == 6_000
+    assert staging_tables() == []
 
 
 @pytest.mark.django_db(transaction=True)
