@@ -179,7 +179,7 @@ def test_a_parts_rows_are_appended_with_every_value_in_its_column(parallel, tmp_
 
     loaded = {
         f.source_row: f
-        for f in ScaleFact.objects.filter(source_row__gt=2 + ROWS * 2 // 3)  # the last third: worker connections copied it
+        for f in ScaleFact.objects.filter(source_row__gt=2 + ROWS * 2 // 3)  # the last third: workers copied it
     }
     assert len(loaded) > 3000
     for row_number, fact in loaded.items():
