@@ -171,6 +171,28 @@ def test_a_100k_row_frame_loads_exactly_like_the_same_rows_as_a_csv_file(refs, t
     csv_parts.drop_parts([sql.Identifier("refgov_staging", t) for t in staging_tables()])
 
 
+def test_texts_with_tabs_line_breaks_quotes_and_backslashes_load_as_the_same_rows_of_a_csv_file(refs, tmp_path):
+    """The frame is staged in COPY's text format: a chunk holding what that format or Arrow would misread (tab, line
+    break, carriage return, quote, backslash, ``\\N``, ``\\.``) has its texts escaped; the next chunk has none."""
+    odd = ["制表\t客户", "换行\n客户", '引号"客户', "反斜杠\\客户", "\\N", "\\.", "\\x22", "逗号,客户", ""]
+    odd.append("回车\r客户")
+    plain = pd.DataFrame([scale_row(客户名称=f"客户{i}", 组合名称="组合1") for i in range(frames.CHUNK_ROWS + 10)])
+    tricky = pd.DataFrame([scale_row(客户名称=name, 组合名称=f"{name}{i}") for i in range(200) for name in odd])
+    frame = pd.concat([tricky, plain, tricky], ignore_index=True)
+    carriage_return = frame["客户名称"] == odd[-1]  # which the CSV file path reads only row by row, and refuses
+    expected = through_csv(frame[~carriage_return], tmp_path)
+
+    result = refgov_api.load_facts(frame, domain=DOMAIN, source=NAME)
+
+    assert result.rows_loaded == len(frame)
+    facts = snapshot()
+    assert [row for row in facts["facts"] if row[1] not in set(frame.index[carriage_return])] == [
+        (fields, frame.index[~carriage_return][i]) for i, (fields, _) in enumerate(expected["facts"])
+    ]
+    stored = set(ScaleFact.objects.values_list("customer_name", flat=True))
+    assert {name for name in odd if name} <= stored and "" not in stored
+
+
 def test_row_numbers_are_frame_positions_and_ensure_references_only_derives(refs):
     frame = pd.DataFrame(
         [scale_row(), scale_row(计划号="N9001", 计划名称="新计划"), scale_row(计划号="n9001 ", 组合代码="FXN0001")]
@@ -271,6 +293,22 @@ def test_pandas_columns_of_mixed_objects_decimals_and_nullable_types_load_as_the
         ("7001", None, None, None, None),
         ("7002", None, "-3.00", 6, "客户"),
     ]
+
+
+def test_float32_numbers_load_as_their_shortest_text_rounded_half_away_from_zero(refs):
+    from decimal import ROUND_HALF_UP, Decimal
+
+    money = np.array([0.1, 1.005, 2.675, -0.125, 16777216.0], dtype=np.float32)
+    rates = np.array([0.1, 1 / 3, 0.07, -2 / 3, 0.0], dtype=np.float32)
+    frame = pd.DataFrame([scale_row()] * 5).assign(期末资产规模=money, 当期收益率=rates)
+
+    refgov_api.load_facts(frame, domain=DOMAIN, source="float32")
+
+    def text(value: np.float32, places: int) -> Decimal:  # what a file holding str(value) loads
+        return Decimal(str(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+    rows = ScaleFact.objects.order_by("source_row").values_list("closing_assets", "period_return")
+    assert list(rows) == [(text(m, 2), text(r, 10)) for m, r in zip(money, rates, strict=True)]
 
 
 def test_anything_with_to_arrow_polars_style_loads(refs):
