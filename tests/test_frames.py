@@ -179,7 +179,7 @@ def test_texts_with_tabs_line_breaks_quotes_and_backslashes_load_as_the_same_row
     plain = pd.DataFrame([scale_row(客户名称=f"客户{i}", 组合名称="组合1") for i in range(frames.CHUNK_ROWS + 10)])
     tricky = pd.DataFrame([scale_row(客户名称=name, 组合名称=f"{name}{i}") for i in range(200) for name in odd])
     frame = pd.concat([tricky, plain, tricky], ignore_index=True)
-    carriage_return = frame["客户名称"] == odd[-1]  # which the CSV file path reads only row by row, and refuses
+    carriage_return = frame["客户名称"] == odd[-1]  # to_csv writes it unquoted: a file with it is refused
     expected = through_csv(frame[~carriage_return], tmp_path)
 
     result = refgov_api.load_facts(frame, domain=DOMAIN, source=NAME)

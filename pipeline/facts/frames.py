@@ -276,6 +276,7 @@ class Frame:
 
     def __init__(self, label: str, names: list[Any], rows: int, pandas: Any = None, arrow: pa.Table | None = None):
         self.label, self.names, self.rows, self.pandas, self.arrow = label, names, rows, pandas, arrow
+        self.series: dict[int, Any] = {}  # a pandas frame's columns by position (slicing a Series costs less)
 
     @classmethod
     def of(cls, data: Any, label: str) -> Frame:
@@ -296,10 +297,14 @@ class Frame:
         if self.arrow is not None:
             chunk = self.arrow.column(position).slice(start, stop - start)
             return chunk.combine_chunks() if chunk.num_chunks != 1 else chunk.chunk(0)
-        series = self.pandas.iloc[start:stop, position]
+        if (whole := self.series.get(position)) is None:
+            whole = self.series[position] = self.pandas.iloc[:, position]
+        series = whole.iloc[start:stop]
         try:
             values = pa.Array.from_pandas(series)
-            return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+            if isinstance(values, pa.ChunkedArray):  # an Arrow-backed column (pandas' own ``str``)
+                return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
+            return values
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             # a column of mixed Python objects (e.g. numbers and text): each value as text, as an Excel cell would be
             texts = []
