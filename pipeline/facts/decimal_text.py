@@ -29,7 +29,7 @@ def _groups(lead: bytes, digits: int) -> np.ndarray:
 
 
 _FOUR = _groups(b"", 4)
-_SIGNED = {False: _groups(b"0", 3), True: _groups(b"-", 3)}
+_SIGNED = np.concatenate([_groups(b"0", 3), _groups(b"-", 3)])  # a negative number's at 1000 + its digits
 _POINT = _groups(b".", 3)
 
 
@@ -69,7 +69,7 @@ def _text(whole: np.ndarray, fraction: np.ndarray, negative: np.ndarray, null: n
     for group in range(whole_groups - 1, 0, -1):
         whole, digits = _divmod(whole, 10_000)
         text[:, group] = _FOUR[digits]
-    text[:, 0] = np.where(negative, _SIGNED[True][whole.astype(np.int64)], _SIGNED[False][whole.astype(np.int64)])
+    text[:, 0] = _SIGNED[whole.astype(np.int64) + 1000 * negative]
     if fraction_groups:
         fraction = fraction * 10 ** (4 * fraction_groups - 1 - scale)
         for group in range(whole_groups + fraction_groups - 1, whole_groups, -1):
