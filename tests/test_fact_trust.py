@@ -359,6 +359,19 @@ def test_a_key_longer_than_its_column_names_file_row_column_and_limit(refs, tmp_
     assert FactBatch.objects.get().status == FactStatus.REJECTED
 
 
+def test_a_text_holding_nul_rejects_the_file_naming_row_and_column(refs, tmp_path):
+    path = write_fact_file(tmp_path, "csv", [scale_row(), scale_row(客户名称="客户\x00甲"), scale_row()])
+
+    with pytest.raises(FactFileError) as info:
+        process(path)
+
+    assert (
+        str(info.value)
+        == f"{path.name}, row 3, column 客户名称: holds the character NUL (U+0000), which a text cannot hold"
+    )
+    assert ScaleFact.objects.count() == 0 and FactBatch.objects.get().status == FactStatus.REJECTED
+
+
 @pytest.mark.parametrize("name", ["process_facts", "backfill"])
 def test_the_commands_name_a_key_too_long_without_a_traceback(refs, tmp_path, name):
     path = write_csv(tmp_path / "规模明细.csv", [scale_row(组合代码="Q" * 60)])

@@ -340,6 +340,7 @@ def _unchanged(before: dict) -> None:
         ({"期末资产规模": 1e20}, refgov_api.WrongTypeError, 70_001, "期末资产规模", "is out of range"),
         ({"计划号": "P" * 60}, refgov_api.ValueTooLongError, 70_001, "计划代码", "longer than"),
         ({"客户名称": ["a", "list"]}, refgov_api.WrongTypeError, 70_001, "客户名称", "a list value is not text"),
+        ({"客户名称": "客户\x00甲"}, refgov_api.WrongTypeError, 70_001, "客户名称", "holds the character NUL"),
     ],
 )
 def test_a_bad_value_names_its_row_and_column_and_loads_nothing(refs, change, kind, row, column, reason):

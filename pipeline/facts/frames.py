@@ -56,7 +56,7 @@ from pipeline.facts.frame_errors import (
 from pipeline.facts.readers import FactFile, FactFileError, parse_number
 from pipeline.facts.references import DerivedTable
 from pipeline.facts.service import FactResult, FactSource, process_source
-from pipeline.facts.staging import FactStager, Progress, Staged, merged_spellings
+from pipeline.facts.staging import NUL_REASON, FactStager, Progress, Staged, merged_spellings
 from pipeline.models import FactBatch
 from pipeline.runs_liveness import close_abandoned_runs
 from refgov.db.sql import ident, idents
@@ -586,7 +586,18 @@ class FrameStager(FactStager):
                 else:
                     arrays.append(self._text_array(values, start, column))
             table = pa.Table.from_arrays(arrays, names=names)
-            yield _Chunk(_text_rows(table), _spellings(arrays[1 + self.columns.index(MONTH_COLUMN)], start))
+            text = _text_rows(table)
+            if b"\x00" in text:
+                self._refuse_nul(arrays[1:], start)
+            yield _Chunk(text, _spellings(arrays[1 + self.columns.index(MONTH_COLUMN)], start))
+
+    def _refuse_nul(self, arrays: list[pa.Array], start: int) -> None:
+        """Name the first text holding NUL, which PostgreSQL cannot store."""
+        for column, values in zip(self.columns, arrays, strict=True):
+            if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+                found = pc.match_substring(values, "\x00")
+                if pc.any(found).as_py():
+                    raise self._error(NUL_REASON, kind=WrongTypeError, row=start + self._first(found), column=column)
 
     def _first(self, mask: pa.Array) -> int:
         """The position of the first true value of ``mask`` (nulls are false)."""

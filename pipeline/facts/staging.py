@@ -51,6 +51,7 @@ class Staged:
 logger = logging.getLogger("refgov.facts")
 PG_ENCODINGS = {"utf-8": "UTF8", "gb18030": "GB18030", "gbk": "GBK"}
 PROGRESS_ROWS = 50_000
+NUL_REASON = "holds the character NUL (U+0000), which a text cannot hold"
 CASE_MONTHS = 24  # up to this many distinct 月度 spellings map through a CASE expression, more through a join
 Progress = Callable[[str], None]
 Ranges = list[tuple[int, int]]
@@ -305,7 +306,18 @@ class FactStager:
         statement = sql.SQL("COPY _fact_raw (_row, {}) FROM STDIN").format(idents(self.columns))
         with cur.connection.cursor() as raw, raw.copy(statement, writer=QueuedLibpqWriter(raw)) as copy:
             for row in self._rows(parse_numbers):
-                copy.write_row(row)
+                try:
+                    copy.write_row(row)
+                except DataError:  # psycopg refuses a text holding NUL, which PostgreSQL cannot store
+                    if (column := _nul_column(row)) is None:
+                        raise
+                    raise FactFileError(
+                        file=self.file.path,
+                        sheet=self.file.sheet,
+                        row=row[0],
+                        column=self.columns[column - 1],
+                        reason=NUL_REASON,
+                    ) from None
                 count += 1
                 if count % PROGRESS_ROWS == 0:
                     self.progress(f"{count:,} rows read")
@@ -481,6 +493,11 @@ def merged_spellings(parts: Iterable[Iterable[tuple[Any, ...]]]) -> list[tuple[A
         before = found.get(month, (first, 0))
         found[month] = (min(before[0], first), before[1] + rows)
     return sorted(((month, first, rows) for month, (first, rows) in found.items()), key=itemgetter(1))
+
+
+def _nul_column(row: tuple[Any, ...]) -> int | None:
+    """The position of the first text in ``row`` holding the character NUL."""
+    return next((i for i, value in enumerate(row) if isinstance(value, str) and "\x00" in value), None)
 
 
 def _trim_blank(text: str | None) -> str:
