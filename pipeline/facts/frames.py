@@ -295,16 +295,14 @@ class Frame:
 
     def column(self, position: int, start: int, stop: int, column: str) -> pa.Array:
         if self.arrow is not None:
-            chunk = self.arrow.column(position).slice(start, stop - start)
-            return chunk.combine_chunks() if chunk.num_chunks != 1 else chunk.chunk(0)
+            return _one_array(self.arrow.column(position).slice(start, stop - start))
         if (whole := self.series.get(position)) is None:
             whole = self.series[position] = self.pandas.iloc[:, position]
         series = whole.iloc[start:stop]
         try:
             values = pa.Array.from_pandas(series)
-            if isinstance(values, pa.ChunkedArray):  # an Arrow-backed column (pandas' own ``str``)
-                return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
-            return values
+            # an Arrow-backed column (pandas' own ``str``) comes as a chunked array
+            return _one_array(values) if isinstance(values, pa.ChunkedArray) else values
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             # a column of mixed Python objects (e.g. numbers and text): each value as text, as an Excel cell would be
             texts = []
@@ -314,6 +312,16 @@ class Frame:
                 except TypeError as exc:
                     raise WrongTypeError(self.label, str(exc), row=start + offset, column=column) from None
             return pa.array(texts, pa.string())
+
+
+def _one_array(chunked: pa.ChunkedArray) -> pa.Array:
+    """The chunked array as one array, without a copy when it is one chunk."""
+    return chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    """Text the compute kernels take (a ``string_view`` is cast to ``string`` first)."""
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def _cell_text(value: Any) -> str | None:
@@ -374,7 +382,7 @@ def _text_rows(table: pa.Table) -> bytes:
         pass
     columns = []
     for values in table.columns:
-        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        if _is_text(values.type):
             for character, escaped in _ESCAPES:
                 values = pc.replace_substring(values, character, escaped)
         columns.append(values)
@@ -594,7 +602,7 @@ class FrameStager(FactStager):
     def _refuse_nul(self, arrays: list[pa.Array], start: int) -> None:
         """Name the first text holding NUL, which PostgreSQL cannot store."""
         for column, values in zip(self.columns, arrays, strict=True):
-            if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            if _is_text(values.type):
                 found = pc.match_substring(values, "\x00")
                 if pc.any(found).as_py():
                     raise self._error(NUL_REASON, kind=WrongTypeError, row=start + self._first(found), column=column)
@@ -618,7 +626,7 @@ class FrameStager(FactStager):
         kind = values.type
         if pa.types.is_dictionary(kind):
             return self._text_array(values.dictionary_decode(), start, column)
-        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        if _is_text(kind):
             return values
         if pa.types.is_string_view(kind):  # which not every kernel takes
             return values.cast(pa.string())
